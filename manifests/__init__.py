@@ -1,0 +1,1 @@
+"""Source lists, presets and published checksums (installed as the `pipeline.manifests` package)."""

@@ -1,0 +1,1 @@
+"""Command-line interface: `pile <command>`; see `pipeline.cli.main`."""

@@ -1,0 +1,128 @@
+"""sha256 manifests: written last, read by `pile verify`.
+
+Layout (JSON, UTF-8, sorted keys, 1 file per artifact directory or dataset prefix):
+
+    {
+      "format": "pile-manifest",
+      "format_version": 1,
+      "kind": "<what the files are, e.g. token-dataset, index-maps, preshuffled, dedup>",
+      "config_fingerprint": "<sha256 of the producing stage's config>",
+      "config": {...},                 # resolved config, for humans and for `build --dry-run`
+      "counts": {...},                 # documents, tokens, per-source counts, ...
+      "files": [{"name": "<path relative to the manifest's directory>",
+                 "bytes": <int>, "sha256": "<hex>", "role": "<optional: idx|bin|sidecar|...>"}]
+    }
+
+The manifest itself is written with tmp + fsync + rename after every file it lists is in place, so
+its presence means the set is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import IntegrityError
+from pipeline.io import atomic_write_text, sha256_file
+
+MANIFEST_FORMAT = "pile-manifest"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    name: str
+    bytes: int
+    sha256: str
+    role: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "bytes": self.bytes, "sha256": self.sha256}
+        if self.role is not None:
+            d["role"] = self.role
+        return d
+
+
+def hash_files(paths: Iterable[Path], workers: int | None = None) -> list[str]:
+    """sha256 of several files, in parallel threads (hashlib releases the GIL)."""
+    paths = list(paths)
+    workers = workers or min(8, os.cpu_count() or 1)
+    if len(paths) <= 1 or workers <= 1:
+        return [sha256_file(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        return list(ex.map(sha256_file, paths))
+
+
+def file_entries(
+    base_dir: Path, files: Iterable[Path | tuple[Path, str]], workers: int | None = None
+) -> list[FileEntry]:
+    items: list[tuple[Path, str | None]] = []
+    for f in files:
+        if isinstance(f, tuple):
+            items.append((Path(f[0]), f[1]))
+        else:
+            items.append((Path(f), None))
+    hashes = hash_files([p for p, _ in items], workers)
+    out = []
+    for (p, role), h in zip(items, hashes):
+        rel = os.path.relpath(p, base_dir).replace(os.sep, "/")
+        out.append(FileEntry(name=rel, bytes=p.stat().st_size, sha256=h, role=role))
+    return out
+
+
+def write_manifest(
+    path: Path,
+    *,
+    kind: str,
+    config_fingerprint: str,
+    files: Iterable[Path | tuple[Path, str]],
+    config: Mapping[str, Any] | None = None,
+    counts: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Hash `files` (paths, or (path, role) pairs) and write the manifest at `path` atomically."""
+    path = Path(path)
+    entries = file_entries(path.parent, files, workers)
+    doc: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_VERSION,
+        "kind": kind,
+        "config_fingerprint": config_fingerprint,
+        "config": dict(config or {}),
+        "counts": dict(counts or {}),
+        "files": [e.to_dict() for e in entries],
+    }
+    if extra:
+        doc.update(extra)
+    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    return doc
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise IntegrityError(f"{path}: manifest not found. Rebuild the stage that writes it.") from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise IntegrityError(f"{path}: manifest is not valid JSON ({e}); it is corrupt.") from e
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        raise IntegrityError(
+            f"{path}: not a pile manifest (format={doc.get('format') if isinstance(doc, dict) else None!r},"
+            f" expected {MANIFEST_FORMAT!r})."
+        )
+    if doc.get("format_version") != MANIFEST_VERSION:
+        raise IntegrityError(
+            f"{path}: manifest format_version {doc.get('format_version')!r} is not supported "
+            f"(this version reads {MANIFEST_VERSION})."
+        )
+    for i, f in enumerate(doc.get("files", [])):
+        if not isinstance(f, dict) or not {"name", "bytes", "sha256"} <= f.keys():
+            raise IntegrityError(f"{path}: files[{i}] lacks name/bytes/sha256; manifest is corrupt.")
+    return doc

@@ -1,0 +1,280 @@
+"""Megatron / gpt-neox v1.0 `MMIDIDX` indexed dataset: `.idx` + `.bin`.
+
+Byte layout of `{prefix}.idx` (little-endian, no padding; arrays start at byte 34, unaligned):
+
+    offset  size        type      field
+    0       9           bytes     magic  b"MMIDIDX\\x00\\x00"
+    9       8           <Q        version (1)
+    17      1           <B        dtype code (1 u8, 2 i8, 3 i16, 4 i32, 5 i64, 6 f32, 7 f64, 8 u16)
+    18      8           <Q        N = number of items (sizes / pointers length)
+    26      8           <Q        D = length of doc_idx (N + 1 for one item per document)
+    34      4*N         <i4[N]    sizes: tokens per item
+    34+4N   8*N         <i8[N]    pointers: byte offset of item i in .bin = itemsize * sum(sizes[:i])
+    34+12N  8*D         <i8[D]    doc_idx: item index where each document starts (0, 1, ..., N)
+
+`{prefix}.bin` is the tokens of every item back to back in the dtype above, no header.
+
+Reader: memory-mapped, O(1) per item; all offset arithmetic is int64 (the Pile has ~300B tokens).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import IntegrityError
+from pipeline.io import fsync_dir, tmp_path
+
+MAGIC = b"MMIDIDX\x00\x00"
+VERSION = 1
+HEADER = struct.Struct("<9sQBQQ")  # magic, version, dtype code, N, D
+HEADER_SIZE = HEADER.size  # 34
+
+DTYPE_CODES: dict[int, type] = {
+    1: np.uint8,
+    2: np.int8,
+    3: np.int16,
+    4: np.int32,
+    5: np.int64,
+    6: np.float32,
+    7: np.float64,
+    8: np.uint16,
+}
+
+
+def dtype_code(dtype) -> int:
+    dt = np.dtype(dtype)
+    for code, t in DTYPE_CODES.items():
+        if np.dtype(t) == dt:
+            return code
+    raise ValueError(f"dtype {dt} has no MMIDIDX code; allowed: {[np.dtype(t).name for t in DTYPE_CODES.values()]}")
+
+
+def token_dtype_for_vocab(vocab_size: int) -> np.dtype:
+    """gpt-neox `best_fitting_dtype`: uint16 when vocab_size < 65500, else int32."""
+    if vocab_size is None or vocab_size <= 0:
+        raise ValueError(f"vocab_size must be positive, got {vocab_size!r}")
+    return np.dtype(np.uint16) if vocab_size < 65500 else np.dtype(np.int32)
+
+
+def data_paths(prefix: str | os.PathLike) -> tuple[Path, Path]:
+    p = str(prefix)
+    return Path(p + ".idx"), Path(p + ".bin")
+
+
+def encode_index(dtype, sizes: np.ndarray, doc_idx: np.ndarray | None = None) -> bytes:
+    """The full `.idx` bytes for item `sizes` (pointers derived, int64)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if sizes.size and (sizes.min() < 0 or sizes.max() > np.iinfo(np.int32).max):
+        raise ValueError("item sizes must fit in int32 and be >= 0")
+    itemsize = np.dtype(dtype).itemsize
+    pointers = np.zeros(sizes.size, dtype=np.int64)
+    if sizes.size > 1:
+        np.cumsum(sizes[:-1] * itemsize, out=pointers[1:])
+    if doc_idx is None:
+        doc_idx = np.arange(sizes.size + 1, dtype=np.int64)
+    doc_idx = np.asarray(doc_idx, dtype=np.int64)
+    header = HEADER.pack(MAGIC, VERSION, dtype_code(dtype), sizes.size, doc_idx.size)
+    return b"".join(
+        [
+            header,
+            sizes.astype("<i4").tobytes(),
+            pointers.astype("<i8").tobytes(),
+            doc_idx.astype("<i8").tobytes(),
+        ]
+    )
+
+
+class MMIDXWriter:
+    """Streams items to `prefix.bin.tmp`; `finalize()` writes `.idx` and renames both atomically.
+
+    Sizes are kept in a growable int32 numpy buffer (4 bytes per item: 211M items ~ 0.85 GB).
+    """
+
+    def __init__(self, prefix: str | os.PathLike, dtype) -> None:
+        self.idx_path, self.bin_path = data_paths(prefix)
+        self.dtype = np.dtype(dtype)
+        self.bin_path.parent.mkdir(parents=True, exist_ok=True)
+        self._bin = open(tmp_path(self.bin_path), "wb")  # noqa: SIM115
+        self._sizes = np.empty(1 << 16, dtype=np.int32)
+        self._n = 0
+        self._closed = False
+
+    def _grow(self, need: int) -> None:
+        if need > self._sizes.size:
+            new = np.empty(max(need, self._sizes.size * 2), dtype=np.int32)
+            new[: self._n] = self._sizes[: self._n]
+            self._sizes = new
+
+    def add_item(self, tokens) -> None:
+        arr = np.asarray(tokens, dtype=self.dtype)
+        self._grow(self._n + 1)
+        self._sizes[self._n] = arr.size
+        self._n += 1
+        self._bin.write(arr.tobytes())
+
+    def add_items(self, flat_tokens: np.ndarray, sizes: np.ndarray) -> None:
+        """Append many items at once: `flat_tokens` is their concatenation, `sizes` their lengths."""
+        flat = np.asarray(flat_tokens, dtype=self.dtype)
+        sizes = np.asarray(sizes, dtype=np.int64)
+        if int(sizes.sum()) != flat.size:
+            raise ValueError(f"sizes sum to {int(sizes.sum())} but {flat.size} tokens were given")
+        self._grow(self._n + sizes.size)
+        self._sizes[self._n : self._n + sizes.size] = sizes
+        self._n += sizes.size
+        self._bin.write(flat.tobytes())
+
+    def append_bin_file(self, bin_path: Path, sizes: np.ndarray) -> None:
+        """Merge a partial `.bin` (same dtype) written elsewhere, with its item sizes."""
+        sizes = np.asarray(sizes, dtype=np.int64)
+        expected = int(sizes.sum()) * self.dtype.itemsize
+        actual = Path(bin_path).stat().st_size
+        if actual != expected:
+            raise IntegrityError(
+                f"{bin_path}: {actual} bytes but its sizes add up to {expected}; partial output is "
+                "corrupt, delete it and rerun."
+            )
+        with open(bin_path, "rb") as src:
+            while True:
+                buf = src.read(16 << 20)
+                if not buf:
+                    break
+                self._bin.write(buf)
+        self._grow(self._n + sizes.size)
+        self._sizes[self._n : self._n + sizes.size] = sizes
+        self._n += sizes.size
+
+    @property
+    def num_items(self) -> int:
+        return self._n
+
+    def sizes(self) -> np.ndarray:
+        return self._sizes[: self._n].copy()
+
+    def finalize(self) -> tuple[Path, Path]:
+        self._bin.flush()
+        os.fsync(self._bin.fileno())
+        self._bin.close()
+        self._closed = True
+        idx_tmp = tmp_path(self.idx_path)
+        with open(idx_tmp, "wb") as f:
+            f.write(encode_index(self.dtype, self._sizes[: self._n]))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path(self.bin_path), self.bin_path)
+        os.replace(idx_tmp, self.idx_path)
+        fsync_dir(self.idx_path.parent)
+        return self.idx_path, self.bin_path
+
+    def abort(self) -> None:
+        if not self._closed:
+            self._bin.close()
+            self._closed = True
+        for p in (tmp_path(self.bin_path), tmp_path(self.idx_path)):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> MMIDXWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+class MMIDXIndex:
+    """The parsed `.idx`: dtype, sizes (int32), pointers (int64), doc_idx (int64), memory-mapped."""
+
+    def __init__(self, idx_path: str | os.PathLike) -> None:
+        self.path = Path(idx_path)
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError as e:
+            raise IntegrityError(f"{self.path}: index file not found.") from e
+        if size < HEADER_SIZE:
+            raise IntegrityError(
+                f"{self.path}: {size} bytes is shorter than the 34-byte MMIDIDX header; truncated."
+            )
+        with open(self.path, "rb") as f:
+            magic, version, code, n, d = HEADER.unpack(f.read(HEADER_SIZE))
+        if magic != MAGIC:
+            raise IntegrityError(
+                f"{self.path}: bad magic {magic!r} (expected {MAGIC!r}); not a Megatron MMIDIDX index."
+            )
+        if version != VERSION:
+            raise IntegrityError(f"{self.path}: MMIDIDX version {version}, only 1 is supported.")
+        if code not in DTYPE_CODES:
+            raise IntegrityError(
+                f"{self.path}: dtype code {code} unknown (allowed {sorted(DTYPE_CODES)})."
+            )
+        expected = HEADER_SIZE + 12 * n + 8 * d
+        if size != expected:
+            raise IntegrityError(
+                f"{self.path}: {size} bytes, but a header with {n} items and {d} doc_idx entries "
+                f"needs {expected}; the index is truncated or corrupt."
+            )
+        self.dtype = np.dtype(DTYPE_CODES[code])
+        self._mm = np.memmap(self.path, dtype=np.uint8, mode="r")
+        self.sizes = np.frombuffer(self._mm, dtype="<i4", count=n, offset=HEADER_SIZE)
+        self.pointers = np.frombuffer(self._mm, dtype="<i8", count=n, offset=HEADER_SIZE + 4 * n)
+        self.doc_idx = np.frombuffer(self._mm, dtype="<i8", count=d, offset=HEADER_SIZE + 12 * n)
+
+    def __len__(self) -> int:
+        return int(self.sizes.size)
+
+
+class MMIDXDataset:
+    """Read-only `prefix.idx/.bin` pair. `ds[i]` is item i's tokens (a view into the mmap)."""
+
+    def __init__(self, prefix: str | os.PathLike) -> None:
+        self.prefix = str(prefix)
+        idx_path, self.bin_path = data_paths(prefix)
+        self.index = MMIDXIndex(idx_path)
+        if not self.bin_path.exists():
+            raise IntegrityError(f"{self.bin_path}: data file not found next to {idx_path}.")
+        nbytes = self.bin_path.stat().st_size
+        self.bin = (
+            np.memmap(self.bin_path, dtype=self.index.dtype, mode="r")
+            if nbytes
+            else np.empty(0, dtype=self.index.dtype)
+        )
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.index.dtype
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return self.index.sizes
+
+    @property
+    def doc_idx(self) -> np.ndarray:
+        return self.index.doc_idx
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.get(i)
+
+    def get(self, i: int, offset: int = 0, length: int | None = None) -> np.ndarray:
+        """Tokens of item i from `offset` for `length` tokens (gpt-neox `get` semantics)."""
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"item {i} out of range for {n} items in {self.prefix}")
+        i = int(i) % n
+        size = int(self.index.sizes[i])
+        if length is None:
+            length = size - offset
+        start = int(self.index.pointers[i]) // self.dtype.itemsize + int(offset)
+        return self.bin[start : start + int(length)]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(len(self)):
+            yield self.get(i)
