@@ -109,7 +109,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
-        raise IntegrityError(f"{path}: manifest not found. Rebuild the stage that writes it.") from e
+        raise IntegrityError(
+            f"{path}: manifest not found. Rebuild the stage that writes it."
+        ) from e
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise IntegrityError(f"{path}: manifest is not valid JSON ({e}); it is corrupt.") from e
     if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
@@ -124,5 +126,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
         )
     for i, f in enumerate(doc.get("files", [])):
         if not isinstance(f, dict) or not {"name", "bytes", "sha256"} <= f.keys():
-            raise IntegrityError(f"{path}: files[{i}] lacks name/bytes/sha256; manifest is corrupt.")
+            raise IntegrityError(
+                f"{path}: files[{i}] lacks name/bytes/sha256; manifest is corrupt."
+            )
     return doc

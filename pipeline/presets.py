@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -15,7 +15,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load() -> dict[str, Any]:
     text = resources.files("pipeline.manifests").joinpath("presets.toml").read_text("utf-8")
     return tomllib.loads(text)

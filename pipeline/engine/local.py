@@ -18,9 +18,7 @@ def resolve_workers(workers: int | None) -> int:
     return int(workers)
 
 
-def imap_ordered(
-    fn: Callable[[T], R], tasks: Iterable[T], workers: int | None = 1
-) -> Iterator[R]:
+def imap_ordered(fn: Callable[[T], R], tasks: Iterable[T], workers: int | None = 1) -> Iterator[R]:
     """Yield fn(task) in task order. `fn` must be a module-level function (picklable)."""
     workers = resolve_workers(workers)
     tasks = list(tasks)

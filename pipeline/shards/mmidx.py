@@ -51,7 +51,9 @@ def dtype_code(dtype) -> int:
     for code, t in DTYPE_CODES.items():
         if np.dtype(t) == dt:
             return code
-    raise ValueError(f"dtype {dt} has no MMIDIDX code; allowed: {[np.dtype(t).name for t in DTYPE_CODES.values()]}")
+    raise ValueError(
+        f"dtype {dt} has no MMIDIDX code; allowed: {[np.dtype(t).name for t in DTYPE_CODES.values()]}"
+    )
 
 
 def token_dtype_for_vocab(vocab_size: int) -> np.dtype:
@@ -89,6 +91,15 @@ def encode_index(dtype, sizes: np.ndarray, doc_idx: np.ndarray | None = None) ->
     )
 
 
+def _check_sizes(sizes) -> np.ndarray:
+    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
+    if sizes.size and (sizes.min() < 0 or sizes.max() > np.iinfo(np.int32).max):
+        raise ValueError(
+            f"item sizes must be in [0, 2**31-1], got [{int(sizes.min())}, {int(sizes.max())}]"
+        )
+    return sizes
+
+
 class MMIDXWriter:
     """Streams items to `prefix.bin.tmp`; `finalize()` writes `.idx` and renames both atomically.
 
@@ -110,8 +121,25 @@ class MMIDXWriter:
             new[: self._n] = self._sizes[: self._n]
             self._sizes = new
 
+    def _cast(self, tokens) -> np.ndarray:
+        """`tokens` as this writer's dtype; values that do not fit raise instead of wrapping."""
+        arr = np.asarray(tokens)
+        if arr.dtype == self.dtype:
+            return arr.reshape(-1)
+        if arr.size and arr.dtype.kind in "iub" and self.dtype.kind in "iu":
+            info = np.iinfo(self.dtype)
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < info.min or hi > info.max:
+                raise ValueError(
+                    f"token ids span [{lo}, {hi}], outside {self.dtype.name} [{info.min}, "
+                    f"{info.max}]; choose the dtype with token_dtype_for_vocab(vocab_size)."
+                )
+        return arr.astype(self.dtype, copy=False).reshape(-1)
+
     def add_item(self, tokens) -> None:
-        arr = np.asarray(tokens, dtype=self.dtype)
+        arr = self._cast(tokens)
+        if arr.size > np.iinfo(np.int32).max:
+            raise ValueError(f"an item of {arr.size} tokens does not fit the int32 sizes array")
         self._grow(self._n + 1)
         self._sizes[self._n] = arr.size
         self._n += 1
@@ -119,8 +147,8 @@ class MMIDXWriter:
 
     def add_items(self, flat_tokens: np.ndarray, sizes: np.ndarray) -> None:
         """Append many items at once: `flat_tokens` is their concatenation, `sizes` their lengths."""
-        flat = np.asarray(flat_tokens, dtype=self.dtype)
-        sizes = np.asarray(sizes, dtype=np.int64)
+        flat = self._cast(flat_tokens)
+        sizes = _check_sizes(sizes)
         if int(sizes.sum()) != flat.size:
             raise ValueError(f"sizes sum to {int(sizes.sum())} but {flat.size} tokens were given")
         self._grow(self._n + sizes.size)
@@ -130,7 +158,7 @@ class MMIDXWriter:
 
     def append_bin_file(self, bin_path: Path, sizes: np.ndarray) -> None:
         """Merge a partial `.bin` (same dtype) written elsewhere, with its item sizes."""
-        sizes = np.asarray(sizes, dtype=np.int64)
+        sizes = _check_sizes(sizes)
         expected = int(sizes.sum()) * self.dtype.itemsize
         actual = Path(bin_path).stat().st_size
         if actual != expected:

@@ -1,0 +1,38 @@
+"""`pile stats`: per-source component table (documents, bytes, mean size, share) of inputs."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
+from pipeline.data import sample_dir
+from pipeline.read import collect_stats
+
+NAME = "stats"
+HELP = "per-source table of documents, bytes, mean document size and share (like the Pile paper)"
+
+
+def add_arguments(p) -> None:
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="files or directories (jsonl.zst, jsonl, jsonl.gz, parquet, datasets); "
+        "default: the bundled sample",
+    )
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead")
+    add_read_arguments(p)
+    add_workers_argument(p)
+
+
+def run(args) -> int:
+    inputs = args.inputs or [str(sample_dir())]
+    config = read_config_from_args(args)
+    stats = collect_stats(inputs, config, workers=args.workers)
+    if args.json:
+        json.dump(stats.to_dict(), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(stats.format_table())
+    return 0

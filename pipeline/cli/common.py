@@ -1,0 +1,56 @@
+"""Argument groups shared by several commands (reader options, workers)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.read import ReadConfig
+
+
+def add_read_arguments(
+    parser: argparse.ArgumentParser, *, default_quarantine: str | None = None
+) -> None:
+    g = parser.add_argument_group("reading")
+    g.add_argument("--text-key", default="text", help="JSON key of the document text")
+    g.add_argument(
+        "--set-name-key",
+        default="pile_set_name",
+        help="key of the source name inside meta (or top level); 'unknown' when absent",
+    )
+    g.add_argument(
+        "--on-error",
+        choices=("raise", "skip"),
+        default="raise",
+        help="bad records: stop with an error, or skip them into the quarantine directory",
+    )
+    g.add_argument(
+        "--quarantine",
+        default=default_quarantine,
+        metavar="DIR",
+        help="where --on-error skip keeps rejected records verbatim with their reasons "
+        "(default: OUT/quarantine for commands with --out)",
+    )
+
+
+def read_config_from_args(
+    args: argparse.Namespace, out_dir: str | Path | None = None
+) -> ReadConfig:
+    quarantine = args.quarantine
+    if args.on_error == "skip" and not quarantine:
+        quarantine = str(Path(out_dir) / "quarantine") if out_dir else "quarantine"
+    return ReadConfig(
+        text_key=args.text_key,
+        set_name_key=args.set_name_key,
+        on_error=args.on_error,
+        quarantine_dir=quarantine,
+    )
+
+
+def add_workers_argument(parser: argparse.ArgumentParser, default: int = 1) -> None:
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default,
+        help="worker processes (0 = one per core); output bytes do not depend on it",
+    )

@@ -1,0 +1,113 @@
+"""Resolve user-given input paths into an ordered list of `InputFile`s.
+
+Files keep the order they are given in; a directory expands to the supported files below it sorted
+by their relative path (so `train/` gives `00.jsonl.zst` ... `29.jsonl.zst`). The position in the
+resolved list is the file index used in every document id, so the same input list always gives the
+same ids.
+
+Supported: `.jsonl.zst`/`.jsonl.zstd`/`.zst` (the Pile), `.jsonl`/`.json`, `.jsonl.gz`/`.json.gz`,
+`.parquet`, a `datasets` `save_to_disk` directory (Dataset or DatasetDict: one input per split,
+splits sorted), and `hf:DIR[#split]` for local hub-style data files loaded with
+`datasets.load_dataset(DIR, streaming=True)` (default split `train`; never downloads).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from pipeline.errors import ConfigError, InputError
+from pipeline.read.document import InputFile
+
+SUFFIX_KINDS = (
+    (".jsonl.zst", "jsonl.zst"),
+    (".jsonl.zstd", "jsonl.zst"),
+    (".json.zst", "jsonl.zst"),
+    (".zst", "jsonl.zst"),
+    (".jsonl.gz", "jsonl.gz"),
+    (".json.gz", "jsonl.gz"),
+    (".jsonl", "jsonl"),
+    (".json", "jsonl"),
+    (".parquet", "parquet"),
+)
+SUPPORTED = ", ".join(s for s, _ in SUFFIX_KINDS) + ", a save_to_disk directory, hf:DIR[#split]"
+
+
+def file_kind(path: str | os.PathLike) -> str | None:
+    name = str(path).lower()
+    for suffix, kind in SUFFIX_KINDS:
+        if name.endswith(suffix):
+            return kind
+    return None
+
+
+def _is_save_to_disk(d: Path) -> bool:
+    return (d / "dataset_dict.json").is_file() or (
+        (d / "state.json").is_file() and (d / "dataset_info.json").is_file()
+    )
+
+
+def _expand(path_str: str) -> list[tuple[str, str, str | None]]:
+    if path_str.startswith("hf:"):
+        rest = path_str[3:]
+        base, _, split = rest.partition("#")
+        if not Path(base).is_dir():
+            raise InputError(
+                f"{path_str}: {base!r} is not a local directory; hf: inputs are local hub-style "
+                "dataset folders (the pipeline never downloads)."
+            )
+        return [(str(Path(base)), "hf-hub", split or "train")]
+    p = Path(path_str)
+    if not p.exists():
+        raise InputError(f"input {path_str!r} does not exist. Check the path.")
+    if p.is_dir():
+        if _is_save_to_disk(p):
+            if (p / "dataset_dict.json").is_file():
+                import json
+
+                splits = json.loads((p / "dataset_dict.json").read_text())["splits"]
+                return [(str(p), "hf-disk", s) for s in sorted(splits)]
+            return [(str(p), "hf-disk", None)]
+        found = []
+        for root, dirs, files in os.walk(p):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in files:
+                full = Path(root) / name
+                if name.startswith(".") or name.endswith(".tmp"):
+                    continue
+                kind = file_kind(name)
+                if kind is not None:
+                    found.append((full.relative_to(p).as_posix(), str(full), kind))
+        if not found:
+            raise InputError(
+                f"directory {path_str!r} holds no input files (supported: {SUPPORTED})."
+            )
+        return [(full, kind, None) for _, full, kind in sorted(found)]
+    kind = file_kind(p)
+    if kind is None:
+        raise ConfigError(
+            f"input {path_str!r}: unsupported file type; supported: {SUPPORTED}. "
+            "Rename the file or convert it."
+        )
+    return [(str(p), kind, None)]
+
+
+def resolve_inputs(paths: Iterable[str | os.PathLike | InputFile]) -> list[InputFile]:
+    """The ordered input list; already-resolved `InputFile`s pass through unchanged."""
+    items = list(paths)
+    if items and all(isinstance(x, InputFile) for x in items):
+        return items  # type: ignore[return-value]
+    if not items:
+        raise ConfigError("no inputs given; pass one or more files or directories.")
+    out: list[InputFile] = []
+    for item in items:
+        if isinstance(item, InputFile):
+            raise ConfigError("mix of resolved InputFile objects and paths; pass one kind.")
+        for path, kind, split in _expand(os.fspath(item)):
+            out.append(InputFile(index=len(out), path=path, kind=kind, split=split))
+    return out
+
+
+def display_name(f: InputFile, inputs: Sequence[InputFile] | None = None) -> str:
+    return f"{f.path}#{f.split}" if f.split else f.path

@@ -1,0 +1,346 @@
+"""Streaming document reader: jsonl(.zst/.gz), parquet and `datasets` inputs -> `Document`s.
+
+Constant memory: one decompressed chunk and one record at a time. JSON is parsed with orjson; a line
+orjson rejects is re-examined to say precisely what is wrong (invalid UTF-8 with its byte offset,
+invalid JSON with line, column and excerpt). Python's json is the arbiter of validity, so exactly the
+lines lm_dataformat (the library the Pile was written with) could read are accepted, except text
+holding lone surrogates (`"\\ud800"`), which cannot be encoded as UTF-8 and is rejected by name.
+
+Policies (`ReadConfig.on_error`): "raise" stops with an InputError naming file, line and the fix;
+"skip" writes each rejected line verbatim to `<quarantine_dir>/<NNNNN>-<file>.rejected.jsonl` and
+its reason to `...reasons.jsonl` (same order), counts it, and goes on. Documents whose text is empty
+are counted and skipped (gpt-neox drops them too); blank lines are counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.errors import InputError
+from pipeline.read.config import ReadConfig
+from pipeline.read.document import LINE_BITS, Document, InputFile
+from pipeline.read.inputs import resolve_inputs
+from pipeline.read.lines import iter_lines
+from pipeline.read.stats import ReadStats
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_SOURCE = "unknown"
+_EXCERPT = 80
+
+
+class RecordError(Exception):
+    """One bad record: `kind` is a short reason class, `detail` the human explanation."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+def _excerpt(raw: bytes, around: int | None = None) -> str:
+    if around is not None:
+        start = max(0, around - _EXCERPT // 2)
+        piece = raw[start : start + _EXCERPT]
+    else:
+        piece = raw[:_EXCERPT]
+    return repr(piece.decode("utf-8", errors="replace"))
+
+
+def _diagnose(raw: bytes) -> dict[str, Any]:
+    """orjson rejected `raw`: explain why, or accept it when Python's json accepts it."""
+    try:
+        s = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(
+            "invalid-utf8",
+            f"invalid UTF-8 at byte {e.start} of the line ({e.reason}); near {_excerpt(raw, e.start)}",
+        ) from None
+    try:
+        obj = json.loads(s)
+    except json.JSONDecodeError as e:
+        raise RecordError(
+            "invalid-json",
+            f"invalid JSON: {e.msg} at column {e.colno}; line starts {_excerpt(raw)}",
+        ) from None
+    return obj
+
+
+def _text_of(obj: Any, text_key: str, slow_path: bool) -> str:
+    if not isinstance(obj, dict):
+        raise RecordError(
+            "not-an-object",
+            f"record is a JSON {type(obj).__name__}, expected an object with {text_key!r}",
+        )
+    if text_key not in obj:
+        keys = ", ".join(sorted(map(str, obj))[:10])
+        raise RecordError(
+            "missing-text",
+            f"record has no {text_key!r} key (keys: {keys or 'none'}); pass --text-key to name the text field",
+        )
+    text = obj[text_key]
+    if isinstance(text, list) and all(isinstance(t, str) for t in text):
+        text = "\n\n".join(text)  # lm_dataformat joins list-valued text this way
+    elif not isinstance(text, str):
+        raise RecordError(
+            "text-not-string",
+            f"{text_key!r} is a {type(text).__name__}, expected a string or a list of strings",
+        )
+    if slow_path:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise RecordError(
+                "lone-surrogate",
+                f"text holds a lone surrogate escape (U+{ord(text[e.start]):04X}) at character "
+                f"{e.start}, which is not encodable as UTF-8",
+            ) from None
+    return text
+
+
+def _source_of(obj: dict[str, Any], set_name_key: str) -> tuple[str, dict[str, Any]]:
+    meta = obj.get("meta")
+    if not isinstance(meta, dict):
+        meta = {} if meta is None else {"meta": meta}
+    name = meta.get(set_name_key)
+    if name is None:
+        name = obj.get(set_name_key)
+    if not isinstance(name, str) or not name:
+        name = UNKNOWN_SOURCE
+    return name, meta
+
+
+class _Quarantine:
+    """Lazily opened pair of files per input; written as .tmp and renamed when the input ends."""
+
+    def __init__(self, qdir: str, f: InputFile) -> None:
+        base = re.sub(
+            r"[^A-Za-z0-9._-]+", "_", Path(f.path).name + (f"_{f.split}" if f.split else "")
+        )
+        stem = Path(qdir) / f"{f.index:05d}-{base}"
+        self.raw_path = Path(str(stem) + ".rejected.jsonl")
+        self.reason_path = Path(str(stem) + ".reasons.jsonl")
+        self._raw = None
+        self._reasons = None
+
+    def add(
+        self, file: str, line: int, offset: int | None, kind: str, detail: str, raw: bytes
+    ) -> None:
+        if self._raw is None:
+            self.raw_path.parent.mkdir(parents=True, exist_ok=True)
+            self._raw = open(str(self.raw_path) + ".tmp", "wb")  # noqa: SIM115
+            self._reasons = open(str(self.reason_path) + ".tmp", "wb")  # noqa: SIM115
+        self._raw.write(raw + b"\n")
+        self._reasons.write(
+            orjson.dumps(
+                {
+                    "file": file,
+                    "line": line,
+                    "byte_offset": offset,
+                    "reason": kind,
+                    "detail": detail,
+                }
+            )
+            + b"\n"
+        )
+
+    def close(self) -> None:
+        if self._raw is None:
+            return
+        for fh, final in ((self._raw, self.raw_path), (self._reasons, self.reason_path)):
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+            os.replace(str(final) + ".tmp", final)
+        self._raw = self._reasons = None
+
+
+def _iter_jsonl(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quarantine | None):
+    path = f.path
+    text_key = config.text_key
+    set_key = config.set_name_key
+    base_id = f.index << LINE_BITS
+    loads = orjson.loads
+    skip = config.on_error == "skip"
+    line = 0
+    offset = 0
+    try:
+        for line, offset, raw in iter_lines(path, f.kind):
+            slow = False
+            try:
+                try:
+                    obj = loads(raw)
+                except orjson.JSONDecodeError:
+                    if not raw.strip():
+                        stats.blank_lines += 1
+                        continue
+                    obj = _diagnose(raw)
+                    slow = True
+                text = _text_of(obj, text_key, slow)
+            except RecordError as e:
+                stats.reject(e.kind)
+                msg = f"{path}:{line} (byte offset {offset}): {e.detail}"
+                if not skip:
+                    raise InputError(
+                        msg + ". Fix the record, or rerun with --on-error skip to quarantine it."
+                    ) from None
+                log.warning("skipped %s", msg)
+                q.add(path, line, offset, e.kind, e.detail, raw)  # type: ignore[union-attr]
+                continue
+            name, meta = _source_of(obj, set_key)
+            src = stats.source(name)
+            if not text:
+                stats.empty += 1
+                src.empty += 1
+                continue
+            nbytes = len(text.encode("utf-8"))
+            stats.documents += 1
+            stats.bytes += nbytes
+            src.documents += 1
+            src.bytes += nbytes
+            yield Document(base_id | (line - 1), text, name, meta, path, line)
+    except InputError as e:
+        if not skip or "zstd" not in str(e) and "gzip" not in str(e):
+            raise
+        # A damaged stream cannot be read past the damage: record the loss and go on.
+        stats.reject("corrupt-stream")
+        log.error("%s", e)
+        q.add(path, line + 1, None, "corrupt-stream", str(e), b"")  # type: ignore[union-attr]
+    finally:
+        stats.lines += line
+
+
+def _iter_rows(f: InputFile) -> Iterator[dict[str, Any]]:
+    if f.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(f.path)
+        except Exception as e:  # pyarrow raises several types for damaged files
+            raise InputError(f"{f.path}: not a readable parquet file ({e}).") from e
+        for batch in pf.iter_batches(batch_size=1024):
+            yield from batch.to_pylist()
+        return
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # the pipeline never downloads
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    if f.kind == "hf-disk":
+        ds = datasets.load_from_disk(f.path)
+        if f.split is not None:
+            ds = ds[f.split]
+        yield from ds.to_iterable_dataset()
+    elif f.kind == "hf-hub":
+        try:
+            ds = datasets.load_dataset(f.path, split=f.split or "train", streaming=True)
+        except Exception as e:
+            raise InputError(f"{f.path}: cannot load it with datasets.load_dataset ({e}).") from e
+        yield from ds
+    else:  # pragma: no cover - resolve_inputs only produces known kinds
+        raise InputError(f"{f.path}: unknown input kind {f.kind!r}")
+
+
+def _iter_table(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quarantine | None):
+    base_id = f.index << LINE_BITS
+    skip = config.on_error == "skip"
+    where = f"{f.path}#{f.split}" if f.split else f.path
+    row_no = 0
+    try:
+        for row_no, row in enumerate(_iter_rows(f), start=1):
+            try:
+                text = _text_of(row, config.text_key, slow_path=False)
+            except RecordError as e:
+                stats.reject(e.kind)
+                msg = f"{where}: row {row_no}: {e.detail}"
+                if not skip:
+                    raise InputError(
+                        msg + ". Fix the row, or rerun with --on-error skip."
+                    ) from None
+                raw = json.dumps(row, default=str, ensure_ascii=False).encode("utf-8", "replace")
+                q.add(where, row_no, None, e.kind, e.detail, raw)  # type: ignore[union-attr]
+                continue
+            meta = row.get("meta")
+            if isinstance(meta, str):
+                try:
+                    meta = orjson.loads(meta)
+                except orjson.JSONDecodeError:
+                    meta = {"meta": meta}
+            if not isinstance(meta, dict):
+                meta = {k: v for k, v in row.items() if k != config.text_key}
+            name = meta.get(config.set_name_key, row.get(config.set_name_key))
+            if not isinstance(name, str) or not name:
+                name = UNKNOWN_SOURCE
+            src = stats.source(name)
+            if not text:
+                stats.empty += 1
+                src.empty += 1
+                continue
+            nbytes = len(text.encode("utf-8"))
+            stats.documents += 1
+            stats.bytes += nbytes
+            src.documents += 1
+            src.bytes += nbytes
+            yield Document(base_id | (row_no - 1), text, name, meta, where, row_no)
+    finally:
+        stats.lines += row_no
+
+
+def iter_file(
+    f: InputFile, config: ReadConfig | None = None, stats: ReadStats | None = None
+) -> Iterator[Document]:
+    """Documents of one resolved input file, in line order."""
+    config = config or ReadConfig()
+    stats = stats if stats is not None else ReadStats()
+    q = _Quarantine(config.quarantine_dir, f) if config.on_error == "skip" else None
+    stats.files += 1
+    try:
+        if f.kind in ("jsonl", "jsonl.zst", "jsonl.gz"):
+            yield from _iter_jsonl(f, config, stats, q)
+        else:
+            yield from _iter_table(f, config, stats, q)
+    finally:
+        if q is not None:
+            q.close()
+
+
+def iter_documents(
+    inputs: Iterable[str | os.PathLike | InputFile],
+    config: ReadConfig | None = None,
+    stats: ReadStats | None = None,
+) -> Iterator[Document]:
+    """Documents of every input, files in resolved order, lines in order."""
+    config = config or ReadConfig()
+    for f in resolve_inputs(inputs):
+        yield from iter_file(f, config, stats)
+
+
+def read_file_stats(args: tuple[InputFile, ReadConfig]) -> ReadStats:
+    """Task for parallel statistics: read one file fully and return its counts."""
+    f, config = args
+    stats = ReadStats()
+    for _ in iter_file(f, config, stats):
+        pass
+    return stats
+
+
+def collect_stats(
+    inputs: Iterable[str | os.PathLike | InputFile],
+    config: ReadConfig | None = None,
+    workers: int = 1,
+) -> ReadStats:
+    """Merged statistics of every input (one task per file, merged in input order)."""
+    from pipeline.engine import map_ordered
+
+    config = config or ReadConfig()
+    total = ReadStats()
+    for s in map_ordered(read_file_stats, [(f, config) for f in resolve_inputs(inputs)], workers):
+        total.merge(s)
+    return total

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.cli.main import main
+from tests.read.helpers import pile_line, write_zst
+
+
+def test_help_lists_only_real_commands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "stats" in out
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage: pile" in capsys.readouterr().out
+
+
+def test_stats_table_and_json(tmp_path, capsys):
+    p = write_zst(
+        tmp_path / "s.jsonl.zst",
+        [pile_line("abcd", "ArXiv"), pile_line("ef", "Github"), pile_line("", "Github")],
+    )
+    assert main(["stats", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "ArXiv" in out and "Github" in out and "empty (skipped) 1" in out
+    assert main(["stats", "--json", str(p)]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["documents"] == 2 and d["empty"] == 1
+    assert d["sources"]["ArXiv"]["bytes"] == 4
+    assert list(d["sources"]) == ["ArXiv", "Github"]  # ordered by bytes
+
+
+def test_stats_errors_exit_codes(tmp_path, capsys):
+    assert main(["stats", str(tmp_path / "missing.jsonl")]) == 3
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"{nope\n")
+    assert main(["stats", str(bad)]) == 3
+    assert f"{bad}:1" in capsys.readouterr().err
+    assert main(["stats", "--on-error", "skip", "--quarantine", str(tmp_path / "q"), str(bad)]) == 0
+    assert "rejected 1" in capsys.readouterr().out
+    assert (tmp_path / "q" / "00000-bad.jsonl.rejected.jsonl").read_bytes() == b"{nope\n"
+    (tmp_path / "x.txt").write_text("x")
+    assert main(["stats", str(tmp_path / "x.txt")]) == 2
+
+
+def test_stats_workers_same_answer(tmp_path, capsys):
+    for i in range(3):
+        write_zst(tmp_path / f"{i}.jsonl.zst", [pile_line("t" * (i + 1), f"S{i}")] * 5)
+    assert main(["stats", "--json", str(tmp_path)]) == 0
+    one = capsys.readouterr().out
+    assert main(["stats", "--json", "--workers", "2", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == one

@@ -1,0 +1,288 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+
+from pipeline.errors import ConfigError, InputError
+from pipeline.read import (
+    LINE_BITS,
+    Document,
+    ReadConfig,
+    ReadStats,
+    iter_documents,
+    make_doc_id,
+    resolve_inputs,
+    split_doc_id,
+)
+from tests.conftest import shared_path
+from tests.read.helpers import pile_line, write_gz, write_zst
+
+
+def docs(paths, **kw):
+    stats = ReadStats()
+    out = list(iter_documents(paths, ReadConfig(**kw), stats))
+    return out, stats
+
+
+def test_real_pile_documents():
+    d = shared_path("corpora", "pile_real")
+    out, stats = docs([d])
+    # directory expands sorted by name: test, train_00, val
+    assert [x.pile_set_name for x in out] == ["Wikipedia (en)", "Pile-CC", "OpenWebText2"]
+    assert [len(x.text) for x in out] == [1030, 13274, 6745]
+    assert [x.doc_id for x in out] == [0, 1 << LINE_BITS, 2 << LINE_BITS]
+    assert all(x.line == 1 for x in out)
+    assert out[1].file.endswith("train_00.jsonl.zst")
+    assert stats.documents == 3 and stats.rejected == 0 and stats.files == 3
+    assert stats.sources["Pile-CC"].bytes == len(out[1].text.encode("utf-8"))
+
+
+def test_blns_naughty_strings_and_list_text():
+    out, stats = docs([shared_path("corpora", "blns", "blns.jsonl.zst")])
+    assert len(out) == 4 and stats.rejected == 0
+    assert all(x.pile_set_name == "unknown" for x in out)
+    assert out[1].meta == {"testing": 123}
+    assert out[2].meta == {"testing2": 456, "testing": ["a", "b"]}
+    raw = (
+        zstandard.ZstdDecompressor()
+        .stream_reader(open(shared_path("corpora", "blns", "blns.jsonl.zst"), "rb"))
+        .read()
+    )
+    objs = [json.loads(line) for line in raw.split(b"\n") if line]
+    for got, obj in zip(out, objs):
+        want = "\n\n".join(obj["text"]) if isinstance(obj["text"], list) else obj["text"]
+        assert got.text == want
+
+
+def test_line_separators_inside_text_do_not_split(tmp_path):
+    weird = "a\u2028b\u2029c\x85d\x0ce\x1cf\rg"
+    p = write_zst(tmp_path / "x.jsonl.zst", [pile_line(weird), pile_line("second")])
+    out, stats = docs([p])
+    assert [x.text for x in out] == [weird, "second"]
+    assert [x.line for x in out] == [1, 2]
+
+
+def test_ids_deterministic_and_stable(tmp_path):
+    d = tmp_path / "train"
+    for i in (2, 0, 1):
+        write_zst(d / f"{i:02d}.jsonl.zst", [pile_line(f"doc {i} {j}") for j in range(3)])
+    a, _ = docs([d])
+    b, _ = docs([d / "00.jsonl.zst", d / "01.jsonl.zst", d / "02.jsonl.zst"])
+    assert [x.doc_id for x in a] == [x.doc_id for x in b]
+    assert [x.text for x in a] == [f"doc {i} {j}" for i in range(3) for j in range(3)]
+    assert a[4].doc_id == make_doc_id(1, 2) == (1 << LINE_BITS) | 1
+    assert split_doc_id(a[4].doc_id) == (1, 2)
+
+
+def test_multi_frame_zstd_and_crlf(tmp_path):
+    lines = [pile_line(f"text {i}").replace(b"\n", b"\r\n") for i in range(500)]
+    p = write_zst(tmp_path / "m.jsonl.zst", lines, frames=7)
+    out, _ = docs([p])
+    assert [x.text for x in out] == [f"text {i}" for i in range(500)]
+
+
+def test_formats_jsonl_gz_parquet(tmp_path):
+    lines = [pile_line("alpha", "ArXiv"), pile_line("beta", "Github", extra=1)]
+    (tmp_path / "a.jsonl").write_bytes(b"".join(lines))
+    write_gz(tmp_path / "b.jsonl.gz", lines)
+    table = pa.table(
+        {
+            "text": ["alpha", "beta"],
+            "meta": [{"pile_set_name": "ArXiv"}, {"pile_set_name": "Github"}],
+        }
+    )
+    pq.write_table(table, tmp_path / "c.parquet")
+    for name in ("a.jsonl", "b.jsonl.gz", "c.parquet"):
+        out, _ = docs([tmp_path / name])
+        assert [(x.text, x.pile_set_name, x.line) for x in out] == [
+            ("alpha", "ArXiv", 1),
+            ("beta", "Github", 2),
+        ], name
+
+
+def test_huggingface_datasets_inputs(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.Dataset.from_dict(
+        {"text": ["one", "", "three"], "meta": [{"pile_set_name": "EuroParl"}] * 3}
+    )
+    ds.save_to_disk(str(tmp_path / "disk"))
+    out, stats = docs([tmp_path / "disk"])
+    assert [(x.text, x.pile_set_name, x.line) for x in out] == [
+        ("one", "EuroParl", 1),
+        ("three", "EuroParl", 3),
+    ]
+    assert stats.empty == 1
+    hub = tmp_path / "hub" / "data"
+    hub.mkdir(parents=True)
+    (hub / "train-00000.jsonl").write_bytes(pile_line("hub doc", "HackerNews"))
+    out, _ = docs([f"hf:{tmp_path / 'hub'}"])
+    assert [(x.text, x.pile_set_name) for x in out] == [("hub doc", "HackerNews")]
+
+
+def test_empty_text_counted_and_skipped(tmp_path):
+    p = write_zst(tmp_path / "e.jsonl.zst", [pile_line(""), pile_line("x", "ArXiv"), b"\n"])
+    out, stats = docs([p])
+    assert [x.text for x in out] == ["x"]
+    assert out[0].line == 2
+    assert stats.empty == 1 and stats.sources["Pile-CC"].empty == 1
+    assert stats.blank_lines == 1 and stats.lines == 3
+
+
+def test_source_name_fallbacks(tmp_path):
+    lines = [
+        b'{"text": "no meta"}\n',
+        b'{"text": "top", "source": "common-crawl"}\n',
+        b'{"text": "odd", "meta": "a string"}\n',
+    ]
+    p = write_zst(tmp_path / "s.jsonl.zst", lines)
+    out, _ = docs([p])
+    assert [x.pile_set_name for x in out] == ["unknown", "unknown", "unknown"]
+    assert out[2].meta == {"meta": "a string"}
+    out, _ = docs([p], set_name_key="source")
+    assert out[1].pile_set_name == "common-crawl"
+    out, _ = docs([tmp_path / "s.jsonl.zst"], text_key="text")
+    assert len(out) == 3
+
+
+BAD_LINES = {
+    "invalid-json": (b'{"text": "unterminated\n', "invalid JSON"),
+    "invalid-utf8": (b'{"text": "caf\xe9"}\n', "invalid UTF-8 at byte 13"),
+    "missing-text": (b'{"content": "x"}\n', "no 'text' key"),
+    "text-not-string": (b'{"text": 42}\n', "'text' is a int"),
+    "not-an-object": (b'["text"]\n', "record is a JSON list"),
+    "lone-surrogate": (b'{"text": "a\\ud800b"}\n', "lone surrogate"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_LINES))
+def test_bad_record_raises_with_file_line_and_fix(tmp_path, kind):
+    bad, expected = BAD_LINES[kind]
+    p = write_zst(tmp_path / "bad.jsonl.zst", [pile_line("good"), bad, pile_line("after")])
+    with pytest.raises(InputError) as e:
+        docs([p])
+    msg = str(e.value)
+    assert f"{p}:2 (byte offset" in msg and expected in msg and "--on-error skip" in msg
+
+
+def test_bad_records_skipped_into_quarantine_verbatim(tmp_path):
+    bad = [BAD_LINES[k][0] for k in sorted(BAD_LINES)]
+    lines = [pile_line("first")] + bad + [pile_line("last")]
+    p = write_zst(tmp_path / "bad.jsonl.zst", lines)
+    q = tmp_path / "q"
+    out, stats = docs([p], on_error="skip", quarantine_dir=str(q))
+    assert [x.text for x in out] == ["first", "last"]
+    assert out[1].line == len(lines)
+    assert stats.rejected == len(bad)
+    assert stats.rejected_by_reason == {k: 1 for k in BAD_LINES}
+    raw = (q / "00000-bad.jsonl.zst.rejected.jsonl").read_bytes()
+    assert raw == b"".join(bad)  # verbatim, in order
+    reasons = [
+        json.loads(x) for x in (q / "00000-bad.jsonl.zst.reasons.jsonl").read_text().splitlines()
+    ]
+    assert [r["reason"] for r in reasons] == sorted(BAD_LINES)
+    assert [r["line"] for r in reasons] == list(range(2, 2 + len(bad)))
+    assert not list(q.glob("*.tmp"))
+
+
+def test_truncated_zstd_names_file_and_offset(tmp_path):
+    p = write_zst(tmp_path / "t.jsonl.zst", [pile_line("x" * 100 + str(i)) for i in range(3000)])
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        InputError, match=r"t\.jsonl\.zst: truncated zstd stream.*after \d+ decompressed bytes"
+    ):
+        docs([p])
+
+
+def test_corrupt_zstd_raises_and_skip_keeps_earlier_docs(tmp_path):
+    # Two checksummed frames; the first frame's content checksum is damaged.
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
+    rng = np.random.default_rng(0)
+    first = cctx.compress(
+        b"".join(
+            pile_line(f"a{i} " + " ".join(map(str, rng.integers(0, 10**9, 30))))
+            for i in range(1000)
+        )
+    )
+    second = cctx.compress(b"".join(pile_line(f"b{i}") for i in range(1000)))
+    bad = bytearray(first)
+    bad[-1] ^= 0xFF
+    p = tmp_path / "c.jsonl.zst"
+    p.write_bytes(bytes(bad) + second)
+    with pytest.raises(
+        InputError, match=r"c\.jsonl\.zst: corrupt zstd data at decompressed byte offset \d+"
+    ):
+        docs([p])
+    out, stats = docs([p], on_error="skip", quarantine_dir=str(tmp_path / "q"))
+    assert 0 < len(out) < 1000 and out[0].text.startswith("a0 ")
+    assert stats.rejected_by_reason == {"corrupt-stream": 1}
+    reasons = (tmp_path / "q" / "00000-c.jsonl.zst.reasons.jsonl").read_text()
+    assert "corrupt-stream" in reasons
+
+
+def test_truncated_gzip(tmp_path):
+    p = write_gz(tmp_path / "g.jsonl.gz", [pile_line(f"{i} " * 50) for i in range(3000)])
+    p.write_bytes(p.read_bytes()[:-200])
+    with pytest.raises(InputError, match=r"g\.jsonl\.gz: truncated gzip stream"):
+        docs([p])
+
+
+def test_input_resolution_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        resolve_inputs([tmp_path / "missing.jsonl.zst"])
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match="unsupported file type.*supported: .jsonl.zst"):
+        resolve_inputs([tmp_path / "notes.txt"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no input files"):
+        resolve_inputs([tmp_path / "empty"])
+    with pytest.raises(ConfigError, match="no inputs given"):
+        resolve_inputs([])
+    with pytest.raises(InputError, match="not a local directory"):
+        resolve_inputs(["hf:" + str(tmp_path / "nope")])
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="allowed: raise, skip"):
+        ReadConfig(on_error="ignore")
+    with pytest.raises(ConfigError, match="needs a quarantine directory"):
+        ReadConfig(on_error="skip")
+    with pytest.raises(ConfigError, match="text_key"):
+        ReadConfig(text_key="")
+
+
+def test_stats_merge_equals_single_pass(tmp_path):
+    a = write_zst(tmp_path / "a.jsonl.zst", [pile_line("x" * 10, "ArXiv"), pile_line("", "ArXiv")])
+    b = write_zst(tmp_path / "b.jsonl.zst", [pile_line("yy", "Github")])
+    one = ReadStats()
+    list(iter_documents([a, b], stats=one))
+    sa, sb = ReadStats(), ReadStats()
+    list(iter_documents([a], stats=sa))
+    list(iter_documents([b], stats=sb))
+    merged = ReadStats().merge(sa).merge(sb)
+    assert merged.to_dict() == one.to_dict()
+    assert ReadStats.from_dict(one.to_dict()).to_dict() == one.to_dict()
+    assert one.to_dict()["sources"]["ArXiv"] == {
+        "documents": 1,
+        "bytes": 10,
+        "empty": 1,
+        "mean_document_bytes": 10.0,
+        "share": 10 / 12,
+    }
+
+
+def test_document_is_plain_record():
+    d = Document(1, "t", "Pile-CC", {}, "f", 2)
+    assert (d.doc_id, d.text, d.pile_set_name, d.meta, d.file, d.line) == (
+        1,
+        "t",
+        "Pile-CC",
+        {},
+        "f",
+        2,
+    )
