@@ -1,0 +1,180 @@
+"""`pile build` configuration: a TOML file whose keys mirror the flags; flags override the file.
+
+    input = ["/data/pile/train"]     # default: the bundled sample's train shards
+    variant = "both"                 # standard | deduped | both
+    preset = "pythia"                # build preset: which order and dedup presets to use
+    workers = 2
+    [read]       text_key = "text", set_name_key = "pile_set_name", on_error = "raise"
+    [dedup]      preset = "pythia-0.87", threshold = 0.87, num_perm = 128, ...   (overrides)
+    [tokenize]   append_eod = true, tokenizer = "/path/to/20B_tokenizer.json"
+    [order]      preset = "pythia", seq_length = 2048, global_batch = 1024, train_iters = 143000, seed = 1234
+    [preshuffle] shard_size = 4294967296
+
+`resolve_build_config` merges preset < file < flags and validates every value.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import StageConfig
+from pipeline.data import sample_train_files
+from pipeline.errors import ConfigError
+from pipeline.presets import load_preset, preset_names
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+VARIANTS = ("standard", "deduped", "both")
+TOP_KEYS = {"input", "out", "variant", "preset", "workers"}
+TABLES = {
+    "read": {"text_key", "set_name_key", "on_error"},
+    "dedup": None,  # checked by the dedup stage's own config
+    "tokenize": {"append_eod", "tokenizer", "backend", "batch_size"},
+    "order": {"preset", "seq_length", "global_batch", "train_iters", "seed"},
+    "preshuffle": {"shard_size"},
+}
+
+
+@dataclass(frozen=True)
+class BuildConfig(StageConfig):
+    inputs: tuple[str, ...]
+    out: str
+    variant: str = "both"
+    preset: str = "sample"
+    workers: int = 1
+    read: dict[str, Any] = field(default_factory=dict)
+    dedup: dict[str, Any] = field(default_factory=dict)
+    tokenize: dict[str, Any] = field(default_factory=dict)
+    order: dict[str, Any] = field(default_factory=dict)
+    preshuffle: dict[str, Any] = field(default_factory=dict)
+    bundled_sample: bool = False
+
+    _not_fingerprinted = ("workers", "out")
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        return ("standard", "deduped") if self.variant == "both" else (self.variant,)
+
+    def to_toml(self) -> str:
+        """The resolved config as TOML (what `--dry-run` prints and `OUT/build.toml` holds)."""
+        lines = [
+            f"input = {_toml_value(list(self.inputs))}",
+            f"out = {_toml_value(self.out)}",
+            f"variant = {_toml_value(self.variant)}",
+            f"preset = {_toml_value(self.preset)}",
+            f"workers = {self.workers}",
+        ]
+        for table in TABLES:
+            values = getattr(self, table)
+            lines.append("")
+            lines.append(f"[{table}]")
+            for k in sorted(values):
+                lines.append(f"{k} = {_toml_value(values[k])}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if v is None:
+        return '""'
+    raise ConfigError(f"cannot write {v!r} as TOML")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} not found.") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {p} is not valid TOML: {e}.") from None
+    for k, v in data.items():
+        if k in TABLES:
+            if not isinstance(v, dict):
+                raise ConfigError(f"{p}: [{k}] must be a table.")
+            allowed = TABLES[k]
+            if allowed is not None:
+                bad = sorted(set(v) - allowed)
+                if bad:
+                    raise ConfigError(
+                        f"{p}: unknown key(s) {', '.join(bad)} in [{k}]; allowed: {', '.join(sorted(allowed))}."
+                    )
+        elif k not in TOP_KEYS:
+            raise ConfigError(
+                f"{p}: unknown key {k!r}; allowed: {', '.join(sorted(TOP_KEYS | set(TABLES)))}."
+            )
+    return data
+
+
+def resolve_build_config(
+    *,
+    inputs: list[str] | None = None,
+    out: str | None = None,
+    variant: str | None = None,
+    preset: str | None = None,
+    workers: int | None = None,
+    config_file: str | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> BuildConfig:
+    """preset < config file < flags. `overrides` holds per-table flag values (None = not given)."""
+    data = load_config_file(config_file) if config_file else {}
+    inputs = inputs or data.get("input") or []
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    bundled = not inputs
+    if bundled:
+        inputs = [str(p) for p in sample_train_files()]
+        if not inputs:
+            raise ConfigError(
+                "no --input given and the bundled sample is missing from the package; "
+                "reinstall the package or pass --input."
+            )
+    out = out or data.get("out")
+    if not out:
+        raise ConfigError(
+            "no output directory: pass --out DIR (or `out = ...` in the config file)."
+        )
+    variant = variant or data.get("variant") or "both"
+    if variant not in VARIANTS:
+        raise ConfigError(f"variant {variant!r} is not one of {', '.join(VARIANTS)}.")
+    preset = preset or data.get("preset") or ("sample" if bundled else "pythia")
+    if preset not in preset_names("build"):
+        raise ConfigError(
+            f"unknown build preset {preset!r}; allowed: {', '.join(preset_names('build'))}."
+        )
+    stage_presets = load_preset("build", preset)
+    workers = workers if workers is not None else int(data.get("workers", 1))
+    if workers < 0:
+        raise ConfigError(f"workers={workers}: must be >= 0 (0 = one per core).")
+    tables: dict[str, dict[str, Any]] = {}
+    for table in TABLES:
+        merged: dict[str, Any] = {}
+        if table in ("order", "dedup"):
+            merged["preset"] = stage_presets[table]
+        merged.update(data.get(table, {}))
+        for k, v in (overrides or {}).get(table, {}).items():
+            if v is not None:
+                merged[k] = v
+        tables[table] = merged
+    return BuildConfig(
+        inputs=tuple(str(Path(i)) if not str(i).startswith("hf:") else str(i) for i in inputs),
+        out=str(out),
+        variant=variant,
+        preset=preset,
+        workers=workers,
+        bundled_sample=bundled,
+        **tables,
+    )

@@ -1,0 +1,210 @@
+"""`pile build`: read → dedup → tokenize → order → preshuffle → report → verify, resumable."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.cli.common import add_workers_argument
+
+NAME = "build"
+HELP = "build the standard and deduped token datasets end to end (default: the bundled sample)"
+DESCRIPTION = (
+    HELP + ".\n\nWith no --input it builds the bundled Pile-shaped sample. A rerun skips completed "
+    "stages whose config and inputs are unchanged and redoes the rest; a killed build resumes to "
+    "the same bytes. Keys of --config FILE (TOML) mirror these flags; flags override the file."
+)
+
+log = logging.getLogger("pipeline.build")
+
+
+def add_arguments(p) -> None:
+    p.add_argument(
+        "--input",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="input files or directories (default: the bundled sample's train shards)",
+    )
+    p.add_argument("--out", default="pile_out", help="output directory")
+    p.add_argument(
+        "--variant",
+        choices=("standard", "deduped", "both"),
+        default=None,
+        help="which datasets to build (default: both, or the config file's)",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="build preset from manifests/presets.toml: pythia | sample "
+        "(default: sample for the bundled sample, pythia otherwise)",
+    )
+    p.add_argument("--config", default=None, metavar="FILE", help="TOML config file")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved config and stage plan; write nothing",
+    )
+    add_workers_argument(p, default=None)
+    g = p.add_argument_group("stage overrides (default: from the preset / config file)")
+    g.add_argument("--text-key", default=None, help="JSON key of the document text")
+    g.add_argument("--set-name-key", default=None, help="key of the source name in meta")
+    g.add_argument("--on-error", choices=("raise", "skip"), default=None, help="bad-record policy")
+    g.add_argument("--threshold", type=float, default=None, help="dedup Jaccard threshold")
+    g.add_argument("--num-perm", type=int, default=None, help="dedup MinHash permutations")
+    g.add_argument("--tokenizer", default=None, help="tokenizer JSON (default: shipped NeoX-20B)")
+    g.add_argument(
+        "--append-eod",
+        action=__import__("argparse").BooleanOptionalAction,
+        default=None,
+        help="append the EOD token to every document (default on)",
+    )
+    g.add_argument("--seq-length", type=int, default=None, help="order: tokens per sample - 1")
+    g.add_argument("--global-batch", type=int, default=None, help="order: samples per step")
+    g.add_argument("--train-iters", type=int, default=None, help="order: training steps")
+    g.add_argument("--seed", type=int, default=None, help="order: numpy RandomState seed")
+    g.add_argument("--shard-size", type=int, default=None, help="preshuffled shard bytes")
+
+
+def _overrides(args) -> dict:
+    return {
+        "read": {
+            "text_key": args.text_key,
+            "set_name_key": args.set_name_key,
+            "on_error": args.on_error,
+        },
+        "dedup": {"threshold": args.threshold, "num_perm": args.num_perm},
+        "tokenize": {"tokenizer": args.tokenizer, "append_eod": args.append_eod},
+        "order": {
+            "seq_length": args.seq_length,
+            "global_batch": args.global_batch,
+            "train_iters": args.train_iters,
+            "seed": args.seed,
+        },
+        "preshuffle": {"shard_size": args.shard_size},
+    }
+
+
+class _Progress:
+    """One owner of the terminal: a tqdm bar per running stage (documents/s for the tokenize
+    stages), nothing when --quiet. Library code only calls back; it never prints."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+
+    def __call__(self, stage: str, info: dict) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        status = info.get("status")
+        if status == "start":
+            self.close()
+            counting = stage.startswith("tokenize")
+            self.bar = tqdm(
+                desc=f"{stage:<20}",
+                unit=" docs" if counting else "",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                bar_format=None if counting else "{desc}: {elapsed} {postfix}",
+            )
+        elif status == "done":
+            self.close(f"done in {info.get('seconds', 0):.1f}s")
+        elif status == "skipped":
+            print(f"{stage:<20}: up to date, skipped", file=sys.stderr)
+        elif self.bar is not None and "counts" in info:
+            c = info["counts"]
+            self.bar.update(int(c.get("documents", 0)))
+            self.tokens = getattr(self, "tokens", 0) + int(c.get("tokens", 0))
+            self.bar.set_postfix(tokens=f"{self.tokens:,}", refresh=False)
+
+    def close(self, note: str | None = None) -> None:
+        if self.bar is not None:
+            if note:
+                self.bar.set_postfix_str(note)
+            self.bar.close()
+            self.bar = None
+            self.tokens = 0
+
+
+def run(args) -> int:
+    from pipeline.build.config import resolve_build_config
+    from pipeline.build.runner import BuildPlan, ensure_out_dir, run_build
+    from pipeline.build.state import is_complete
+
+    config = resolve_build_config(
+        inputs=args.input,
+        out=args.out,
+        variant=args.variant,
+        preset=args.preset,
+        workers=args.workers,
+        config_file=args.config,
+        overrides=_overrides(args),
+    )
+    if args.dry_run:
+        plan = BuildPlan(config)
+        print("# resolved config (pile build --dry-run: nothing was written)")
+        print(config.to_toml())
+        print("# stage plan")
+        for st in plan.stages:
+            state = "up to date" if is_complete(Path(config.out), st.name, st.key) else "will run"
+            print(f"{st.name:<22} {state:<10} key {st.key[:16]}")
+        print(f"{'verify':<22} {'will run':<10} every manifest under {config.out}")
+        return 0
+
+    out = ensure_out_dir(config.out)
+    fh = logging.FileHandler(out / "logs" / "build.log", encoding="utf-8")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    fh.setLevel(logging.DEBUG)
+    root = logging.getLogger("pipeline")
+    root.addHandler(fh)
+    root.setLevel(logging.DEBUG)
+    progress = _Progress(enabled=not args.quiet)
+    # the terminal belongs to the progress bars: console logging drops to warnings unless -v
+    console = [h for h in root.handlers if getattr(h, "_pile_cli", False)]
+    saved = [h.level for h in console]
+    if not args.verbose:
+        for h in console:
+            h.setLevel(logging.WARNING)
+    try:
+        plan, report = run_build(config, progress)
+    finally:
+        progress.close()
+        for h, level in zip(console, saved):
+            h.setLevel(level)
+        root.removeHandler(fh)
+        fh.close()
+    _summary(plan, report)
+    return 0
+
+
+def _summary(plan, report) -> None:
+    print(f"\npile build: {plan.out} ({plan.config.preset} preset)")
+    print(f"{'stage':<22} {'status':<11} seconds")
+    for st in plan.stages:
+        print(f"{st.name:<22} {st.status:<11} {st.seconds:7.2f}")
+    import json
+
+    rep = json.loads((plan.out / "report.json").read_text("utf-8"))
+    print(f"\n{'variant':<10} {'documents':>10} {'tokens':>12} {'epochs':>7}  dataset")
+    for v, d in rep["variants"].items():
+        print(
+            f"{v:<10} {d['documents']:>10,} {d['tokens']:>12,} {d['epochs']:>7}  "
+            f"{plan.out / v / d['prefix']}"
+        )
+    if "dedup" in rep:
+        d = rep["dedup"]
+        print(
+            f"dedup: {d['removed']:,} of {d['documents']:,} documents removed "
+            f"({d['clusters']:,} clusters, Jaccard >= {d['threshold']})"
+        )
+    print(f"verify: {report.summary()}")
+    v = plan.config.variants[-1]
+    data = plan.out / v / rep["variants"][v]["prefix"]
+    print("\nnext:")
+    print(f"  pile inspect --step 0 --decode --provenance {data}")
+    print(f"  pile inspect --step 0 {plan.out / v / 'preshuffled'}")
+    print(f"  pile verify {plan.out}")
+    print(f"  open {plan.out / 'report.html'}")

@@ -1,0 +1,218 @@
+"""End-to-end `pile build`: both variants, reruns, kill-and-resume, invalidation, dry-run, lock."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.build.lock import BuildLock
+from pipeline.cli.main import main
+from tests.read.helpers import pile_line, write_zst
+
+WORDS = (
+    "the of and to in a is that for it as was with be by on not he i this are or his from at which "
+    "but have an they you were her she there been one all we their has would when if more no out so "
+    "said what up its about into than them can only other time new some could these two may first"
+).split()
+
+# small run: seq 32, 4 samples per step, 20 steps, shards of 2 KB -> several preshuffled shards
+SMALL = ["--seq-length", "32", "--global-batch", "4", "--train-iters", "20", "--shard-size", "2000"]
+IGNORED = {".lock", "logs/build.log", "logs/dedup_timings.json"}
+
+
+def make_corpus(root: Path) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    names = ["Pile-CC", "ArXiv", "Github", "Wikipedia (en)"]
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(20, 80)))) for _ in range(60)]
+    # planted near-duplicates: a copy with one word changed in a long document, an exact copy
+    long_doc = " ".join(rng.choice(WORDS, size=400))
+    texts[5] = long_doc
+    texts[40] = long_doc.replace(long_doc.split()[200], "zebra", 1)
+    texts[50] = texts[10]
+    d = root / "corpus"
+    write_zst(d / "00.jsonl.zst", [pile_line(t, names[i % 4]) for i, t in enumerate(texts[:30])])
+    write_zst(d / "01.jsonl.zst", [pile_line(t, names[i % 4]) for i, t in enumerate(texts[30:])])
+    return d
+
+
+def tree_hashes(out: Path) -> dict[str, str]:
+    res = {}
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out).as_posix()
+        if p.is_file() and rel not in IGNORED:
+            res[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return res
+
+
+def build_args(corpus: Path, out: Path, *extra: str) -> list[str]:
+    return ["-q", "build", "--input", str(corpus), "--out", str(out), *SMALL, *extra]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ref")
+    corpus = make_corpus(root)
+    out = root / "out"
+    assert main(build_args(corpus, out)) == 0
+    return corpus, out, tree_hashes(out)
+
+
+def test_build_both_variants_outputs(reference, capsys):
+    corpus, out, hashes = reference
+    for name in (
+        "build.toml",
+        "standard/pile_text_document.bin",
+        "standard/pile_text_document.idx",
+        "standard/pile_text_document.docs.parquet",
+        "standard/pile.manifest.json",
+        "standard/preshuffled/document.idx",
+        "deduped/pile_0.87_deduped_text_document.bin",
+        "deduped/preshuffled/document.manifest.json",
+        "dedup/removed.parquet",
+        "report.html",
+        "report.json",
+        "report/s_curve.png",
+        "_state/report.json",
+    ):
+        assert name in hashes, name
+    rep = json.loads((out / "report.json").read_text())
+    std, ded = rep["variants"]["standard"], rep["variants"]["deduped"]
+    assert std["documents"] == 60
+    assert ded["documents"] == 58  # the planted exact copy and near copy are removed
+    assert ded["excluded"] == 2
+    assert rep["dedup"]["removed"] == 2 and rep["dedup"]["clusters"] == 2
+    shards = [h for h in hashes if h.startswith("standard/preshuffled/document-")]
+    assert len(shards) > 1
+    assert main(["verify", str(out)]) == 0
+
+
+def test_rerun_is_a_noop(reference, capsys):
+    corpus, out, hashes = reference
+    capsys.readouterr()
+    assert main(["build", "--input", str(corpus), "--out", str(out), *SMALL]) == 0
+    err = capsys.readouterr().err
+    assert err.count("up to date, skipped") == 8
+    assert tree_hashes(out) == hashes
+
+
+def test_same_bytes_with_two_workers(reference, tmp_path):
+    corpus, _, hashes = reference
+    out = tmp_path / "w2"
+    assert main(build_args(corpus, out, "--workers", "2")) == 0
+    assert _artifacts(tree_hashes(out)) == _artifacts(hashes)
+
+
+def _artifacts(h: dict[str, str]) -> dict[str, str]:
+    # build.toml records --out and --workers; everything else must be byte-identical
+    return {k: v for k, v in h.items() if k != "build.toml"}
+
+
+def test_config_change_invalidates_only_downstream(reference, tmp_path, capsys):
+    corpus, out, _ = reference
+    work = tmp_path / "inv"
+    assert main(build_args(corpus, work)) == 0
+    capsys.readouterr()
+    # a different order seed: dedup and tokenize stay, order/preshuffle/report are redone
+    assert main(["build", "--input", str(corpus), "--out", str(work), *SMALL, "--seed", "7"]) == 0
+    err = capsys.readouterr().err
+    for st in ("dedup", "tokenize-standard", "tokenize-deduped"):
+        assert f"{st:<20}: up to date, skipped" in err
+    for st in ("order-standard", "order-deduped", "preshuffle-standard", "report"):
+        assert f"{st:<20}: up to date" not in err
+    # the maps of the old seed were removed with the old stage record
+    assert not list((work / "standard").glob("*_1234s_*.npy"))
+    assert main(["verify", str(work)]) == 0
+    # a different dedup threshold: the standard chain stays
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "build",
+                "--input",
+                str(corpus),
+                "--out",
+                str(work),
+                *SMALL,
+                "--seed",
+                "7",
+                "--threshold",
+                "0.9",
+            ]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert f"{'tokenize-standard':<20}: up to date, skipped" in err
+    assert f"{'order-standard':<20}: up to date, skipped" in err
+    assert f"{'dedup':<20}: up to date" not in err
+    assert (work / "deduped" / "pile_0.9_deduped_text_document.bin").exists()
+
+
+def test_kill_at_every_stage_then_resume_is_identical(reference, tmp_path):
+    corpus, _, hashes = reference
+    out = tmp_path / "killed"
+    stages = [
+        "dedup:end",
+        "tokenize-standard:mid",
+        "tokenize-standard:end",
+        "tokenize-deduped:end",
+        "order-standard:end",
+        "order-deduped:end",
+        "preshuffle-standard:end",
+        "preshuffle-deduped:end",
+        "report:end",
+    ]
+    cmd = [sys.executable, "-m", "pipeline.cli.main", *build_args(corpus, out)]
+    for fault in stages:
+        env = dict(os.environ, PILE_FAULT=fault)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == -9, (fault, r.returncode, r.stderr[-2000:])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = tree_hashes(out)
+    assert not [k for k in got if k.endswith(".tmp")]
+    assert _artifacts(got) == _artifacts(hashes)
+
+
+def test_dry_run_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "dry"
+    assert main(["build", "--out", str(out), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert 'preset = "sample"' in text and "tokenize-deduped" in text and "will run" in text
+    assert not out.exists()
+
+
+def test_lock_contention_names_the_holder(tmp_path, capsys):
+    out = tmp_path / "locked"
+    with BuildLock(out):
+        assert main(["build", "--out", str(out), *SMALL]) == 5
+    err = capsys.readouterr().err
+    assert f"pid {os.getpid()}" in err and "being built" in err
+
+
+def test_unwritable_output_directory(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["build", "--out", str(blocker / "out"), *SMALL]) == 1
+    assert "cannot create output directory" in capsys.readouterr().err
+
+
+def test_config_file_and_errors(tmp_path, capsys):
+    cfg = tmp_path / "b.toml"
+    cfg.write_text('variant = "standard"\n[order]\nseq_length = 64\n')
+    assert main(["build", "--config", str(cfg), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert 'variant = "standard"' in text and "seq_length = 64" in text and "dedup " not in text
+    cfg.write_text("[order]\nbogus = 1\n")
+    assert main(["build", "--config", str(cfg), "--dry-run"]) == 2
+    assert "unknown key(s) bogus in [order]" in capsys.readouterr().err
+    assert main(["build", "--preset", "nope", "--dry-run"]) == 2
+    assert "unknown build preset 'nope'" in capsys.readouterr().err
