@@ -190,6 +190,9 @@ class BuildPlan:
             if merged["tasks"] == 1:
                 fault_point(stage, "mid")
 
+        total = self._expected_documents(variant)
+        if total is not None:
+            self.progress(stage, {"status": "total", "documents": total})
         prefix = self.prefix(variant)
         counts = run_tokenize(
             self.inputs,
@@ -203,6 +206,18 @@ class BuildPlan:
             progress=on_task,
         )
         return _manifest_outputs(out / output_names(prefix)["manifest"]), counts
+
+    def _expected_documents(self, variant: str) -> int | None:
+        """Documents the tokenize stage will write, when the dedup stage has counted them (for
+        the progress bar's ETA only)."""
+        import json
+
+        try:
+            stats = json.loads((self.out / "dedup" / "stats.json").read_text("utf-8"))
+            n = int(stats["counts"]["documents"])
+            return n - int(stats["counts"]["removed"]) if variant == "deduped" else n
+        except (OSError, ValueError, KeyError):
+            return None
 
     def _run_order(self, variant: str) -> tuple[list[Path], dict[str, Any]]:
         from pipeline.order.indexmap import index_map_paths, run_order

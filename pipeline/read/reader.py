@@ -201,7 +201,7 @@ def _iter_jsonl(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quaranti
                 stats.empty += 1
                 src.empty += 1
                 continue
-            nbytes = len(text.encode("utf-8"))
+            nbytes = len(text) if text.isascii() else len(text.encode("utf-8"))
             stats.documents += 1
             stats.bytes += nbytes
             src.documents += 1
@@ -283,7 +283,7 @@ def _iter_table(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quaranti
                 stats.empty += 1
                 src.empty += 1
                 continue
-            nbytes = len(text.encode("utf-8"))
+            nbytes = len(text) if text.isascii() else len(text.encode("utf-8"))
             stats.documents += 1
             stats.bytes += nbytes
             src.documents += 1

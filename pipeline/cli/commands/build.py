@@ -112,13 +112,16 @@ class _Progress:
             )
         elif status == "done":
             self.close(f"done in {info.get('seconds', 0):.1f}s")
+        elif status == "total" and self.bar is not None:
+            self.bar.total = int(info["documents"])
+            self.bar.refresh()
         elif status == "skipped":
             print(f"{stage:<20}: up to date, skipped", file=sys.stderr)
         elif self.bar is not None and "counts" in info:
             c = info["counts"]
-            self.bar.update(int(c.get("documents", 0)))
             self.tokens = getattr(self, "tokens", 0) + int(c.get("tokens", 0))
             self.bar.set_postfix(tokens=f"{self.tokens:,}", refresh=False)
+            self.bar.update(int(c.get("documents", 0)))
 
     def close(self, note: str | None = None) -> None:
         if self.bar is not None:
@@ -189,7 +192,8 @@ def _summary(plan, report) -> None:
 
     rep = json.loads((plan.out / "report.json").read_text("utf-8"))
     print(f"\n{'variant':<10} {'documents':>10} {'tokens':>12} {'epochs':>7}  dataset")
-    for v, d in rep["variants"].items():
+    for v in plan.config.variants:
+        d = rep["variants"][v]
         print(
             f"{v:<10} {d['documents']:>10,} {d['tokens']:>12,} {d['epochs']:>7}  "
             f"{plan.out / v / d['prefix']}"
@@ -203,8 +207,13 @@ def _summary(plan, report) -> None:
     print(f"verify: {report.summary()}")
     v = plan.config.variants[-1]
     data = plan.out / v / rep["variants"][v]["prefix"]
+    oc = plan.order_config
+    order_flags = (
+        f"--seq-length {oc.seq_length} --global-batch {oc.global_batch} "
+        f"--train-iters {oc.train_iters} --seed {oc.seed}"
+    )
     print("\nnext:")
-    print(f"  pile inspect --step 0 --decode --provenance {data}")
+    print(f"  pile inspect --step 0 --decode --provenance {order_flags} {data}")
     print(f"  pile inspect --step 0 {plan.out / v / 'preshuffled'}")
     print(f"  pile verify {plan.out}")
     print(f"  open {plan.out / 'report.html'}")
