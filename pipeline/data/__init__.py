@@ -18,3 +18,8 @@ def sample_dir() -> Path:
 
 def sample_train_files() -> list[Path]:
     return sorted((SAMPLE_DIR / "train").glob("*.jsonl.zst"))
+
+
+def sample_files() -> list[Path]:
+    """Every split of the bundled sample in the Pile's order: train/00.., val, test."""
+    return sample_train_files() + [SAMPLE_DIR / "val.jsonl.zst", SAMPLE_DIR / "test.jsonl.zst"]

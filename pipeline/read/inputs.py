@@ -74,7 +74,10 @@ def _expand(path_str: str) -> list[tuple[str, str, str | None]]:
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in files:
                 full = Path(root) / name
-                if name.startswith(".") or name.endswith(".tmp"):
+                # plain .json beside data files is metadata (ground truth, manifests, dataset
+                # cards): inside a directory only line-delimited names count; give such a file
+                # explicitly to read it.
+                if name.startswith(".") or name.endswith((".tmp", ".json")):
                     continue
                 kind = file_kind(name)
                 if kind is not None:

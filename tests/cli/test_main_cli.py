@@ -57,3 +57,9 @@ def test_stats_workers_same_answer(tmp_path, capsys):
     one = capsys.readouterr().out
     assert main(["stats", "--json", "--workers", "2", str(tmp_path)]) == 0
     assert capsys.readouterr().out == one
+
+
+def test_stats_default_is_bundled_sample(capsys):
+    assert main(["stats", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert len(d["sources"]) == 22 and d["files"] == 6 and d["rejected"] == 0

@@ -286,3 +286,13 @@ def test_document_is_plain_record():
         "f",
         2,
     )
+
+
+def test_directory_skips_plain_json_metadata(tmp_path):
+    write_zst(tmp_path / "d" / "00.jsonl.zst", [pile_line("x")])
+    (tmp_path / "d" / "ground_truth.json").write_text("{}")
+    files = resolve_inputs([tmp_path / "d"])
+    assert [f.path for f in files] == [str(tmp_path / "d" / "00.jsonl.zst")]
+    (tmp_path / "d" / "one.json").write_bytes(pile_line("explicit"))
+    out, _ = docs([tmp_path / "d" / "one.json"])
+    assert [x.text for x in out] == ["explicit"]

@@ -6,7 +6,7 @@ import json
 import sys
 
 from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
-from pipeline.data import sample_dir
+from pipeline.data import sample_files
 from pipeline.read import collect_stats
 
 NAME = "stats"
@@ -19,7 +19,7 @@ def add_arguments(p) -> None:
         nargs="*",
         metavar="INPUT",
         help="files or directories (jsonl.zst, jsonl, jsonl.gz, parquet, datasets); "
-        "default: the bundled sample",
+        "default: the bundled sample (train, val, test)",
     )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead")
     add_read_arguments(p)
@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    inputs = args.inputs or [str(sample_dir())]
+    inputs = args.inputs or [str(p) for p in sample_files()]
     config = read_config_from_args(args)
     stats = collect_stats(inputs, config, workers=args.workers)
     if args.json:
