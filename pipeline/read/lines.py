@@ -1,14 +1,17 @@
 """Raw line streams with byte offsets, at constant memory.
 
 Lines are split on b"\\n" only (never `str.splitlines()`, which also splits on U+2028, U+0085, ...,
-characters that appear inside Pile documents). Decompression reads large chunks; a zstd file may
-hold several frames; a frame that ends early (truncated download) or corrupt data raises InputError
-naming the file and the decompressed byte offset where reading stopped.
+characters that appear inside Pile documents): a `BufferedReader` iterates the decompressed bytes
+line by line in C. zstd is decompressed by a raw stream over `decompressobj` (not
+`stream_reader`, which ends silently on a truncated file); a file may hold several frames; a frame
+that ends early (truncated download) or corrupt data raises InputError naming the file and the
+decompressed byte offset where reading stopped.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from collections.abc import Iterator
 
@@ -17,99 +20,128 @@ import zstandard
 from pipeline.errors import InputError
 
 READ_SIZE = 1 << 16  # compressed bytes per decompress call: bounds what a corrupt block loses
-CHUNK_SIZE = 8 << 20  # plain bytes per read
+BUFFER_SIZE = 1 << 20  # decompressed bytes per line-buffer refill
 
 
-def _zstd_chunks(path: str) -> Iterator[bytes]:
-    dctx = zstandard.ZstdDecompressor()
-    produced = 0
-    with open(path, "rb") as f:
-        dobj = dctx.decompressobj()
-        in_frame = False
-        while True:
-            data = f.read(READ_SIZE)
+class _ZstdRaw(io.RawIOBase):
+    """Decompressed bytes of a (multi-frame) zstd file, with truncation and corruption errors."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._f = open(path, "rb")  # noqa: SIM115
+        self._dctx = zstandard.ZstdDecompressor()
+        self._dobj = self._dctx.decompressobj()
+        self._in_frame = False
+        self._buf = memoryview(b"")
+        self._pos = 0
+        self.produced = 0  # decompressed bytes handed out so far
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.close()
+        super().close()
+
+    def _refill(self) -> bool:
+        out: list[bytes] = []
+        while not out:
+            data = self._f.read(READ_SIZE)
             if not data:
-                break
+                if self._in_frame:
+                    raise InputError(
+                        f"{self.path}: truncated zstd stream: the last frame ends early after "
+                        f"{self.produced} decompressed bytes. The file is incomplete: re-download "
+                        "it, or use --on-error skip to keep what was read before it."
+                    )
+                return False
             while data:
                 try:
-                    out = dobj.decompress(data)
+                    piece = self._dobj.decompress(data)
                 except zstandard.ZstdError as e:
                     raise InputError(
-                        f"{path}: corrupt zstd data at decompressed byte offset {produced} ({e}). "
-                        "The file is damaged: re-download it and check it against the published "
-                        "SHA256SUMS, or use --on-error skip to keep what was read before it."
+                        f"{self.path}: corrupt zstd data at decompressed byte offset "
+                        f"{self.produced + sum(map(len, out))} ({e}). The file is damaged: "
+                        "re-download it and check it against the published SHA256SUMS, or use "
+                        "--on-error skip to keep what was read before it."
                     ) from e
-                in_frame = True
-                if out:
-                    produced += len(out)
-                    yield out
-                if dobj.eof:
-                    data = dobj.unused_data
-                    dobj = dctx.decompressobj()
-                    in_frame = False
+                self._in_frame = True
+                if piece:
+                    out.append(piece)
+                if self._dobj.eof:
+                    data = self._dobj.unused_data
+                    self._dobj = self._dctx.decompressobj()
+                    self._in_frame = False
                 else:
                     data = b""
-        if in_frame:
+        self._buf = memoryview(out[0] if len(out) == 1 else b"".join(out))
+        self._pos = 0
+        return True
+
+    def readinto(self, b) -> int:
+        if self._pos >= len(self._buf) and not self._refill():
+            return 0
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        self.produced += n
+        return n
+
+
+class _GzipRaw(io.RawIOBase):
+    """gzip bytes with truncation and corruption errors that name the file and offset."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._g = gzip.open(path, "rb")  # noqa: SIM115
+        self.produced = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self._g.close()
+        super().close()
+
+    def readinto(self, b) -> int:
+        try:
+            n = self._g.readinto(b)
+        except (EOFError, OSError, zlib.error) as e:
+            what = "truncated" if isinstance(e, EOFError) else "corrupt"
             raise InputError(
-                f"{path}: truncated zstd stream: the last frame ends early after {produced} "
-                "decompressed bytes. The file is incomplete: re-download it, or use --on-error skip "
-                "to keep what was read before it."
-            )
+                f"{self.path}: {what} gzip stream at decompressed byte offset {self.produced} "
+                f"({e}). Re-download the file, or use --on-error skip to keep what was read "
+                "before it."
+            ) from e
+        self.produced += n
+        return n
 
 
-def _gzip_chunks(path: str) -> Iterator[bytes]:
-    produced = 0
-    try:
-        with gzip.open(path, "rb") as f:
-            while True:
-                out = f.read(CHUNK_SIZE)
-                if not out:
-                    break
-                produced += len(out)
-                yield out
-    except (EOFError, OSError, zlib.error) as e:
-        what = "truncated" if isinstance(e, EOFError) else "corrupt"
-        raise InputError(
-            f"{path}: {what} gzip stream at decompressed byte offset {produced} ({e}). "
-            "Re-download the file, or use --on-error skip to keep what was read before it."
-        ) from e
-
-
-def _plain_chunks(path: str) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while True:
-            out = f.read(CHUNK_SIZE)
-            if not out:
-                break
-            yield out
-
-
-def byte_chunks(path: str, kind: str) -> Iterator[bytes]:
+def open_stream(path: str, kind: str) -> io.BufferedReader:
     if kind == "jsonl.zst":
-        return _zstd_chunks(path)
+        return io.BufferedReader(_ZstdRaw(path), buffer_size=BUFFER_SIZE)
     if kind == "jsonl.gz":
-        return _gzip_chunks(path)
-    return _plain_chunks(path)
+        return io.BufferedReader(_GzipRaw(path), buffer_size=BUFFER_SIZE)
+    return open(path, "rb", buffering=BUFFER_SIZE)  # noqa: SIM115
+
+
+def byte_chunks(path: str, kind: str, size: int = BUFFER_SIZE) -> Iterator[bytes]:
+    """The decompressed bytes in chunks (for hashing or copying whole files)."""
+    with open_stream(path, kind) as f:
+        while chunk := f.read(size):
+            yield chunk
 
 
 def iter_lines(path: str, kind: str) -> Iterator[tuple[int, int, bytes]]:
-    """Yield (1-based line number, decompressed byte offset of the line, line bytes without \\n).
+    """Yield (1-based line number, decompressed byte offset of the line, line bytes).
 
-    A final line without a trailing newline is yielded too; the empty tail after the last newline
-    is not a line.
+    Each line keeps its trailing b"\\n" (the last one may lack it); callers strip it when they
+    need the bare record. The empty tail after the last newline is not a line.
     """
-    line_no = 0
     offset = 0
-    tail = b""
-    for chunk in byte_chunks(path, kind):
-        if tail:
-            chunk = tail + chunk
-        parts = chunk.split(b"\n")
-        tail = parts.pop()
-        for part in parts:
-            line_no += 1
-            yield line_no, offset, part
-            offset += len(part) + 1
-    if tail:
-        line_no += 1
-        yield line_no, offset, tail
+    with open_stream(path, kind) as f:
+        for line_no, line in enumerate(f, start=1):
+            yield line_no, offset, line
+            offset += len(line)

@@ -29,6 +29,9 @@ class ReadStats:
     rejected: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     sources: dict[str, SourceStats] = field(default_factory=dict)
+    # UTF-8 byte counts cost a full encode of every non-ASCII text; readers that only need the
+    # documents (no stats asked for) turn them off.
+    count_bytes: bool = field(default=True, repr=False, compare=False)
 
     def source(self, name: str) -> SourceStats:
         s = self.sources.get(name)
