@@ -1,0 +1,140 @@
+"""`pile dedup`: global MinHash/LSH near-duplicate detection over all inputs."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
+from pipeline.dedup import DedupConfig, export_text, run_dedup
+from pipeline.presets import preset_names
+
+NAME = "dedup"
+HELP = "find near-duplicate documents (MinHash + LSH) across all inputs; keep the smallest id"
+DESCRIPTION = """\
+Find near-duplicate documents across all inputs with MinHash signatures of word n-gram shingles
+and LSH banding, check candidate pairs on the full signatures, join them into clusters, and keep
+the document with the smallest global id of each cluster.
+
+Writes to --out: signatures/ (per input file), removed.parquet (doc_id, cluster_id, kept_id,
+pile_set_name, file, line), clusters.parquet, stats.json (duplicates per pile_set_name, cluster
+sizes, S-curve, expected recall), timings.json and manifest.json (written last).
+With --export-text DIR the surviving documents are also written as Pile-format jsonl.zst with
+their metadata intact.
+"""
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or directories to deduplicate")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument(
+        "--preset",
+        default="pythia-0.87",
+        help=f"dedup preset from manifests/presets.toml ({', '.join(preset_names('dedup'))}); "
+        "'none' for the built-in defaults; the flags below override it",
+    )
+    g = p.add_argument_group("MinHash / LSH (default: from the preset)")
+    g.add_argument("--threshold", type=float, help="Jaccard similarity threshold, 0 < J < 1")
+    g.add_argument("--num-perm", type=int, help="MinHash permutations K")
+    g.add_argument("--bands", type=int, help="LSH bands b (b * r <= K); chosen if unset")
+    g.add_argument("--rows", type=int, help="rows per band r; chosen if unset")
+    g.add_argument("--ngram", type=int, help="words per shingle")
+    g.add_argument("--seed", type=int, help="seed of the MinHash permutations")
+    g.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        default=None,
+        help="keep every LSH candidate pair without checking it on the full signature",
+    )
+    g.add_argument(
+        "--verify-sigmas",
+        type=float,
+        help="verification cut = threshold - this many standard errors of the estimate",
+    )
+    g.add_argument(
+        "--partitions", type=int, help="hash partitions of the bucket step (power of two; memory)"
+    )
+    p.add_argument(
+        "--export-text",
+        metavar="DIR",
+        help="also write the surviving documents to DIR as jsonl.zst (metadata intact)",
+    )
+    p.add_argument(
+        "--keep-intermediate", action="store_true", help="keep buckets/ and edges/ for inspection"
+    )
+    add_read_arguments(p)
+    add_workers_argument(p)
+
+
+def _s_curve_text(stats: dict) -> str:
+    lines = ["J     P(candidate | J)"]
+    lines += [f"{j:.2f}  {pr:.4f}" for j, pr in stats["s_curve"]]
+    rec = stats["expected_recall"]
+    cfg = stats["config"]
+    lines.append(
+        f"expected recall of LSH at J={cfg['threshold']:.2f}: {rec['at_threshold']:.4f} "
+        f"(mean over J >= threshold: {rec['mean_above_threshold']:.4f}); "
+        f"bands={cfg['bands']} rows={cfg['rows']} num_perm={cfg['num_perm']}"
+    )
+    if "with_verification_at_threshold" in rec:
+        lines.append(
+            "expected recall with verification: "
+            f"{rec['with_verification_at_threshold']:.4f} at J={cfg['threshold']:.2f}, "
+            f"{rec['with_verification_at_t_plus_0.03']:.4f} at J={cfg['threshold'] + 0.03:.2f}"
+        )
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    preset = None if args.preset in (None, "", "none") else args.preset
+    config = DedupConfig.from_preset(
+        preset,
+        threshold=args.threshold,
+        num_perm=args.num_perm,
+        bands=args.bands,
+        rows=args.rows,
+        ngram=args.ngram,
+        seed=args.seed,
+        verify_candidates=args.verify,
+        verify_sigmas=args.verify_sigmas,
+        partitions=args.partitions,
+        keep_intermediate=args.keep_intermediate or None,
+        workers=args.workers,
+    )
+    read_config = read_config_from_args(args, args.out)
+    stats = run_dedup(args.inputs, args.out, config, read_config, workers=args.workers)
+    c = stats["counts"]
+    quiet = getattr(args, "quiet", False)
+    if not quiet:
+        print(_s_curve_text(stats))
+        v = stats["verification"]
+        if v.get("enabled") and "candidate_pairs" in v:
+            print(
+                f"verification (estimated J >= {v['cut']:.4f}): kept {v['kept_pairs']} of "
+                f"{v['candidate_pairs']} candidate pairs"
+            )
+        print(
+            f"{c['documents']} documents, {c['clusters']} duplicate clusters, "
+            f"{c['removed']} removed ({100.0 * c['removed'] / max(c['documents'], 1):.3f}%), "
+            f"{c['kept']} kept -> {Path(args.out) / 'removed.parquet'}"
+        )
+    if args.export_text:
+        e = export_text(
+            args.inputs,
+            args.out,
+            args.export_text,
+            read_config,
+            workers=args.workers,
+            expected_fingerprint=config.fingerprint(),
+        )
+        if not quiet:
+            print(
+                f"exported {e['documents_written']} documents ({e['documents_dropped']} dropped) "
+                f"to {args.export_text}",
+                file=sys.stdout,
+            )
+    return 0

@@ -1,0 +1,64 @@
+"""Connected components of the candidate graph over int64 document ids (vectorised union-find).
+
+Only documents that appear in an edge take part: `np.unique` of the endpoints gives the sorted node
+list and every id is replaced by its rank (0..M-1, int32 while M < 2**31, else int64; rank order =
+id order, so "smallest rank" means "smallest document id"). Then, until no edge joins two different trees:
+  1. look up both endpoints' roots (the parent array is fully compressed after step 3),
+  2. drop edges whose endpoints already share a root,
+  3. hook: for every remaining edge, parent[max root] = min(parent[max root], min root)
+     (`np.minimum.at`), then pointer-jump (parent = parent[parent]) until nothing changes.
+parent[x] <= x always holds, so there are no cycles, and each root ends as the smallest id of its
+component. Every round merges every tree that still has an edge with at least one other tree, so
+the number of rounds is logarithmic in practice (2-4 on star-shaped LSH edges).
+Memory: the int64 node array plus int32 parent/rank arrays: about 8M + 4 * (4M + 4E) bytes at
+peak (measured ~130 bytes per clustered document including temporaries), linear in the number of
+documents involved; never in the number of documents that have no near-duplicate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def connected_components(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(nodes, root): the sorted distinct ids of the edges and the smallest id of each one's component."""
+    src = np.asarray(src, dtype=np.int64)
+    dst = np.asarray(dst, dtype=np.int64)
+    if src.shape != dst.shape:
+        raise ValueError(f"edge arrays differ in length: {src.shape} vs {dst.shape}")
+    if len(src) == 0:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty.copy()
+    nodes = np.unique(np.concatenate([src, dst]))
+    rank = np.int32 if len(nodes) < 2**31 - 1 else np.int64
+    u = np.searchsorted(nodes, src).astype(rank)
+    v = np.searchsorted(nodes, dst).astype(rank)
+    parent = np.arange(len(nodes), dtype=rank)
+    while len(u):
+        ru = parent[u]
+        rv = parent[v]
+        live = ru != rv
+        if not live.any():
+            break
+        u, v, ru, rv = u[live], v[live], ru[live], rv[live]
+        hi = np.maximum(ru, rv)
+        lo = np.minimum(ru, rv)
+        np.minimum.at(parent, hi, lo)
+        while True:
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
+    return nodes, nodes[parent]
+
+
+def components_from_labels(nodes: np.ndarray, root: np.ndarray) -> dict[str, np.ndarray]:
+    """Removed documents and cluster table of a (nodes, root) labelling (keep = the root)."""
+    removed_mask = nodes != root
+    roots, sizes = np.unique(root, return_counts=True)
+    return {
+        "removed_id": nodes[removed_mask],
+        "removed_root": root[removed_mask],
+        "cluster_id": roots,
+        "cluster_size": sizes,
+    }

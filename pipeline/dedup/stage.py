@@ -1,0 +1,524 @@
+"""The dedup stage: (inputs, DedupConfig) -> OUT/{signatures/, removed.parquet, clusters.parquet,
+stats.json, timings.json, manifest.json}.
+
+Steps and their tasks (each task is a pure function of its arguments; results merged in task
+order, so 1 or N workers give byte-identical files):
+  1. signatures: one task per input file (`pipeline.engine.map_ordered`). Reads the file with the
+     reader (`iter_file`), cuts it into batches of ~`batch_chars` characters, shingles + hashes +
+     MinHashes each batch (pipeline.dedup.shingle / .minhash), writes `signatures/<i>.npy|.parquet`
+     and appends the LSH band records to `buckets/<p>/<i>.bin` (pipeline.dedup.edges).
+  2. edges: one task per hash partition p: star edges of every bucket -> `edges/<p>.npy`.
+  3. verification (main process): candidate pairs checked on the full signatures (optional).
+  4. components (main process): vectorised union-find; keep = smallest doc_id of each cluster.
+  5. tables: removed.parquet (doc_id, cluster_id, kept_id, pile_set_name, file, line) sorted by
+     doc_id; clusters.parquet (cluster_id, kept_id, size, pile_set_name, file, line of the kept
+     document) sorted by cluster_id; the cluster id is the kept (smallest) doc_id.
+  6. stats.json (deterministic: counts, duplicates per pile_set_name, cluster-size histogram, the
+     S-curve and expected recall, verification counts), timings.json (wall-clock seconds per step;
+     kept out of stats.json so every listed output is byte-identical across reruns), and
+     manifest.json last (kind "dedup", config fingerprint, sha256 of every output).
+Intermediate buckets/ and edges/ are deleted at the end unless `keep_intermediate`.
+
+A document without shingles (only whitespace after normalisation) is never a candidate and is
+never removed. Keep policy: the smallest global doc_id in each cluster, which depends only on the
+ids, never on worker count or chunking.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.dedup.components import connected_components
+from pipeline.dedup.config import DedupConfig
+from pipeline.dedup.edges import (
+    BucketWriter,
+    SignatureStore,
+    read_partition,
+    remove_tree,
+    star_edges,
+    unique_edges,
+    verify_edges,
+    write_edges,
+)
+from pipeline.dedup.lsh import band_keys, expected_recall, s_curve
+from pipeline.dedup.minhash import minhash_signatures, permutation_params
+from pipeline.dedup.shingle import shingle_hashes
+from pipeline.dedup.signatures import (
+    DocsTableWriter,
+    SignatureArrayWriter,
+    table_fingerprint,
+    write_table,
+)
+from pipeline.engine import map_ordered
+from pipeline.errors import ConfigError, IntegrityError
+from pipeline.io import atomic_open, atomic_write_text
+from pipeline.manifest import read_manifest, write_manifest
+from pipeline.read import LINE_BITS, InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
+
+log = logging.getLogger(__name__)
+
+MANIFEST_KIND = "dedup"
+LINE_MASK = (1 << LINE_BITS) - 1
+MAX_BATCH_DOCS = 8192
+
+REMOVED_SCHEMA = pa.schema(
+    [
+        ("doc_id", pa.int64()),
+        ("cluster_id", pa.int64()),
+        ("kept_id", pa.int64()),
+        ("pile_set_name", pa.string()),
+        ("file", pa.string()),
+        ("line", pa.int64()),
+    ]
+)
+CLUSTERS_SCHEMA = pa.schema(
+    [
+        ("cluster_id", pa.int64()),
+        ("kept_id", pa.int64()),
+        ("size", pa.int64()),
+        ("pile_set_name", pa.string()),
+        ("file", pa.string()),
+        ("line", pa.int64()),
+    ]
+)
+
+
+def signature_paths(out_dir: Path, file_index: int) -> tuple[Path, Path]:
+    base = Path(out_dir) / "signatures"
+    return base / f"{file_index:06d}.npy", base / f"{file_index:06d}.parquet"
+
+
+def _display(f: InputFile) -> str:
+    return f"{f.path}#{f.split}" if f.split else f.path
+
+
+# ----------------------------------------------------------------------------- step 1: signatures
+@dataclass(frozen=True)
+class _SigTask:
+    file: InputFile
+    out_dir: str
+    config: DedupConfig
+    read_config: ReadConfig
+
+
+def _signature_task(task: _SigTask) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    cfg = task.config
+    f = task.file
+    a = permutation_params(cfg.num_perm, cfg.seed)
+    npy_path, docs_path = signature_paths(Path(task.out_dir), f.index)
+    fingerprint = cfg.fingerprint()
+    rstats = ReadStats()
+    counts: dict[str, Any] = {
+        "documents": 0,
+        "no_shingles": 0,
+        "shingles": 0,
+        "chars": 0,
+        "per_set": {},
+    }
+    texts: list[str] = []
+    ids: list[int] = []
+    lines: list[int] = []
+    names: list[str] = []
+    batch_chars = 0
+    docs_writer = DocsTableWriter(docs_path, fingerprint)
+    try:
+        with (
+            atomic_open(npy_path, "wb") as fsig,
+            BucketWriter(Path(task.out_dir) / "buckets", f.index, cfg.partitions) as buckets,
+        ):
+            sigw = SignatureArrayWriter(fsig, cfg.num_perm)
+
+            def flush() -> None:
+                nonlocal texts, ids, lines, names, batch_chars
+                if not texts:
+                    return
+                h, n_sh = shingle_hashes(texts, cfg.ngram)
+                sig = minhash_signatures(h, n_sh, a)
+                doc_ids = np.asarray(ids, dtype=np.int64)
+                rows = doc_ids & LINE_MASK
+                sigw.add(rows, sig)
+                has = n_sh > 0
+                buckets.add(band_keys(sig[has], cfg.bands, cfg.rows), doc_ids[has])
+                chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+                docs_writer.add(doc_ids, lines, names, chars, n_sh)
+                counts["documents"] += len(texts)
+                counts["no_shingles"] += int((~has).sum())
+                counts["shingles"] += int(n_sh.sum())
+                counts["chars"] += int(chars.sum())
+                texts, ids, lines, names, batch_chars = [], [], [], [], 0
+
+            last = -1
+            for doc in iter_file(f, task.read_config, rstats):
+                if doc.doc_id >> LINE_BITS != f.index or doc.doc_id <= last:
+                    raise IntegrityError(
+                        f"{_display(f)} line {doc.line}: document id {doc.doc_id} is not in "
+                        f"ascending order for input file index {f.index}; the reader must give "
+                        "ids file_index << 40 | line-1 in line order."
+                    )
+                last = doc.doc_id
+                texts.append(doc.text)
+                ids.append(doc.doc_id)
+                lines.append(doc.line)
+                names.append(doc.pile_set_name)
+                per = counts["per_set"]
+                per[doc.pile_set_name] = per.get(doc.pile_set_name, 0) + 1
+                batch_chars += len(doc.text)
+                if batch_chars >= cfg.batch_chars or len(texts) >= MAX_BATCH_DOCS:
+                    flush()
+            flush()
+            sigw.finish()
+            counts["records"] = buckets.records
+    except BaseException as e:
+        docs_writer.close(e)
+        raise
+    docs_writer.close()
+    counts["rows"] = sigw.rows
+    counts["reader"] = {
+        "lines": rstats.lines,
+        "empty": rstats.empty,
+        "blank_lines": rstats.blank_lines,
+        "rejected": rstats.rejected,
+    }
+    counts["seconds"] = time.perf_counter() - t0
+    return counts
+
+
+# ----------------------------------------------------------------------------- step 2: edges
+@dataclass(frozen=True)
+class _EdgeTask:
+    out_dir: str
+    partition: int
+    file_indices: tuple[int, ...]
+
+
+def _edge_task(task: _EdgeTask) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    out = Path(task.out_dir)
+    rec = read_partition(out / "buckets", task.partition, list(task.file_indices))
+    keys = rec["key"]
+    src, dst, largest = star_edges(keys, rec["doc"])
+    write_edges(out / "edges" / f"{task.partition:05d}.npy", src, dst)
+    return {
+        "records": int(len(rec)),
+        "edges": int(len(src)),
+        "largest_bucket": largest,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+# ----------------------------------------------------------------------------- helpers
+def _doc_meta(
+    out_dir: Path, files: Sequence[InputFile], ids: np.ndarray
+) -> tuple[list[str], list[str], np.ndarray]:
+    """(pile_set_name, file, line) of sorted unique doc ids, from the per-file docs tables."""
+    names: list[str] = []
+    paths: list[str] = []
+    line_out = np.empty(len(ids), dtype=np.int64)
+    fi = ids >> LINE_BITS
+    pos = 0
+    for f in files:
+        sel = ids[fi == f.index]
+        if not len(sel):
+            continue
+        t = pq.read_table(
+            signature_paths(out_dir, f.index)[1], columns=["doc_id", "line", "pile_set_name"]
+        )
+        doc_id = t.column("doc_id").to_numpy()
+        where = np.searchsorted(doc_id, sel)
+        if np.any(where >= len(doc_id)) or np.any(
+            doc_id[np.minimum(where, len(doc_id) - 1)] != sel
+        ):
+            raise IntegrityError(
+                f"{signature_paths(out_dir, f.index)[1]}: a duplicate document is missing from the "
+                "docs table; the dedup directory is inconsistent. Rerun `pile dedup`."
+            )
+        idx = pa.array(where)
+        names.extend(t.column("pile_set_name").take(idx).to_pylist())
+        line_out[pos : pos + len(sel)] = t.column("line").to_numpy()[where]
+        paths.extend([_display(f)] * len(sel))
+        pos += len(sel)
+    return names, paths, line_out
+
+
+def _histogram(sizes: np.ndarray) -> list[list[int]]:
+    if not len(sizes):
+        return []
+    vals, cnt = np.unique(sizes, return_counts=True)
+    return [[int(v), int(c)] for v, c in zip(vals, cnt)]
+
+
+def _check_inputs(files: Sequence[InputFile]) -> None:
+    for f in files:
+        if f.index >= 1 << (63 - LINE_BITS):
+            raise ConfigError(
+                f"too many input files ({len(files)}); at most {1 << 23} are supported."
+            )
+
+
+# ----------------------------------------------------------------------------- the stage
+def run_dedup(
+    inputs: Iterable[Any],
+    out_dir: str | Path,
+    config: DedupConfig | None = None,
+    read_config: ReadConfig | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Run the dedup stage; returns the stats: stats.json's content plus "timings" and top-level
+    copies of counts' documents, removed, kept and clusters."""
+    config = config or DedupConfig()
+    read_config = read_config or ReadConfig()
+    workers = config.workers if workers is None else workers
+    out = Path(out_dir)
+    files = resolve_inputs(inputs)
+    _check_inputs(files)
+    fingerprint = config.fingerprint()
+    out.mkdir(parents=True, exist_ok=True)
+    stale = out / "manifest.json"
+    if stale.exists():
+        stale.unlink()  # this directory is not a complete result again until the new manifest
+    for d in ("buckets", "edges"):
+        remove_tree(out / d)
+    timings: dict[str, float] = {}
+    log.info(
+        "dedup: %d input file(s), threshold %.3f, K=%d, bands %d x rows %d, %d-word shingles",
+        len(files),
+        config.threshold,
+        config.num_perm,
+        config.bands,
+        config.rows,
+        config.ngram,
+    )
+    curve = s_curve(config.bands, config.rows)
+    recall = expected_recall(
+        config.threshold,
+        config.bands,
+        config.rows,
+        config.num_perm if config.verify_candidates else None,
+        config.verify_cut if config.verify_candidates else None,
+    )
+    log.info(
+        "S-curve P(candidate|J): %s; expected recall at J=%.2f: %.3f (mean over J>=t: %.3f)",
+        ", ".join(f"{j:.2f}:{p:.3f}" for j, p in curve),
+        config.threshold,
+        recall["at_threshold"],
+        recall["mean_above_threshold"],
+    )
+
+    t0 = time.perf_counter()
+    sig_tasks = [_SigTask(f, str(out), config, read_config) for f in files]
+    sig_results = map_ordered(_signature_task, sig_tasks, workers)
+    timings["signatures"] = time.perf_counter() - t0
+    timings["signatures_task_seconds_sum"] = sum(r["seconds"] for r in sig_results)
+
+    t0 = time.perf_counter()
+    file_indices = tuple(f.index for f in files)
+    edge_tasks = [_EdgeTask(str(out), p, file_indices) for p in range(config.partitions)]
+    edge_results = map_ordered(_edge_task, edge_tasks, workers)
+    parts = [np.load(out / "edges" / f"{p:05d}.npy") for p in range(config.partitions)]
+    all_edges = np.concatenate(parts) if parts else np.empty((0, 2), np.int64)
+    src, dst = unique_edges(all_edges[:, 0].copy(), all_edges[:, 1].copy())
+    del parts, all_edges
+    timings["edges"] = time.perf_counter() - t0
+    candidates = int(len(src))
+
+    t0 = time.perf_counter()
+    verification: dict[str, Any] = {"enabled": config.verify_candidates}
+    if config.verify_candidates and len(src):
+        store = SignatureStore(
+            {f.index: signature_paths(out, f.index)[0] for f in files}, LINE_BITS
+        )
+        src, dst, agree = verify_edges(src, dst, store, config.verify_cut)
+        store.close()
+        verification.update(
+            cut=round(config.verify_cut, 6),
+            candidate_pairs=candidates,
+            kept_pairs=int(len(src)),
+            dropped_pairs=candidates - int(len(src)),
+        )
+    timings["verify"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    nodes, root = connected_components(src, dst)
+    removed_mask = nodes != root
+    removed_ids = nodes[removed_mask]
+    removed_root = root[removed_mask]
+    cluster_ids, cluster_sizes = np.unique(root, return_counts=True)
+    timings["components"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    r_names, r_files, r_lines = _doc_meta(out, files, removed_ids)
+    c_names, c_files, c_lines = _doc_meta(out, files, cluster_ids)
+    removed_table = pa.Table.from_arrays(
+        [
+            pa.array(removed_ids, pa.int64()),
+            pa.array(removed_root, pa.int64()),
+            pa.array(removed_root, pa.int64()),
+            pa.array(r_names, pa.string()),
+            pa.array(r_files, pa.string()),
+            pa.array(r_lines, pa.int64()),
+        ],
+        schema=REMOVED_SCHEMA,
+    )
+    clusters_table = pa.Table.from_arrays(
+        [
+            pa.array(cluster_ids, pa.int64()),
+            pa.array(cluster_ids, pa.int64()),
+            pa.array(cluster_sizes.astype(np.int64), pa.int64()),
+            pa.array(c_names, pa.string()),
+            pa.array(c_files, pa.string()),
+            pa.array(c_lines, pa.int64()),
+        ],
+        schema=CLUSTERS_SCHEMA,
+    )
+    write_table(out / "removed.parquet", removed_table, fingerprint, "dedup-removed")
+    write_table(out / "clusters.parquet", clusters_table, fingerprint, "dedup-clusters")
+
+    # statistics
+    docs_per_set: dict[str, int] = {}
+    for r in sig_results:
+        for k, v in r["per_set"].items():
+            docs_per_set[k] = docs_per_set.get(k, 0) + v
+    removed_per_set: dict[str, int] = {}
+    for name in r_names:
+        removed_per_set[name] = removed_per_set.get(name, 0) + 1
+    kept_name = dict(zip(cluster_ids.tolist(), c_names))
+    cross: dict[str, dict[str, int]] = {}
+    for name, rid in zip(r_names, removed_root.tolist()):
+        row = cross.setdefault(name, {})
+        kn = kept_name[rid]
+        row[kn] = row.get(kn, 0) + 1
+    per_set = {
+        name: {
+            "documents": docs_per_set.get(name, 0),
+            "removed": removed_per_set.get(name, 0),
+            "removed_fraction": round(removed_per_set.get(name, 0) / docs_per_set[name], 6)
+            if docs_per_set.get(name)
+            else 0.0,
+            "kept_in": dict(sorted(cross.get(name, {}).items())),
+        }
+        for name in sorted(set(docs_per_set) | set(removed_per_set))
+    }
+    total_docs = sum(r["documents"] for r in sig_results)
+    counts = {
+        "input_files": len(files),
+        "documents": total_docs,
+        "documents_without_shingles": sum(r["no_shingles"] for r in sig_results),
+        "shingles": sum(r["shingles"] for r in sig_results),
+        "chars": sum(r["chars"] for r in sig_results),
+        "band_records": sum(r["records"] for r in sig_results),
+        "largest_bucket": max((r["largest_bucket"] for r in edge_results), default=0),
+        "candidate_pairs": candidates,
+        "edges": int(len(src)),
+        "clusters": int(len(cluster_ids)),
+        "documents_in_clusters": int(len(nodes)),
+        "removed": int(len(removed_ids)),
+        "kept": total_docs - int(len(removed_ids)),
+    }
+    fingerprinted = {
+        k: v for k, v in config.to_dict().items() if k not in config._not_fingerprinted
+    }
+    stats: dict[str, Any] = {
+        "config": fingerprinted,
+        "config_fingerprint": fingerprint,
+        "counts": counts,
+        "per_pile_set_name": per_set,
+        "cluster_size_histogram": _histogram(cluster_sizes),
+        "s_curve": curve,
+        "expected_recall": recall,
+        "verification": verification,
+        "reader": {
+            k: sum(r["reader"][k] for r in sig_results)
+            for k in ("lines", "empty", "blank_lines", "rejected")
+        },
+    }
+    atomic_write_text(
+        out / "stats.json", json.dumps(stats, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    )
+    timings["tables"] = time.perf_counter() - t0
+    if not config.keep_intermediate:
+        remove_tree(out / "buckets")
+        remove_tree(out / "edges")
+
+    t0 = time.perf_counter()
+    manifest_files: list[tuple[Path, str]] = []
+    for f in files:
+        npy, docs = signature_paths(out, f.index)
+        manifest_files += [(npy, "signatures"), (docs, "table")]
+    manifest_files += [
+        (out / "removed.parquet", "table"),
+        (out / "clusters.parquet", "table"),
+        (out / "stats.json", "stats"),
+    ]
+    write_manifest(
+        out / "manifest.json",
+        kind=MANIFEST_KIND,
+        config_fingerprint=fingerprint,
+        files=manifest_files,
+        config=fingerprinted,
+        counts=counts,
+        extra={"inputs": [_display(f) for f in files], "read_config": read_config.to_dict()},
+    )
+    timings["manifest"] = time.perf_counter() - t0
+    timings["total"] = sum(
+        v for k, v in timings.items() if k not in ("signatures_task_seconds_sum",)
+    )
+    if counts["shingles"] and timings["signatures_task_seconds_sum"] > 0:
+        timings["shingles_per_second_per_core"] = (
+            counts["shingles"] / timings["signatures_task_seconds_sum"]
+        )
+    atomic_write_text(out / "timings.json", json.dumps(timings, indent=1, sort_keys=True) + "\n")
+    log.info(
+        "dedup: %d documents, %d candidate pairs, %d clusters, %d removed (%.2f%%)",
+        total_docs,
+        candidates,
+        counts["clusters"],
+        counts["removed"],
+        100.0 * counts["removed"] / max(total_docs, 1),
+    )
+    # convenience copies of the headline counts for callers (not part of stats.json)
+    headline = {k: counts[k] for k in ("documents", "removed", "kept", "clusters")}
+    return {**stats, **headline, "timings": timings}
+
+
+def load_removed_ids(out_dir: str | Path, expected_fingerprint: str | None = None) -> np.ndarray:
+    """Sorted int64 doc ids removed by a finished dedup run in `out_dir`.
+
+    Checks that the run finished (manifest present, kind "dedup") and, when given, that its config
+    fingerprint is `expected_fingerprint`; raises IntegrityError otherwise.
+    """
+    out = Path(out_dir)
+    manifest = read_manifest(out / "manifest.json")
+    if manifest.get("kind") != MANIFEST_KIND:
+        raise IntegrityError(
+            f"{out / 'manifest.json'}: kind {manifest.get('kind')!r}, expected {MANIFEST_KIND!r}; "
+            "point to the output directory of `pile dedup`."
+        )
+    fp = manifest.get("config_fingerprint")
+    if expected_fingerprint is not None and fp != expected_fingerprint:
+        raise IntegrityError(
+            f"{out}: dedup set was built with config fingerprint {fp}, expected "
+            f"{expected_fingerprint}; rerun `pile dedup` with the intended settings."
+        )
+    path = out / "removed.parquet"
+    if not path.exists():
+        raise IntegrityError(f"{path}: missing although the manifest lists it. Rerun `pile dedup`.")
+    if table_fingerprint(path) != fp:
+        raise IntegrityError(
+            f"{path}: fingerprint {table_fingerprint(path)} does not match the manifest's {fp}; "
+            "the directory mixes two runs. Rerun `pile dedup`."
+        )
+    ids = pq.read_table(path, columns=["doc_id"]).column("doc_id").to_numpy().astype(np.int64)
+    if len(ids) > 1 and np.any(np.diff(ids) <= 0):
+        raise IntegrityError(f"{path}: doc_id column is not strictly ascending; file is corrupt.")
+    return ids
