@@ -1,0 +1,139 @@
+"""`pile inspect`: the exact tokens of training step N, with text and provenance."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import ConfigError
+from pipeline.order.cliargs import add_order_arguments, order_config_from_args
+from pipeline.order.inspect import format_text, open_data, save_steps_npy, step_report
+
+NAME = "inspect"
+HELP = "show the [global_batch, seq_length+1] tokens of training step N (text, provenance)"
+DESCRIPTION = """\
+DATA is a document-level token dataset prefix (its gpt-neox index maps next to it or in
+--maps-dir) or a pre-shuffled `document` dataset (a directory holding document.idx, or the
+document prefix; joined document.bin or Pythia-style shards), ours or EleutherAI's.
+Steps count from 0: step N is training samples [N*global_batch, (N+1)*global_batch); checkpoint
+stepN has seen the samples below N*global_batch.
+Examples:
+  pile inspect out/standard/pile_text_document --step 0 --sample 3 --decode --provenance
+  pile inspect out/standard/preshuffled --step 1000 --format npy -o step1000.npy
+  pile inspect DATA --start-step 0 --end-step 9 --save-path token_indicies   (batch_viewer.py)
+"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("data", metavar="DATA", help="dataset prefix, .idx/.bin path or directory")
+    p.add_argument("--step", type=int, default=None, help="training step (0-based)")
+    p.add_argument(
+        "--sample", type=int, default=None, help="only sample i (0..global_batch-1) of the step"
+    )
+    p.add_argument("--decode", action="store_true", help="add the decoded text (GPT-NeoX-20B)")
+    p.add_argument(
+        "--provenance",
+        action="store_true",
+        help="list the documents each sample spans (doc id, source, file:line, token ranges, "
+        "epoch copy: 0 = the item's first occurrence in doc_idx, 1 = its second, ...)",
+    )
+    p.add_argument(
+        "--format", choices=("text", "json", "npy"), default="text", help="output format"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        help="output file; '-' = stdout (None: stdout for text/json, step{N}.npy for npy)",
+    )
+    r = p.add_argument_group("range form (Pythia utils/batch_viewer.py)")
+    r.add_argument("--start-step", type=int, default=None, help="first step (inclusive)")
+    r.add_argument("--end-step", type=int, default=None, help="last step (inclusive)")
+    r.add_argument(
+        "--save-path",
+        default="token_indicies",
+        help="directory for indicies.npy of shape ((end-start+1)*global_batch, seq_length+1)",
+    )
+    d = p.add_argument_group("data")
+    d.add_argument(
+        "--form", choices=("auto", "document", "preshuffled"), default="auto", help="data form"
+    )
+    d.add_argument(
+        "--maps-dir", default=None, help="directory of the index maps (None: next to DATA)"
+    )
+    d.add_argument(
+        "--source",
+        default=None,
+        help="for pre-shuffled DATA: the document-level prefix it was built from (for --provenance)",
+    )
+    add_order_arguments(p)
+
+
+def run(args) -> int:
+    ranged = args.start_step is not None or args.end_step is not None
+    if ranged and args.step is not None:
+        raise ConfigError("give either --step N or --start-step A --end-step B, not both")
+    if not ranged and args.step is None:
+        raise ConfigError("--step N is required (or the range form --start-step A --end-step B)")
+    if ranged and (args.start_step is None or args.end_step is None):
+        raise ConfigError("the range form needs both --start-step and --end-step")
+    if ranged and (
+        args.decode
+        or args.provenance
+        or args.sample is not None
+        or args.format != "npy"
+        and args.format != "text"
+    ):
+        raise ConfigError(
+            "the range form writes an .npy only; drop --decode/--provenance/--sample/--format"
+        )
+    if not ranged and args.format == "npy" and (args.decode or args.provenance):
+        raise ConfigError(
+            "--format npy holds tokens only; use --format json or text with --decode/--provenance"
+        )
+    config = order_config_from_args(args)
+    data = open_data(args.data, config, maps_dir=args.maps_dir, form=args.form, source=args.source)
+    if ranged:
+        path = Path(args.output) if args.output else Path(args.save_path) / "indicies.npy"
+        shape = save_steps_npy(data, args.start_step, args.end_step, path)
+        print(f"saved {shape[0]} x {shape[1]} {np.dtype(data.dtype).name} tokens of steps "
+              f"{args.start_step}..{args.end_step} to {path}")  # fmt: skip
+        return 0
+    if args.format == "npy":
+        if args.sample is not None and not 0 <= args.sample < data.global_batch:
+            raise ConfigError(
+                f"--sample {args.sample} is outside the batch: a step has samples "
+                f"0..{data.global_batch - 1} (global_batch={data.global_batch})"
+            )
+        batch = data.step(args.step)
+        arr = batch if args.sample is None else batch[args.sample]
+        if args.output == "-":
+            np.save(sys.stdout.buffer, arr)
+            return 0
+        path = Path(args.output or f"step{args.step}.npy")
+        from pipeline.io import atomic_open
+
+        with atomic_open(path, "wb") as f:
+            np.save(f, arr)
+        print(
+            f"saved {arr.shape} {arr.dtype} tokens of step {args.step} to {path}", file=sys.stderr
+        )
+        return 0
+    report = step_report(
+        data, args.step, sample=args.sample, decode=args.decode, provenance=args.provenance
+    )
+    text = (
+        json.dumps(report, ensure_ascii=False) + "\n"
+        if args.format == "json"
+        else format_text(report)
+    )
+    if args.output and args.output != "-":
+        from pipeline.io import atomic_write_text
+
+        atomic_write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0

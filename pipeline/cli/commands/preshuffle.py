@@ -1,0 +1,51 @@
+"""`pile preshuffle`: write training sample g as item g (Pythia's pre-shuffled `document` data)."""
+
+from __future__ import annotations
+
+from pipeline.order.cliargs import add_order_arguments, order_config_from_args, parse_size
+from pipeline.order.preshuffle import PYTHIA_SHARD_SIZE, run_preshuffle
+
+NAME = "preshuffle"
+HELP = "write the pre-shuffled document.idx + document-000NN-of-000MM.bin of a token dataset"
+DESCRIPTION = """\
+Write OUT_DIR/document.idx and the .bin of train_iters x global_batch samples of seq_length + 1
+tokens in training order (item g = training sample g), byte-sharded with Pythia's naming
+(document-00000-of-000NN.bin, NN = last index) and a manifest. Step N is then the contiguous byte
+range [N*global_batch*(seq_length+1)*2, (N+1)*...). Needs the index maps (`pile order`).
+"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("prefix", metavar="PREFIX", help="token dataset prefix (without .idx/.bin)")
+    p.add_argument(
+        "--out-dir", required=True, help="output directory (e.g. out/standard/preshuffled)"
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
+        "--shard-size",
+        type=parse_size,
+        default=PYTHIA_SHARD_SIZE,
+        help="bytes per .bin shard (Pythia's published data: 30e9)",
+    )
+    g.add_argument("--no-shard", action="store_true", help="write one document.bin instead")
+    p.add_argument(
+        "--maps-dir", default=None, help="where the index maps are (None: next to PREFIX)"
+    )
+    add_order_arguments(p)
+
+
+def run(args) -> int:
+    config = order_config_from_args(args)
+    m = run_preshuffle(
+        args.prefix,
+        config,
+        args.out_dir,
+        None if args.no_shard else args.shard_size,
+        maps_dir=args.maps_dir,
+    )
+    c = m["counts"]
+    print(
+        f"{c['samples']} samples of {c['sample_tokens']} tokens ({c['steps']} steps, "
+        f"{c['step_bytes']} bytes/step) -> {c['shards']} file(s) in {args.out_dir}"
+    )
+    return 0

@@ -1,0 +1,654 @@
+"""gpt-neox v1.0 training order: the `doc_idx`, `sample_idx` and `shuffle_idx` index maps.
+
+This reproduces `megatron/data/gpt2_dataset.py::_build_index_mappings` and `helpers.cpp::
+build_sample_idx` of gpt-neox v1.0 (the code Pythia was trained with) bit for bit, for the single
+training dataset `train_0` that `data_utils.build_weighted_datasets` builds from `train-data-paths`:
+
+    num_samples  = int(math.ceil(train_iters * global_batch * 1.0 * 1.005))   # weight 1.0, +0.5%
+    tokens/epoch = sum(sizes)                                                  # np.sum -> int64
+    num_epochs   = smallest e with (e * tokens_per_epoch - 1) // seq_length >= num_samples
+    rng          = numpy.random.RandomState(seed)       # ONE stream, used twice, in this order:
+    doc_idx      = e copies of arange(n_items) as int32, rng.shuffle(doc_idx)  (jointly, no
+                   Megatron-LM "separate last epoch")
+    sample_idx   = (num_total + 1, 2) int32 [index into doc_idx, token offset] with
+                   num_total = (e * tokens_per_epoch - 1) // seq_length; int64 when
+                   2 * ((e * tokens_per_epoch - 1) / seq_length + 1) >= 2**31 - 1 (float division,
+                   as in gpt2_dataset.py)
+    shuffle_idx  = arange(num_total) as uint32 (int64 if num_total >= 2**32 - 2), rng.shuffle
+
+Sample j covers the flat tokens [j*seq_length, j*seq_length + seq_length + 1) of the items laid out
+in doc_idx order (consecutive samples share one token), so row j of sample_idx is the position of
+flat token j*seq_length: the doc_idx index k of the non-empty item containing it and the offset
+inside that item. The C++ loop produces exactly this, including its edge case: when a sample ends
+exactly at the end of an item, the next row points at that item's LAST token (offset size - 1),
+never at offset 0 of the next item; zero-length items are skipped. Here it is computed vectorised
+(cumulative sums over chunks of doc_idx + searchsorted), so ~211M items x 2 epochs build in a few
+GB without any int32 overflow (all position arithmetic is int64).
+
+Training sample g is sample s = shuffle_idx[g]; step N is samples [N*global_batch, (N+1)*global_batch)
+and checkpoint `stepN` has seen the samples below N*global_batch.
+
+Files (gpt-neox names, `np.save` of exactly these arrays):
+
+    {prefix}_train_0_indexmap_{num_samples}ns_{seq_length}sl_{seed}s_doc_idx.npy
+    {prefix}_train_0_indexmap_{num_samples}ns_{seq_length}sl_{seed}s_sample_idx.npy
+    {prefix}_train_0_indexmap_{num_samples}ns_{seq_length}sl_{seed}s_shuffle_idx.npy
+    {prefix}_train_0_indexmap_{num_samples}ns_{seq_length}sl_{seed}s_doc_epoch.npy   (ours)
+    {prefix}_train_0_indexmap_{num_samples}ns_{seq_length}sl_{seed}s.manifest.json   (ours, last)
+
+`doc_epoch[k]` (uint8; uint16/uint32 beyond 256 epochs) is which repetition of item doc_idx[k] position k is (0 = its first
+occurrence in doc_idx); `pile inspect --provenance` reads it to report the epoch copy in O(batch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import StageConfig, combine_fingerprints
+from pipeline.errors import ConfigError, InputError, IntegrityError
+from pipeline.io import atomic_open, sha256_file
+from pipeline.manifest import read_manifest, write_manifest
+from pipeline.presets import load_preset
+
+log = logging.getLogger(__name__)
+
+DATASET_NAME = "train_0"  # gpt-neox: name=f"train_{i}" for the first of train-data-paths
+MANIFEST_KIND = "index-maps"
+ROLES = ("doc_idx", "sample_idx", "shuffle_idx")
+EPOCH_ROLE = "sidecar"
+CHUNK = 1 << 23  # doc_idx entries per chunk in the vectorised builders (8M: ~200 MB of temporaries)
+QUICK_BYTES = 1 << 20  # head and tail bytes hashed for the quick dataset identity check
+INT32_MAX = int(np.iinfo(np.int32).max)
+
+
+# ----------------------------------------------------------------------------------------------
+# config
+
+
+@dataclass(frozen=True)
+class OrderConfig(StageConfig):
+    """gpt-neox training-order settings (Pythia: 2048, 1024, 143000, 1234)."""
+
+    seq_length: int = 2048
+    global_batch: int = 1024
+    train_iters: int = 143000
+    seed: int = 1234
+
+    def __post_init__(self) -> None:
+        for name in ("seq_length", "global_batch", "train_iters", "seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise ConfigError(f"order {name} must be an integer, got {v!r}")
+            object.__setattr__(self, name, int(v))
+        if not 2 <= self.seq_length <= INT32_MAX - 1:
+            raise ConfigError(
+                f"order seq_length {self.seq_length} is out of range; allowed 2..{INT32_MAX - 1} "
+                "(gpt-neox asserts seq_length > 1 and stores it as int32)"
+            )
+        if self.global_batch < 1:
+            raise ConfigError(f"order global_batch {self.global_batch} must be >= 1")
+        if self.train_iters < 1:
+            raise ConfigError(f"order train_iters {self.train_iters} must be >= 1")
+        if not 0 <= self.seed <= 2**32 - 1:
+            raise ConfigError(
+                f"order seed {self.seed} is out of range; numpy.random.RandomState accepts "
+                "0..2**32-1"
+            )
+
+    @classmethod
+    def from_preset(cls, name: str = "pythia", **overrides: Any) -> OrderConfig:
+        """The `[order.<name>]` preset of manifests/presets.toml, with non-None overrides."""
+        values = load_preset("order", name)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ConfigError(
+                f"order preset {name!r} has unknown keys {unknown}; allowed: {sorted(fields)}"
+            )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples gpt-neox requests for train_0 (`get_normalized_weights_and_num_samples`)."""
+        return num_samples_for(self.train_iters, self.global_batch)
+
+    @property
+    def train_samples(self) -> int:
+        """Samples actually consumed by training: train_iters x global_batch."""
+        return self.train_iters * self.global_batch
+
+    @property
+    def map_tag(self) -> str:
+        """`{num_samples}ns_{seq_length}sl_{seed}s`: what the gpt-neox file names encode."""
+        return f"{self.num_samples}ns_{self.seq_length}sl_{self.seed}s"
+
+
+def num_samples_for(train_iters: int, global_batch: int) -> int:
+    """`int(math.ceil(num_samples * weight * 1.005))` with weight = 1.0 / 1.0, float order kept."""
+    weights = [1.0]
+    weight = weights[0] / sum(weights)
+    return int(math.ceil((train_iters * global_batch) * weight * 1.005))
+
+
+def num_epochs_for(tokens_per_epoch: int, seq_length: int, num_samples: int) -> int:
+    """gpt2_dataset._num_epochs: smallest e with (e * tokens - 1) // seq_length >= num_samples."""
+    if tokens_per_epoch < 2:
+        raise InputError(
+            f"the dataset holds {tokens_per_epoch} tokens; gpt-neox needs at least 2 "
+            "(tokens_per_epoch > 1) to build index maps. Tokenize a non-empty input."
+        )
+    # closed form of the gpt-neox while-loop, then checked against its condition
+    e = max(1, -(-(num_samples * seq_length + 1) // tokens_per_epoch))
+    while e > 1 and ((e - 1) * tokens_per_epoch - 1) // seq_length >= num_samples:
+        e -= 1
+    while (e * tokens_per_epoch - 1) // seq_length < num_samples:
+        e += 1
+    return e
+
+
+def index_map_base(prefix: str | os.PathLike, config: OrderConfig, out_dir=None) -> Path:
+    """`{dir}/{basename(prefix)}_train_0_indexmap_{ns}ns_{sl}sl_{seed}s` (no suffix)."""
+    p = Path(prefix)
+    d = Path(out_dir) if out_dir is not None else p.parent
+    return d / f"{p.name}_{DATASET_NAME}_indexmap_{config.map_tag}"
+
+
+def index_map_paths(prefix, config: OrderConfig, out_dir=None) -> dict[str, Path]:
+    """Paths of the three gpt-neox maps, the epoch-copy sidecar and the manifest."""
+    base = str(index_map_base(prefix, config, out_dir))
+    return {
+        "doc_idx": Path(base + "_doc_idx.npy"),
+        "sample_idx": Path(base + "_sample_idx.npy"),
+        "shuffle_idx": Path(base + "_shuffle_idx.npy"),
+        "doc_epoch": Path(base + "_doc_epoch.npy"),
+        "manifest": Path(base + ".manifest.json"),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# the three maps
+
+
+def build_doc_idx(n_items: int, num_epochs: int, rng: np.random.RandomState) -> np.ndarray:
+    """gpt2_dataset._build_doc_idx for documents = arange(n_items): int32, one joint shuffle.
+
+    Same array as `np.mgrid[0:e, 0:n][1].reshape(-1).astype(np.int32)` without its int64 temporaries.
+    """
+    if n_items > INT32_MAX:
+        raise InputError(f"{n_items} items do not fit gpt-neox's int32 doc_idx (max {INT32_MAX})")
+    doc_idx = np.empty(n_items * num_epochs, dtype=np.int32)
+    base = np.arange(n_items, dtype=np.int32)
+    for e in range(num_epochs):
+        doc_idx[e * n_items : (e + 1) * n_items] = base
+    del base
+    rng.shuffle(doc_idx)
+    return doc_idx
+
+
+def sample_idx_dtype(num_epochs: int, tokens_per_epoch: int, seq_length: int) -> np.dtype:
+    """gpt2_dataset: `build_sample_idx_int32` if 2 * (num_samples + 1) < int32 max, with the float
+    num_samples = (num_epochs * tokens_per_epoch - 1) / seq_length; else int64."""
+    num_samples_f = (num_epochs * tokens_per_epoch - 1) / seq_length
+    return np.dtype(np.int32) if 2 * (num_samples_f + 1) < INT32_MAX else np.dtype(np.int64)
+
+
+def build_sample_idx(
+    sizes: np.ndarray,
+    doc_idx: np.ndarray,
+    seq_length: int,
+    num_epochs: int,
+    tokens_per_epoch: int,
+    chunk: int = CHUNK,
+) -> np.ndarray:
+    """helpers.cpp build_sample_idx, vectorised: row j = position of flat token j * seq_length.
+
+    Processes doc_idx in chunks: int64 start/end positions of the chunk's items, the number of
+    multiples of seq_length inside [start, end) of each item (its rows: 0 for an empty item, which
+    is how the C++ loop skips them; a row on an item's last token when a sample ends exactly at the
+    item's end), then np.repeat of the item positions gives the doc_idx column in row order and
+    row * seq_length - start the offset column. Linear time; ~10 bytes of temporaries per entry.
+    """
+    num_total = (num_epochs * tokens_per_epoch - 1) // seq_length
+    dtype = sample_idx_dtype(num_epochs, tokens_per_epoch, seq_length)
+    if dtype == np.int32 and len(doc_idx) > INT32_MAX:  # pragma: no cover - needs >2**31 items
+        raise InputError("doc_idx is longer than int32 sample_idx can address")
+    out = np.empty((num_total + 1, 2), dtype=dtype)
+    j = 0  # next row to fill
+    base = 0  # flat position of the first token of the chunk
+    n = len(doc_idx)
+    L = int(seq_length)
+    for a in range(0, n, chunk):
+        if j > num_total:
+            break
+        sz = sizes[doc_idx[a : a + chunk]].astype(np.int64)
+        ends = np.cumsum(sz)
+        ends += base
+        starts = ends - sz
+        del sz
+        # rows of item k: multiples of L in [starts[k], ends[k]) = ceil(end/L) - ceil(start/L)
+        first = -(-ends // L)
+        counts = first - (-(-starts // L))
+        del first
+        chunk_end = int(ends[-1])
+        del ends
+        rows = int(counts.sum())
+        take = min(rows, num_total + 1 - j)
+        if take > 0:
+            k = np.repeat(np.arange(a, a + counts.size, dtype=np.int64), counts)[:take]
+            del counts
+            off = np.arange(j, j + take, dtype=np.int64)
+            off *= L
+            off -= starts[k - a]
+            out[j : j + take, 0] = k
+            out[j : j + take, 1] = off
+            j += take
+        base = chunk_end
+    # The C++ loop writes row 0 as (0, 0) before looking at any item, even when doc_idx[0] is an
+    # empty item; every later row lands in a non-empty item.
+    out[0, 0] = 0
+    out[0, 1] = 0
+    if j != num_total + 1:
+        raise IntegrityError(
+            f"sample_idx build filled {j} of {num_total + 1} rows; doc_idx holds fewer tokens than "
+            f"num_epochs x tokens_per_epoch = {num_epochs * tokens_per_epoch}"
+        )
+    return out
+
+
+def build_shuffle_idx(size: int, rng: np.random.RandomState) -> np.ndarray:
+    """gpt2_dataset._build_shuffle_idx: arange(size) uint32 (int64 if size >= 2**32 - 2), shuffled."""
+    dtype = np.uint32
+    if size >= (np.iinfo(np.uint32).max - 1):
+        dtype = np.int64
+    shuffle_idx = np.arange(start=0, stop=size, step=1, dtype=dtype)
+    rng.shuffle(shuffle_idx)
+    return shuffle_idx
+
+
+def build_doc_epoch(doc_idx: np.ndarray, n_items: int, chunk: int = CHUNK) -> np.ndarray:
+    """doc_epoch[k] = number of earlier positions of item doc_idx[k] in doc_idx (its epoch copy).
+
+    Chunked: sort (item << 32 | position) keys of a chunk (a fast non-stable sort of unique keys
+    gives positions in order within each item), rank within each item's run, plus a running count.
+    """
+    n = len(doc_idx)
+    epochs = n // max(n_items, 1)
+    dtype = np.uint8 if epochs <= 1 << 8 else np.uint16 if epochs <= 1 << 16 else np.uint32
+    out = np.empty(n, dtype=dtype)
+    seen = np.zeros(max(n_items, 1), dtype=np.int32)
+    for a in range(0, n, chunk):
+        c = np.asarray(doc_idx[a : a + chunk]).astype(np.int64)
+        keys = (c << 32) | np.arange(c.size, dtype=np.int64)
+        keys.sort()
+        items = keys >> 32
+        local = keys & 0xFFFFFFFF
+        new_run = np.empty(items.size, dtype=bool)
+        new_run[0] = True
+        np.not_equal(items[1:], items[:-1], out=new_run[1:])
+        run_starts = np.flatnonzero(new_run)
+        pos = np.arange(items.size, dtype=np.int64)
+        run_of = np.cumsum(new_run) - 1
+        rank = pos - run_starts[run_of] + seen[items]
+        out[a + local] = rank
+        run_items = items[run_starts]
+        seen[run_items] += np.diff(np.append(run_starts, items.size))
+    return out
+
+
+@dataclass
+class IndexMaps:
+    doc_idx: np.ndarray
+    sample_idx: np.ndarray
+    shuffle_idx: np.ndarray
+    num_epochs: int
+    tokens_per_epoch: int
+    num_total: int
+
+
+def build_index_maps(sizes: np.ndarray, config: OrderConfig) -> IndexMaps:
+    """The three maps in memory, in gpt-neox's order of rng use (for tests and small data)."""
+    sizes = np.asarray(sizes)
+    tokens_per_epoch = int(np.sum(sizes, dtype=np.int64))
+    num_epochs = num_epochs_for(tokens_per_epoch, config.seq_length, config.num_samples)
+    rng = np.random.RandomState(seed=config.seed)
+    doc_idx = build_doc_idx(len(sizes), num_epochs, rng)
+    sample_idx = build_sample_idx(sizes, doc_idx, config.seq_length, num_epochs, tokens_per_epoch)
+    shuffle_idx = build_shuffle_idx(sample_idx.shape[0] - 1, rng)
+    return IndexMaps(
+        doc_idx, sample_idx, shuffle_idx, num_epochs, tokens_per_epoch, sample_idx.shape[0] - 1
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# dataset identity
+
+
+def dataset_identity(prefix: str | os.PathLike, full: bool = True) -> dict[str, Any]:
+    """Identity of the `.idx` the maps are built from: bytes, quick hash, and (if full) sha256."""
+    idx = Path(str(prefix) + ".idx")
+    try:
+        size = idx.stat().st_size
+    except FileNotFoundError:
+        raise InputError(
+            f"{idx}: token dataset index not found; pass the dataset prefix without .idx/.bin "
+            "(e.g. out/standard/pile_text_document) or run `pile tokenize` first."
+        ) from None
+    h = hashlib.sha256(str(size).encode())
+    with open(idx, "rb") as f:
+        h.update(f.read(QUICK_BYTES))
+        if size > 2 * QUICK_BYTES:
+            f.seek(size - QUICK_BYTES)
+            h.update(f.read(QUICK_BYTES))
+        elif size > QUICK_BYTES:
+            h.update(f.read())
+    d: dict[str, Any] = {"idx": idx.name, "idx_bytes": size, "idx_quick_sha256": h.hexdigest()}
+    if full:
+        d["idx_sha256"] = sha256_file(idx)
+    return d
+
+
+def order_fingerprint(config: OrderConfig, idx_sha256: str) -> str:
+    return combine_fingerprints(config.fingerprint(), idx_sha256)
+
+
+# ----------------------------------------------------------------------------------------------
+# stage
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with atomic_open(path, "wb") as f:
+        np.save(f, arr, allow_pickle=True)
+
+
+def _sizes_of(prefix) -> np.ndarray:
+    from pipeline.shards.mmidx import MMIDXIndex
+
+    idx = Path(str(prefix) + ".idx")
+    if not idx.exists():
+        raise InputError(
+            f"{idx}: token dataset index not found; pass the dataset prefix without .idx/.bin "
+            "(e.g. out/standard/pile_text_document) or run `pile tokenize` first."
+        )
+    return MMIDXIndex(idx).sizes
+
+
+def run_order(
+    prefix: str | os.PathLike,
+    config: OrderConfig,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    reuse: bool = False,
+    doc_epoch: bool = True,
+    provenance: bool = True,
+) -> dict[str, Any]:
+    """Build the gpt-neox index maps of dataset `prefix` (needs only its `.idx` sizes).
+
+    Writes the three `.npy` maps (+ `_doc_epoch.npy` unless doc_epoch=False, + the random-access
+    provenance table of pipeline.order.provenance when `{prefix}.docs.parquet` exists and
+    provenance=True) next to the dataset or in `out_dir`, then the manifest (kind "index-maps", roles doc_idx/sample_idx/shuffle_idx,
+    fingerprint = combine(config fingerprint, .idx sha256)); returns the manifest dict. With
+    `reuse`, an existing complete manifest with the same fingerprint is returned without rebuilding.
+    Peak memory at Pythia scale (211M items, 2 epochs): doc_idx + sample_idx, ~3.5 GB.
+    """
+    paths = index_map_paths(prefix, config, out_dir)
+    ident = dataset_identity(prefix, full=True)
+    fp = order_fingerprint(config, ident["idx_sha256"])
+    if reuse and paths["manifest"].exists():
+        try:
+            m = read_manifest(paths["manifest"])
+        except IntegrityError:
+            m = None
+        if (
+            m
+            and m.get("config_fingerprint") == fp
+            and all((paths["manifest"].parent / f["name"]).exists() for f in m["files"])
+        ):
+            log.info("index maps for %s already built (%s); reusing", prefix, paths["manifest"])
+            return m
+    if paths["manifest"].exists():
+        paths["manifest"].unlink()  # outputs are about to change: no stale completion marker
+
+    sizes = _sizes_of(prefix)
+    t0 = time.perf_counter()
+    tokens_per_epoch = int(np.sum(sizes, dtype=np.int64))
+    num_samples = config.num_samples
+    num_epochs = num_epochs_for(tokens_per_epoch, config.seq_length, num_samples)
+    log.info(
+        "order %s: %d items, %d tokens/epoch, %d samples requested -> %d epochs",
+        prefix, len(sizes), tokens_per_epoch, num_samples, num_epochs,
+    )  # fmt: skip
+    if num_epochs > 100:
+        log.warning(
+            "order %s: %d epochs of a %d-token dataset for %d samples; is this the intended "
+            "preset (e.g. --preset sample for the bundled sample)?",
+            prefix, num_epochs, tokens_per_epoch, num_samples,
+        )  # fmt: skip
+    rng = np.random.RandomState(seed=config.seed)
+    doc_idx = build_doc_idx(len(sizes), num_epochs, rng)
+    _save_npy(paths["doc_idx"], doc_idx)
+    t1 = time.perf_counter()
+    files: list[tuple[Path, str]] = [(paths["doc_idx"], "doc_idx")]
+    if doc_epoch:
+        epoch = build_doc_epoch(doc_idx, len(sizes))
+        _save_npy(paths["doc_epoch"], epoch)
+        del epoch
+    sample_idx = build_sample_idx(sizes, doc_idx, config.seq_length, num_epochs, tokens_per_epoch)
+    del doc_idx
+    num_total = sample_idx.shape[0] - 1
+    sample_dtype = sample_idx.dtype.name
+    _save_npy(paths["sample_idx"], sample_idx)
+    del sample_idx
+    t2 = time.perf_counter()
+    shuffle_idx = build_shuffle_idx(num_total, rng)
+    shuffle_dtype = shuffle_idx.dtype.name
+    _save_npy(paths["shuffle_idx"], shuffle_idx)
+    del shuffle_idx
+    t3 = time.perf_counter()
+    files += [(paths["sample_idx"], "sample_idx"), (paths["shuffle_idx"], "shuffle_idx")]
+    if doc_epoch:
+        files.append((paths["doc_epoch"], EPOCH_ROLE))
+    if provenance:
+        from pipeline.order.provenance import build_table
+
+        table = build_table(prefix, len(sizes), out_dir)
+        if table is not None:
+            files += [(table[k], EPOCH_ROLE) for k in ("doc_id", "set", "meta")]
+    log.info("order: doc_idx %.1fs, sample_idx %.1fs, shuffle_idx %.1fs", t1 - t0, t2 - t1, t3 - t2)
+    data_rel = os.path.relpath(Path(str(prefix)), paths["manifest"].parent).replace(os.sep, "/")
+    return write_manifest(
+        paths["manifest"],
+        kind=MANIFEST_KIND,
+        config_fingerprint=fp,
+        files=files,
+        config={**config.to_dict(), "name": DATASET_NAME, "num_samples": num_samples},
+        counts={
+            "items": int(len(sizes)),
+            "tokens_per_epoch": tokens_per_epoch,
+            "num_epochs": num_epochs,
+            "num_samples": num_samples,
+            "num_total_samples": num_total,
+            "train_samples": config.train_samples,
+            "steps": config.train_iters,
+            "doc_idx_len": int(len(sizes)) * num_epochs,
+        },
+        extra={
+            "dataset": {**ident, "prefix": data_rel},
+            "dtypes": {
+                "doc_idx": "int32",
+                "sample_idx": sample_dtype,
+                "shuffle_idx": shuffle_dtype,
+            },
+            "reference": "gpt-neox v1.0 megatron/data/gpt2_dataset.py _build_index_mappings",
+        },
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# loading
+
+
+@dataclass
+class OrderMaps:
+    """Memory-mapped index maps of one dataset + config, checked against the dataset."""
+
+    prefix: str
+    config: OrderConfig
+    doc_idx: np.ndarray
+    sample_idx: np.ndarray
+    shuffle_idx: np.ndarray
+    doc_epoch: np.ndarray | None
+    manifest: dict[str, Any] | None
+    paths: dict[str, Path]
+
+    @property
+    def num_total(self) -> int:
+        return int(self.sample_idx.shape[0] - 1)
+
+    @property
+    def num_epochs(self) -> int:
+        n = int(self.manifest["counts"]["items"]) if self.manifest else None
+        if n:
+            return len(self.doc_idx) // n
+        return 0
+
+
+def _other_maps(prefix, out_dir) -> list[str]:
+    p = Path(prefix)
+    d = Path(out_dir) if out_dir is not None else p.parent
+    stem = f"{p.name}_{DATASET_NAME}_indexmap_"
+    tags = sorted(
+        {q.name[len(stem) : -len("_doc_idx.npy")] for q in d.glob(stem + "*_doc_idx.npy")}
+    )
+    return tags
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise IntegrityError(
+            f"{path}: not a readable .npy index map ({e}); rebuild with `pile order`."
+        ) from e
+
+
+def load_order(
+    prefix: str | os.PathLike,
+    config: OrderConfig,
+    maps_dir: str | os.PathLike | None = None,
+    *,
+    check_dataset: str = "quick",
+) -> OrderMaps:
+    """Open the index maps of `prefix` for `config` (memory-mapped).
+
+    Raises InputError when the maps are missing, ConfigError when only maps for other settings
+    exist, IntegrityError when they were built from another dataset (the `.idx` changed; checked
+    from the manifest: "quick" = size + head/tail hash, "full" = sha256, "none"). Maps without our
+    manifest (e.g. built by gpt-neox itself) are accepted after a shape check against the sizes.
+    """
+    if check_dataset not in ("quick", "full", "none"):
+        raise ConfigError(f"check_dataset {check_dataset!r} not in quick, full, none")
+    paths = index_map_paths(prefix, config, maps_dir)
+    missing = [r for r in ROLES if not paths[r].exists()]
+    if missing:
+        others = _other_maps(prefix, maps_dir)
+        where = paths["doc_idx"].parent
+        if others:
+            raise ConfigError(
+                f"no index maps for {config.map_tag} (seq_length={config.seq_length}, "
+                f"train_iters={config.train_iters} x global_batch={config.global_batch} -> "
+                f"num_samples={config.num_samples}, seed={config.seed}) next to {prefix} in "
+                f"{where}; found maps built with a different config: {', '.join(others)}. Pass the "
+                f"matching --seq-length/--train-iters/--global-batch/--seed, or build these with "
+                f"`pile order {prefix}`."
+            )
+        raise InputError(
+            f"index maps for {prefix} not found: {paths[missing[0]]} is missing. Build them with "
+            f"`pile order {prefix} --seq-length {config.seq_length} --global-batch "
+            f"{config.global_batch} --train-iters {config.train_iters} --seed {config.seed}`."
+        )
+    manifest = None
+    if paths["manifest"].exists():
+        manifest = read_manifest(paths["manifest"])
+        if manifest.get("kind") != MANIFEST_KIND:
+            raise IntegrityError(
+                f"{paths['manifest']}: kind {manifest.get('kind')!r}, expected {MANIFEST_KIND!r}"
+            )
+        mc = manifest.get("config", {})
+        for k in ("seq_length", "seed"):
+            if mc.get(k) != getattr(config, k):
+                raise ConfigError(
+                    f"{paths['manifest']}: maps were built with {k}={mc.get(k)}, requested "
+                    f"{getattr(config, k)}; rebuild with `pile order`."
+                )
+        if mc.get("num_samples", config.num_samples) != config.num_samples:
+            raise ConfigError(
+                f"{paths['manifest']}: maps were built for num_samples={mc.get('num_samples')}, "
+                f"requested {config.num_samples}; rebuild with `pile order`."
+            )
+        ds = manifest.get("dataset", {})
+        if check_dataset != "none":
+            ident = dataset_identity(prefix, full=check_dataset == "full")
+            keys = ("idx_bytes", "idx_quick_sha256") + (
+                ("idx_sha256",) if check_dataset == "full" else ()
+            )
+            for k in keys:
+                if ds.get(k) != ident[k]:
+                    raise IntegrityError(
+                        f"index maps {paths['manifest'].name} were built from a different dataset: "
+                        f"{ident['idx']} {k} is {ident[k]}, the maps record {ds.get(k)}. Rebuild "
+                        f"them with `pile order {prefix}`."
+                    )
+    else:
+        log.warning("%s: no manifest; using maps without dataset identity check", paths["manifest"])
+    doc_idx = _load_npy(paths["doc_idx"])
+    sample_idx = _load_npy(paths["sample_idx"])
+    shuffle_idx = _load_npy(paths["shuffle_idx"])
+    if (
+        sample_idx.ndim != 2
+        or sample_idx.shape[1] != 2
+        or shuffle_idx.ndim != 1
+        or doc_idx.ndim != 1
+    ):
+        raise IntegrityError(
+            f"index maps {paths['doc_idx'].parent}: unexpected shapes; rebuild them."
+        )
+    if shuffle_idx.shape[0] != sample_idx.shape[0] - 1:
+        raise IntegrityError(
+            f"{paths['shuffle_idx'].name}: {shuffle_idx.shape[0]} entries but sample_idx has "
+            f"{sample_idx.shape[0] - 1} samples; the maps are from different builds. Rebuild them."
+        )
+    if manifest is None:
+        sizes = _sizes_of(prefix)
+        n = len(sizes)
+        if n == 0 or len(doc_idx) % n:
+            raise IntegrityError(
+                f"{paths['doc_idx'].name}: length {len(doc_idx)} is not a multiple of the "
+                f"{n} items of {prefix}; the maps belong to another dataset."
+            )
+        e = len(doc_idx) // n
+        tpe = int(np.sum(sizes, dtype=np.int64))
+        if (e * tpe - 1) // config.seq_length != sample_idx.shape[0] - 1:
+            raise IntegrityError(
+                f"{paths['sample_idx'].name}: {sample_idx.shape[0] - 1} samples, but {e} epochs of "
+                f"{tpe} tokens give {(e * tpe - 1) // config.seq_length}; maps belong to another dataset."
+            )
+    epoch = _load_npy(paths["doc_epoch"]) if paths["doc_epoch"].exists() else None
+    if epoch is not None and epoch.shape != doc_idx.shape:
+        epoch = None
+    if config.train_samples > shuffle_idx.shape[0]:
+        raise IntegrityError(
+            f"maps hold {shuffle_idx.shape[0]} samples, fewer than train_iters x global_batch = "
+            f"{config.train_samples}; rebuild them."
+        )
+    return OrderMaps(str(prefix), config, doc_idx, sample_idx, shuffle_idx, epoch, manifest, paths)

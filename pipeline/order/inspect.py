@@ -1,0 +1,786 @@
+"""Batch-exact replay: the tokens (and their provenance) of training step N.
+
+Two data forms give the same [global_batch, seq_length + 1] token matrix of step N:
+
+- `DocumentData`: a document-level MMIDIDX dataset (`{prefix}.idx/.bin`) + its gpt-neox index
+  maps. Training sample g is sample s = shuffle_idx[g], i.e. flat tokens
+  [s*seq_length, s*seq_length + seq_length + 1) of the items in doc_idx order, read exactly as
+  gpt-neox v1.0 `GPT2Dataset.__getitem__` does (rest of the first item from its offset, whole items
+  in between, the first offset_l + 1 tokens of the last one).
+- `PreshuffledData`: a pre-shuffled `document` dataset (ours or EleutherAI's for Pythia) where item
+  g is training sample g, stored joined (`document.bin`) or byte-sharded
+  (`document-00000-of-000NN.bin`, Pythia's naming): step N is one contiguous byte range.
+
+Either answers a step in O(global_batch) time and memory: everything else is memory-mapped and only
+the rows of the step are touched. `provenance()` lists, per sample, the item segments it spans
+(item index, `doc_id`/`pile_set_name`/file/line from the tokenizer's `.docs.parquet` sidecar, token
+range inside the item and inside the sample, and which epoch copy of the item it is).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mmap
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import ConfigError, InputError, IntegrityError
+from pipeline.manifest import read_manifest
+from pipeline.order.indexmap import OrderConfig, OrderMaps, load_order
+from pipeline.order.provenance import ProvenanceTable
+from pipeline.shards.mmidx import HEADER_SIZE, MMIDXDataset, MMIDXIndex
+
+log = logging.getLogger(__name__)
+
+PRESHUFFLED_NAME = "document"
+PRESHUFFLED_MANIFEST = "document.manifest.json"
+PRESHUFFLED_KIND = "preshuffled"
+SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<i>\d{5})-of-(?P<last>\d{5})\.bin$")
+SIDECAR_COLUMNS = ("doc_id", "file", "line", "pile_set_name", "tokens")
+
+
+def _check_step(step: int, num_steps: int, what: str) -> None:
+    if not 0 <= step < num_steps:
+        raise ConfigError(
+            f"step {step} is beyond the end of {what}: it has steps 0..{num_steps - 1} "
+            f"({num_steps} steps); pass --step below {num_steps}."
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# provenance sidecar
+
+
+class Sidecar:
+    """`{prefix}.docs.parquet` (row i = item i), read one row group at a time (LRU of 4)."""
+
+    def __init__(self, path: Path, n_items: int) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        try:
+            self._pf = pq.ParquetFile(self.path)
+        except FileNotFoundError:
+            raise InputError(
+                f"{self.path}: provenance sidecar not found; it is written by `pile tokenize` next "
+                "to the .bin/.idx. Run inspect without --provenance, or re-tokenize."
+            ) from None
+        except Exception as e:  # pyarrow raises ArrowInvalid & co.
+            raise IntegrityError(f"{self.path}: not a readable parquet file ({e}).") from e
+        md = self._pf.metadata
+        if md.num_rows != n_items:
+            raise IntegrityError(
+                f"{self.path}: {md.num_rows} rows but the dataset has {n_items} items; the sidecar "
+                "belongs to another dataset. Re-tokenize."
+            )
+        names = set(self._pf.schema_arrow.names)
+        missing = [c for c in SIDECAR_COLUMNS if c not in names]
+        if missing:
+            raise IntegrityError(f"{self.path}: columns {missing} missing (has {sorted(names)}).")
+        rows = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+        self._starts = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)])
+        self._cache: OrderedDict[int, Any] = OrderedDict()
+
+    def _group(self, rg: int):
+        if rg in self._cache:
+            self._cache.move_to_end(rg)
+            return self._cache[rg]
+        t = self._pf.read_row_group(rg, columns=list(SIDECAR_COLUMNS))
+        self._cache[rg] = t
+        if len(self._cache) > 4:
+            self._cache.popitem(last=False)
+        return t
+
+    def rows(self, items: np.ndarray) -> list[dict[str, Any]]:
+        items = np.asarray(items, dtype=np.int64)
+        rgs = np.searchsorted(self._starts, items, side="right") - 1
+        out: list[dict[str, Any]] = [{} for _ in range(items.size)]
+        for rg in np.unique(rgs):
+            where = np.flatnonzero(rgs == rg)
+            local = items[where] - self._starts[rg]
+            t = self._group(int(rg)).take(local)  # convert only the rows asked for
+            cols = {c: t.column(c).to_pylist() for c in SIDECAR_COLUMNS}
+            for k, j in enumerate(where.tolist()):
+                out[j] = {c: cols[c][k] for c in SIDECAR_COLUMNS}
+        return out
+
+
+def sidecar_path(prefix: str | os.PathLike) -> Path:
+    return Path(str(prefix) + ".docs.parquet")
+
+
+# ----------------------------------------------------------------------------------------------
+# document-level data + index maps
+
+
+PAGE = mmap.PAGESIZE
+NOWAIT = getattr(os, "RWF_NOWAIT", 0)  # Linux >= 4.14: pread only from the page cache
+
+
+def _mmap_of(arr) -> mmap.mmap | None:
+    """The mmap behind a numpy memmap (or a view of one), if any."""
+    while arr is not None:
+        mm = getattr(arr, "_mmap", None)
+        if isinstance(mm, mmap.mmap):
+            return mm
+        arr = getattr(arr, "base", None)
+    return None
+
+
+class Prefetch:
+    """Cold-cache help for scattered reads of one file: `posix_fadvise(WILLNEED)` on the merged
+    pages of all ranges a stage needs (the kernel reads them in parallel) before the stage reads
+    them, and MADV_RANDOM on its mmap (no 128 KiB read-around per fault). A step needs ~5
+    dependent stages (shuffle_idx -> sample_idx -> doc_idx -> sizes/pointers -> .bin), so a cold
+    step costs ~5 rounds of parallel I/O instead of thousands of serial page faults."""
+
+    def __init__(self, path: Path, arrays=()) -> None:
+        self.path = Path(path)
+        try:
+            self.fd: int | None = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            self.fd = None
+        for a in arrays:
+            mm = _mmap_of(a)
+            if mm is not None and hasattr(mmap, "MADV_RANDOM"):
+                try:
+                    mm.madvise(mmap.MADV_RANDOM)
+                except (OSError, ValueError):  # pragma: no cover - platform specific
+                    pass
+
+    def cached(self, offsets: np.ndarray, probes: int = 8) -> bool:
+        """True when a few of the pages at `offsets` are in the page cache (1-byte preads with
+        RWF_NOWAIT), so a warm step skips the fadvise syscalls."""
+        if self.fd is None or not NOWAIT:
+            return False
+        offsets = np.asarray(offsets, dtype=np.int64)
+        pick = offsets[np.linspace(0, offsets.size - 1, min(probes, offsets.size)).astype(np.int64)]
+        buf = bytearray(1)
+        try:
+            for off in pick.tolist():
+                if os.preadv(self.fd, [buf], off, NOWAIT) != 1:
+                    return False
+        except OSError:  # BlockingIOError (not cached), EOPNOTSUPP, ...
+            return False
+        return True
+
+    def willneed(self, offsets: np.ndarray, lengths: np.ndarray | int, probe: bool = True) -> None:
+        if self.fd is None or not hasattr(os, "posix_fadvise"):
+            return
+        offsets = np.asarray(offsets, dtype=np.int64)
+        if offsets.size == 0 or (probe and self.cached(offsets)):
+            return
+        first = offsets // PAGE
+        last = (offsets + lengths + PAGE - 1) // PAGE
+        order = np.argsort(first, kind="stable")
+        first, last = first[order], last[order]
+        # merge overlapping / adjacent page runs
+        run_end = np.maximum.accumulate(last)
+        new = np.empty(first.size, dtype=bool)
+        new[0] = True
+        new[1:] = first[1:] > run_end[:-1]
+        starts = first[new]
+        ends = np.append(run_end[np.flatnonzero(new)[1:] - 1], run_end[-1])
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            os.posix_fadvise(self.fd, a * PAGE, (b - a) * PAGE, os.POSIX_FADV_WILLNEED)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _npy_offset(arr) -> int:
+    return int(getattr(arr, "offset", 0) or 0)
+
+
+@dataclass
+class Segments:
+    """Item segments of a set of samples (vectorised; one row per (sample, doc_idx position))."""
+
+    row: np.ndarray  # which requested sample (0..len(g)-1)
+    pos: np.ndarray  # index into doc_idx
+    item: np.ndarray  # item index in the dataset
+    start: np.ndarray  # first token inside the item
+    end: np.ndarray  # one past the last token inside the item
+    sample_start: np.ndarray  # first token inside the sample
+    ptr: np.ndarray  # byte offset of the item in the .bin
+    size: np.ndarray  # tokens of the item
+
+
+class DocumentData:
+    """A document-level token dataset with its gpt-neox index maps."""
+
+    form = "document"
+
+    def __init__(
+        self,
+        prefix: str | os.PathLike,
+        config: OrderConfig,
+        maps_dir: str | os.PathLike | None = None,
+        *,
+        check_dataset: str = "quick",
+    ) -> None:
+        self.prefix = str(prefix)
+        self.config = config
+        self.maps_dir = maps_dir
+        self.ds = MMIDXDataset(self.prefix)
+        self.maps: OrderMaps = load_order(
+            self.prefix, config, maps_dir, check_dataset=check_dataset
+        )
+        self.seq_length = config.seq_length
+        self.global_batch = config.global_batch
+        self.num_steps = config.train_iters
+        self.dtype = self.ds.dtype
+        self._itemsize = self.dtype.itemsize
+        self._sidecar: Sidecar | ProvenanceTable | None = None
+        m = self.maps
+        self._pf_shuffle = Prefetch(m.paths["shuffle_idx"], [m.shuffle_idx])
+        self._pf_sample = Prefetch(m.paths["sample_idx"], [m.sample_idx])
+        self._pf_doc = Prefetch(m.paths["doc_idx"], [m.doc_idx])
+        self._pf_epoch = (
+            Prefetch(m.paths["doc_epoch"], [m.doc_epoch]) if m.doc_epoch is not None else None
+        )
+        self._pf_idx = Prefetch(self.ds.index.path, [self.ds.index._mm])
+        self._pf_bin = Prefetch(self.ds.bin_path, [self.ds.bin])
+        self._n_items = len(self.ds)
+
+    def segments(self, g: np.ndarray) -> Segments:
+        """The item segments of training samples `g` (gpt-neox __getitem__ order)."""
+        g = np.asarray(g, dtype=np.int64)
+        m = self.maps
+        if g.size and (g.min() < 0 or g.max() >= m.shuffle_idx.shape[0]):
+            raise ConfigError(
+                f"sample index out of range 0..{m.shuffle_idx.shape[0] - 1} of the index maps"
+            )
+        isz = m.shuffle_idx.dtype.itemsize
+        self._pf_shuffle.willneed(_npy_offset(m.shuffle_idx) + g * isz, isz)
+        s = np.asarray(m.shuffle_idx[g]).astype(np.int64)
+        row_bytes = 2 * m.sample_idx.dtype.itemsize
+        self._pf_sample.willneed(_npy_offset(m.sample_idx) + s * row_bytes, 2 * row_bytes)
+        a = np.asarray(m.sample_idx[s]).astype(np.int64)
+        b = np.asarray(m.sample_idx[s + 1]).astype(np.int64)
+        k0, o0, k1, o1 = a[:, 0], a[:, 1], b[:, 0], b[:, 1]
+        dsz = m.doc_idx.dtype.itemsize
+        self._pf_doc.willneed(_npy_offset(m.doc_idx) + k0 * dsz, (k1 - k0 + 1) * dsz)
+        nseg = k1 - k0 + 1
+        if g.size and nseg.min() < 1:
+            raise IntegrityError(
+                "sample_idx is not monotone; the index maps are corrupt (pile verify)"
+            )
+        row = np.repeat(np.arange(g.size, dtype=np.int64), nseg)
+        first = np.zeros(g.size, dtype=np.int64)
+        if g.size > 1:
+            np.cumsum(nseg[:-1], out=first[1:])
+        pos = k0[row] + (np.arange(row.size, dtype=np.int64) - first[row])
+        item = np.asarray(m.doc_idx[pos]).astype(np.int64)
+        # item sizes from the pointers (pointers[i+1] - pointers[i]; sizes[] only for the last
+        # item): one random page per item instead of two on a cold cache
+        self._pf_idx.willneed(HEADER_SIZE + 4 * self._n_items + 8 * item, 16)
+        last = self._n_items - 1
+        ptr = np.asarray(self.ds.index.pointers[item]).astype(np.int64)
+        nxt = np.asarray(self.ds.index.pointers[np.minimum(item + 1, last)]).astype(np.int64)
+        size = (nxt - ptr) // self._itemsize
+        if (item == last).any():
+            size[item == last] = int(self.ds.sizes[last])
+        start = np.where(pos == k0[row], o0[row], 0)
+        end = np.where(pos == k1[row], o1[row] + 1, size)
+        lens = end - start
+        if lens.size and (lens.min() < 0 or (end > size).any()):
+            raise IntegrityError(
+                "sample_idx offsets exceed their items; the index maps do not match the dataset"
+            )
+        total = np.bincount(row, weights=lens, minlength=g.size).astype(np.int64)
+        bad = np.flatnonzero(total != self.seq_length + 1)
+        if bad.size:
+            raise IntegrityError(
+                f"training sample {int(g[bad[0]])} has {int(total[bad[0]])} tokens, expected "
+                f"seq_length + 1 = {self.seq_length + 1}; the index maps do not match the dataset"
+            )
+        cum = np.cumsum(lens) - lens  # exclusive
+        sample_start = cum - (cum[first][row] if row.size else 0)
+        return Segments(row, pos, item, start, end, sample_start, ptr, size)
+
+    def samples(self, g: np.ndarray) -> np.ndarray:
+        """[len(g), seq_length + 1] tokens of training samples g, in the dataset dtype."""
+        g = np.asarray(g, dtype=np.int64)
+        seg = self.segments(g)
+        lens = seg.end - seg.start
+        keep = lens > 0
+        offs = seg.ptr[keep] + seg.start[keep] * self._itemsize
+        nbytes = lens[keep] * self._itemsize
+        if not NOWAIT:
+            self._pf_bin.willneed(offs, nbytes)
+        out = np.empty(g.size * (self.seq_length + 1), dtype=self.dtype)
+        view = memoryview(out).cast("B")
+        fd = self._pf_bin.fd
+        if fd is None:  # pragma: no cover - unreadable .bin is caught when opening
+            raise IntegrityError(f"{self.ds.bin_path}: cannot be opened for reading")
+        # pread straight into the output: memory O(batch), no file pages mapped into the process.
+        # First from the page cache only (RWF_NOWAIT); what is not cached is fadvise'd as one
+        # batch (parallel I/O) and then read.
+        ol, nl = offs.tolist(), nbytes.tolist()
+        dest = np.concatenate([[0], np.cumsum(nbytes)]).tolist()
+        todo = range(len(ol))
+        if NOWAIT:
+            missing = []
+            try:
+                for i in todo:
+                    try:
+                        if os.preadv(fd, [view[dest[i] : dest[i + 1]]], ol[i], NOWAIT) != nl[i]:
+                            missing.append(i)
+                    except BlockingIOError:
+                        missing.append(i)
+                todo = missing
+            except OSError:  # RWF_NOWAIT unsupported here: plain reads
+                todo = range(len(ol))
+            if todo:
+                sel = np.asarray(todo, dtype=np.int64)
+                self._pf_bin.willneed(offs[sel], nbytes[sel], probe=False)
+        for i in todo:
+            got = os.preadv(fd, [view[dest[i] : dest[i + 1]]], ol[i])
+            if got != nl[i]:
+                raise IntegrityError(
+                    f"{self.ds.bin_path}: short read of {nl[i]} bytes at {ol[i]}; the .bin is "
+                    "truncated"
+                )
+        return out.reshape(g.size, self.seq_length + 1)
+
+    def step(self, n: int) -> np.ndarray:
+        _check_step(n, self.num_steps, f"training (train_iters={self.num_steps})")
+        gb = self.global_batch
+        return self.samples(np.arange(n * gb, (n + 1) * gb, dtype=np.int64))
+
+    def steps(self, a: int, b: int) -> np.ndarray:
+        """Steps a..b inclusive, rows in training order (batch_viewer.py's range)."""
+        _check_step(a, self.num_steps, f"training (train_iters={self.num_steps})")
+        _check_step(b, self.num_steps, f"training (train_iters={self.num_steps})")
+        gb = self.global_batch
+        return self.samples(np.arange(a * gb, (b + 1) * gb, dtype=np.int64))
+
+    def epoch_copies(self, pos: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """Which repetition of `item` doc_idx position `pos` is (0 = first occurrence)."""
+        if self.maps.doc_epoch is not None:
+            if self._pf_epoch is not None:
+                isz = self.maps.doc_epoch.dtype.itemsize
+                self._pf_epoch.willneed(_npy_offset(self.maps.doc_epoch) + pos * isz, isz)
+            return np.asarray(self.maps.doc_epoch[pos]).astype(np.int64)
+        # no doc_epoch sidecar (maps built by gpt-neox): count earlier occurrences, chunked scan
+        doc_idx = self.maps.doc_idx
+        want = np.unique(item)
+        hits_pos, hits_item = [], []
+        step = 1 << 24
+        for a in range(0, len(doc_idx), step):
+            c = np.asarray(doc_idx[a : a + step])
+            h = np.flatnonzero(np.isin(c, want))
+            hits_pos.append(h + a)
+            hits_item.append(c[h].astype(np.int64))
+        hp = np.concatenate(hits_pos)
+        hi = np.concatenate(hits_item)
+        key = hi * (len(doc_idx) + 1) + hp
+        key.sort()
+        q = item * (len(doc_idx) + 1) + pos
+        return np.searchsorted(key, q) - np.searchsorted(key, item * (len(doc_idx) + 1))
+
+    def provenance(self, g: np.ndarray, with_sidecar: bool = True) -> list[list[dict[str, Any]]]:
+        """Per training sample in g: the item segments it spans, in order."""
+        g = np.asarray(g, dtype=np.int64)
+        seg = self.segments(g)
+        epochs = self.epoch_copies(seg.pos, seg.item)
+        meta: list[dict[str, Any]] = [{} for _ in range(seg.row.size)]
+        if with_sidecar:
+            if self._sidecar is None:
+                n = len(self.ds)
+                self._sidecar = ProvenanceTable.open(self.prefix, n, self.maps_dir) or Sidecar(
+                    sidecar_path(self.prefix), n
+                )
+            if isinstance(self._sidecar, ProvenanceTable):
+                meta = self._sidecar.rows(seg.item, seg.size)
+            else:
+                meta = self._sidecar.rows(seg.item)
+        s = np.asarray(self.maps.shuffle_idx[g]).astype(np.int64)
+        out: list[list[dict[str, Any]]] = [[] for _ in range(g.size)]
+        for j in range(seg.row.size):
+            r = int(seg.row[j])
+            n = int(seg.end[j] - seg.start[j])
+            if n == 0:
+                continue  # an empty item at doc_idx[0] (row 0 of sample_idx)
+            d = {
+                "item": int(seg.item[j]),
+                "doc_idx_pos": int(seg.pos[j]),
+                "epoch": int(epochs[j]),
+                "item_tokens": [int(seg.start[j]), int(seg.end[j])],
+                "sample_tokens": [int(seg.sample_start[j]), int(seg.sample_start[j]) + n],
+                "sample_idx": int(s[r]),
+            }
+            md = meta[j]
+            if md:
+                d.update(
+                    doc_id=int(md["doc_id"]),
+                    pile_set_name=md["pile_set_name"],
+                    file=md["file"],
+                    line=int(md["line"]),
+                    item_size=int(md["tokens"]),
+                )
+            out[r].append(d)
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# pre-shuffled data
+
+
+class ByteRanges:
+    """Read byte ranges of the concatenation of files (a joined .bin or its byte shards)."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+        sizes = [f.stat().st_size for f in files]
+        self.starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        self.total = int(self.starts[-1])
+
+    def read(self, a: int, b: int) -> bytearray:
+        if not 0 <= a <= b <= self.total:
+            raise IntegrityError(
+                f"byte range [{a}, {b}) is outside the {self.total} bytes of {self.files[0].name}"
+                f"{' ...' if len(self.files) > 1 else ''}; the data is truncated"
+            )
+        buf = bytearray(b - a)
+        view = memoryview(buf)
+        i = int(np.searchsorted(self.starts, a, side="right") - 1)
+        got = 0
+        while got < b - a:
+            lo = a + got - int(self.starts[i])
+            n = min(b - a - got, int(self.starts[i + 1] - self.starts[i]) - lo)
+            if n > 0:
+                with open(self.files[i], "rb", buffering=0) as f:
+                    f.seek(lo)
+                    m = f.readinto(view[got : got + n])
+                if m != n:
+                    raise IntegrityError(f"{self.files[i]}: short read at byte {lo}")
+                got += n
+            i += 1
+        return buf
+
+
+def find_bin_files(prefix: str | os.PathLike) -> list[Path]:
+    """`{prefix}.bin`, or Pythia-style shards `{prefix}-00000-of-000NN.bin` (all NN+1 of them)."""
+    p = Path(str(prefix))
+    joined = Path(str(prefix) + ".bin")
+    if joined.exists():
+        return [joined]
+    shards = []
+    for q in sorted(p.parent.glob(p.name + "-?????-of-?????.bin")):
+        m = SHARD_RE.match(q.name)
+        if m and m.group("base") == p.name:
+            shards.append((int(m.group("i")), int(m.group("last")), q))
+    if not shards:
+        raise InputError(
+            f"no data for {p}: neither {joined.name} nor shards {p.name}-00000-of-000NN.bin in "
+            f"{p.parent}."
+        )
+    lasts = {s[1] for s in shards}
+    if len(lasts) != 1:
+        raise IntegrityError(
+            f"{p.parent}: shards of {p.name} disagree on their count: {sorted(lasts)}"
+        )
+    last = lasts.pop()
+    have = [s[0] for s in shards]
+    if have != list(range(last + 1)):
+        missing = sorted(set(range(last + 1)) - set(have))
+        raise InputError(
+            f"{p.parent}: shard(s) {', '.join(f'{p.name}-{i:05d}-of-{last:05d}.bin' for i in missing[:5])} "
+            f"missing ({len(have)} of {last + 1} present)"
+        )
+    return [s[2] for s in shards]
+
+
+class PreshuffledData:
+    """A pre-shuffled `document` dataset: item g = training sample g (seq_length + 1 tokens)."""
+
+    form = "preshuffled"
+
+    def __init__(
+        self, prefix: str | os.PathLike, global_batch: int, source: DocumentData | None = None
+    ) -> None:
+        self.prefix = str(prefix)
+        self.index = MMIDXIndex(self.prefix + ".idx")
+        self.files = find_bin_files(self.prefix)
+        self.bytes = ByteRanges(self.files)
+        self.dtype = self.index.dtype
+        self._itemsize = self.dtype.itemsize
+        n = len(self.index)
+        if n == 0:
+            raise IntegrityError(f"{self.prefix}.idx holds no samples")
+        self.seq_length = int(self.index.sizes[0]) - 1
+        self.global_batch = int(global_batch)
+        self.num_steps = n // self.global_batch
+        if self.num_steps == 0:
+            raise ConfigError(
+                f"{self.prefix}: {n} samples is less than one global batch of {global_batch}; "
+                "pass the --global-batch the data was written with."
+            )
+        expected = int(self.index.pointers[-1]) + int(self.index.sizes[-1]) * self._itemsize
+        if self.bytes.total != expected:
+            raise IntegrityError(
+                f"{self.prefix}: the .bin data holds {self.bytes.total} bytes but the index needs "
+                f"{expected}; a shard is truncated or missing."
+            )
+        self.source = source
+        if source is not None and source.seq_length != self.seq_length:
+            raise ConfigError(
+                f"--source dataset uses seq_length {source.seq_length} but {self.prefix} holds "
+                f"samples of {self.seq_length + 1} tokens"
+            )
+
+    def _range(self, g0: int, g1: int) -> np.ndarray:
+        sizes = np.asarray(self.index.sizes[g0:g1])
+        L1 = self.seq_length + 1
+        if (sizes != L1).any():
+            bad = g0 + int(np.flatnonzero(sizes != L1)[0])
+            raise IntegrityError(
+                f"{self.prefix}.idx: sample {bad} has {int(self.index.sizes[bad])} tokens, expected "
+                f"{L1}; not a pre-shuffled dataset of fixed-length samples"
+            )
+        a = int(self.index.pointers[g0])
+        b = int(self.index.pointers[g1 - 1]) + L1 * self._itemsize
+        if b - a != (g1 - g0) * L1 * self._itemsize:
+            raise IntegrityError(f"{self.prefix}.idx: samples {g0}..{g1 - 1} are not contiguous")
+        buf = self.bytes.read(a, b)
+        return np.frombuffer(buf, dtype=self.dtype).reshape(g1 - g0, L1)
+
+    def samples(self, g: np.ndarray) -> np.ndarray:
+        g = np.asarray(g, dtype=np.int64)
+        if g.size and (g.min() < 0 or g.max() >= len(self.index)):
+            raise ConfigError(f"sample index out of range 0..{len(self.index) - 1}")
+        out = np.empty((g.size, self.seq_length + 1), dtype=self.dtype)
+        # contiguous runs are read in one go
+        i = 0
+        while i < g.size:
+            j = i + 1
+            while j < g.size and g[j] == g[j - 1] + 1:
+                j += 1
+            out[i:j] = self._range(int(g[i]), int(g[j - 1]) + 1)
+            i = j
+        return out
+
+    def step(self, n: int) -> np.ndarray:
+        _check_step(n, self.num_steps, f"the pre-shuffled data {self.prefix}")
+        gb = self.global_batch
+        return self._range(n * gb, (n + 1) * gb)
+
+    def steps(self, a: int, b: int) -> np.ndarray:
+        _check_step(a, self.num_steps, f"the pre-shuffled data {self.prefix}")
+        _check_step(b, self.num_steps, f"the pre-shuffled data {self.prefix}")
+        gb = self.global_batch
+        return self._range(a * gb, (b + 1) * gb)
+
+    def provenance(self, g: np.ndarray, with_sidecar: bool = True) -> list[list[dict[str, Any]]]:
+        if self.source is None:
+            raise InputError(
+                f"{self.prefix} is a pre-shuffled dataset: it has no document boundaries. "
+                "Provenance needs the document-level dataset and its index maps: pass --source "
+                "PREFIX (the *_text_document prefix it was built from)."
+            )
+        return self.source.provenance(g, with_sidecar)
+
+
+# ----------------------------------------------------------------------------------------------
+# opening DATA
+
+
+def _strip(data: str) -> str:
+    for ext in (".idx", ".bin"):
+        if data.endswith(ext):
+            return data[: -len(ext)]
+    m = SHARD_RE.match(Path(data).name)
+    if m:
+        return str(Path(data).parent / m.group("base"))
+    return data
+
+
+def _preshuffled_manifest(prefix: str) -> dict[str, Any] | None:
+    p = Path(prefix)
+    m = p.parent / (p.name + ".manifest.json")
+    if m.exists():
+        doc = read_manifest(m)
+        if doc.get("kind") == PRESHUFFLED_KIND:
+            return doc
+    return None
+
+
+def resolve_data(data: str | os.PathLike) -> tuple[str, str]:
+    """(prefix, form guess) of DATA: a prefix, a .idx/.bin/shard path, or a directory."""
+    s = str(data)
+    p = Path(s)
+    if p.is_dir():
+        if (p / (PRESHUFFLED_NAME + ".idx")).exists():
+            return str(p / PRESHUFFLED_NAME), "preshuffled"
+        cands = sorted(p.glob("*_text_document.idx"))
+        if len(cands) == 1:
+            return str(cands[0])[: -len(".idx")], "document"
+        raise InputError(
+            f"{p} is a directory without {PRESHUFFLED_NAME}.idx and with "
+            f"{len(cands)} *_text_document.idx files; pass the dataset prefix instead."
+        )
+    prefix = _strip(s)
+    if not Path(prefix + ".idx").exists():
+        raise InputError(
+            f"{data}: no dataset here ({prefix}.idx not found). Pass a token dataset prefix "
+            "(without .bin/.idx) or a pre-shuffled `document` directory."
+        )
+    if Path(prefix).name == PRESHUFFLED_NAME or _preshuffled_manifest(prefix) is not None:
+        return prefix, "preshuffled"
+    return prefix, "document"
+
+
+def open_data(
+    data: str | os.PathLike,
+    config: OrderConfig,
+    *,
+    maps_dir: str | os.PathLike | None = None,
+    form: str = "auto",
+    source: str | os.PathLike | None = None,
+    check_dataset: str = "quick",
+) -> DocumentData | PreshuffledData:
+    """Open DATA for inspection (form "auto" | "document" | "preshuffled")."""
+    if form not in ("auto", "document", "preshuffled"):
+        raise ConfigError(f"--form {form!r} not in auto, document, preshuffled")
+    prefix, guess = resolve_data(data)
+    form = guess if form == "auto" else form
+    if form == "document":
+        return DocumentData(prefix, config, maps_dir, check_dataset=check_dataset)
+    src = None
+    if source is not None:
+        src = DocumentData(_strip(str(source)), config, maps_dir, check_dataset=check_dataset)
+    else:
+        m = _preshuffled_manifest(prefix)
+        info = (m or {}).get("source") or {}
+        if info.get("prefix"):
+            sp = (Path(prefix).parent / info["prefix"]).resolve()
+            md = info.get("maps_dir")
+            md = (Path(prefix).parent / md).resolve() if md else None
+            if Path(str(sp) + ".idx").exists():
+                try:
+                    src = DocumentData(sp, config, md, check_dataset=check_dataset)
+                except (InputError, ConfigError) as e:
+                    log.info("source of %s not usable for provenance: %s", prefix, e)
+    return PreshuffledData(prefix, config.global_batch, src)
+
+
+def to_jsonable(obj: Any) -> Any:
+    return json.loads(
+        json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# reports
+
+
+def step_report(
+    data: DocumentData | PreshuffledData,
+    step: int,
+    *,
+    sample: int | None = None,
+    decode: bool = False,
+    provenance: bool = False,
+    tokens: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """JSON-able description of step N (or one sample of it): tokens, text, provenance."""
+    gb = data.global_batch
+    if sample is not None and not 0 <= sample < gb:
+        raise ConfigError(
+            f"--sample {sample} is outside the batch: a step has samples 0..{gb - 1} "
+            f"(global_batch={gb})"
+        )
+    batch = data.step(step) if tokens is None else tokens
+    rows = range(gb) if sample is None else [sample]
+    g = np.array([step * gb + i for i in rows], dtype=np.int64)
+    prov = data.provenance(g) if provenance else None
+    enc = None
+    if decode:
+        from pipeline.tokenize.encoder import load_encoder
+
+        enc = load_encoder()
+    samples = []
+    for j, i in enumerate(rows):
+        d: dict[str, Any] = {"batch_index": i, "sample": int(g[j]), "tokens": batch[i].tolist()}
+        if enc is not None:
+            d["text"] = enc.decode(batch[i].tolist())
+        if prov is not None:
+            d["provenance"] = prov[j]
+        samples.append(d)
+    return {
+        "step": step,
+        "form": data.form,
+        "data": data.prefix,
+        "global_batch": gb,
+        "seq_length": data.seq_length,
+        "dtype": np.dtype(data.dtype).name,
+        "samples_range": [step * gb, (step + 1) * gb],
+        "samples": samples,
+    }
+
+
+def format_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"step {report['step']}: samples [{report['samples_range'][0]}, "
+        f"{report['samples_range'][1]}) of {report['form']} data {report['data']} "
+        f"(global_batch={report['global_batch']}, seq_length={report['seq_length']}, "
+        f"{report['dtype']})"
+    ]
+    for s in report["samples"]:
+        lines.append(f"sample {s['batch_index']} (training sample {s['sample']}):")
+        lines.append("  tokens: " + " ".join(str(t) for t in s["tokens"]))
+        if "text" in s:
+            lines.append("  text: " + json.dumps(s["text"], ensure_ascii=False))
+        for p in s.get("provenance", []):
+            where = ""
+            if "doc_id" in p:
+                where = f" doc_id {p['doc_id']} [{p['pile_set_name']}] {p['file']}:{p['line']}"
+            lines.append(
+                f"  item {p['item']}{where} epoch copy {p['epoch']}: item tokens "
+                f"[{p['item_tokens'][0]}, {p['item_tokens'][1]}) -> sample tokens "
+                f"[{p['sample_tokens'][0]}, {p['sample_tokens'][1]})"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def save_steps_npy(
+    data: DocumentData | PreshuffledData, a: int, b: int, path: Path
+) -> tuple[int, ...]:
+    """Steps a..b (inclusive) as one .npy of shape ((b-a+1)*global_batch, seq_length+1), written
+    one step at a time (memory O(batch)); same bytes as batch_viewer.py's np.save."""
+    from pipeline.io import atomic_open
+
+    if b < a:
+        raise ConfigError(f"--end-step {b} is before --start-step {a}")
+    _check_step(a, data.num_steps, "the data")
+    _check_step(b, data.num_steps, "the data")
+    gb = data.global_batch
+    shape = ((b - a + 1) * gb, data.seq_length + 1)
+    dtype = np.dtype(data.dtype)
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    with atomic_open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header) if _header_version(header) == (1, 0) else (
+            np.lib.format.write_array_header_2_0(f, header)
+        )
+        for n in range(a, b + 1):
+            f.write(np.ascontiguousarray(data.step(n)).tobytes())
+    return shape
+
+
+def _header_version(header: dict[str, Any]) -> tuple[int, int]:
+    # np.save picks 1.0 unless the header does not fit a 2-byte length
+    return (1, 0) if len(repr(header)) < 65000 else (2, 0)

@@ -1,0 +1,227 @@
+"""Pre-shuffled training data: `document.idx` + `document-000NN-of-000MM.bin`, Pythia's layout.
+
+Item g of the output is training sample g (seq_length + 1 tokens, the dataset's dtype: uint16 for
+GPT-NeoX-20B), for g < train_iters x global_batch, so step N is the contiguous byte range
+[N*global_batch*(seq_length+1)*itemsize, (N+1)*global_batch*(seq_length+1)*itemsize).
+
+`document.idx` is MMIDIDX v1 (pipeline.shards.mmidx) with sizes all seq_length + 1, pointers
+g*(seq_length+1)*itemsize and a doc_idx of one entry [0], like EleutherAI's published
+`document.idx` (1,757,184,042 bytes for Pythia = 34 + 12 x 146,432,000 + 8 x 1: the builder never
+called end_document). The `.bin` is cut into byte shards of `shard_size` bytes (Pythia: 30e9) named
+as Pythia's `utils/shard_memmap.py` does: `document-{i:05d}-of-{last:05d}.bin` with
+last = total_bytes // shard_size, i = 0..last (so Pythia's 21 shards are `-of-00020`). With
+shard_size=None a single `document.bin` is written. A manifest `document.manifest.json` (kind
+"preshuffled") is written last; it records the source dataset and index maps for provenance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import combine_fingerprints
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.io import fsync_dir, tmp_path
+from pipeline.manifest import write_manifest
+from pipeline.order.indexmap import OrderConfig, order_fingerprint
+from pipeline.order.inspect import (
+    PRESHUFFLED_KIND,
+    PRESHUFFLED_MANIFEST,
+    PRESHUFFLED_NAME,
+    SHARD_RE,
+    DocumentData,
+)
+from pipeline.shards.mmidx import HEADER, MAGIC, VERSION, dtype_code
+
+log = logging.getLogger(__name__)
+
+PYTHIA_SHARD_SIZE = 30_000_000_000  # bytes per shard of EleutherAI/pile-*-pythia-preshuffled
+BLOCK_SAMPLES = 1024  # samples gathered per write
+IDX_CHUNK = 1 << 22
+
+
+def shard_names(
+    total_bytes: int, shard_size: int | None, name: str = PRESHUFFLED_NAME
+) -> list[str]:
+    """Pythia's shard_memmap naming: shards 0..total // shard_size, `-of-` the last index."""
+    if shard_size is None:
+        return [f"{name}.bin"]
+    last = total_bytes // shard_size
+    return [f"{name}-{i:05d}-of-{last:05d}.bin" for i in range(last + 1)]
+
+
+def preshuffled_index_chunks(
+    n_samples: int, sample_tokens: int, dtype, chunk: int = IDX_CHUNK
+) -> Iterator[bytes]:
+    """The bytes of `document.idx`, streamed: header, sizes, pointers, doc_idx = [0]."""
+    dt = np.dtype(dtype)
+    yield HEADER.pack(MAGIC, VERSION, dtype_code(dt), n_samples, 1)
+    for a in range(0, n_samples, chunk):
+        yield np.full(min(chunk, n_samples - a), sample_tokens, dtype="<i4").tobytes()
+    step = sample_tokens * dt.itemsize
+    for a in range(0, n_samples, chunk):
+        p = np.arange(a, min(a + chunk, n_samples), dtype="<i8")
+        p *= step
+        yield p.tobytes()
+    yield np.zeros(1, dtype="<i8").tobytes()
+
+
+class _ShardWriter:
+    """Writes one byte stream into consecutive files of `shard_size` bytes, each tmp + rename."""
+
+    def __init__(self, out_dir: Path, names: list[str], shard_size: int | None) -> None:
+        self.out_dir = out_dir
+        self.names = names
+        self.shard_size = shard_size
+        self.i = -1
+        self.f = None
+        self.left = 0
+        self.done: list[Path] = []
+        self._open_next()
+
+    def _open_next(self) -> None:
+        self._close_current()
+        self.i += 1
+        path = self.out_dir / self.names[self.i]
+        self.f = open(tmp_path(path), "wb")  # noqa: SIM115
+        self.left = self.shard_size if self.shard_size is not None else -1
+
+    def _close_current(self) -> None:
+        if self.f is None:
+            return
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        self.f.close()
+        path = self.out_dir / self.names[self.i]
+        os.replace(tmp_path(path), path)
+        self.done.append(path)
+        self.f = None
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        while len(view):
+            if self.left == 0:
+                self._open_next()
+            n = len(view) if self.left < 0 else min(self.left, len(view))
+            self.f.write(view[:n])
+            view = view[n:]
+            if self.left > 0:
+                self.left -= n
+
+    def close(self) -> list[Path]:
+        # Pythia's naming makes an exact multiple of shard_size end with an empty last shard
+        while self.i < len(self.names) - 1:
+            self._open_next()
+        self._close_current()
+        fsync_dir(self.out_dir)
+        return self.done
+
+    def abort(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            self.f = None
+        for name in self.names:
+            with contextlib.suppress(FileNotFoundError):
+                tmp_path(self.out_dir / name).unlink()
+
+
+def run_preshuffle(
+    prefix: str | os.PathLike,
+    config: OrderConfig,
+    out_dir: str | os.PathLike,
+    shard_size: int | None = PYTHIA_SHARD_SIZE,
+    *,
+    maps_dir: str | os.PathLike | None = None,
+    block: int = BLOCK_SAMPLES,
+) -> dict[str, Any]:
+    """Write the pre-shuffled `document` dataset of `prefix` (its index maps must exist).
+
+    Returns the manifest dict. Memory is O(block x seq_length); the index maps are memory-mapped.
+    """
+    if shard_size is not None and (isinstance(shard_size, bool) or int(shard_size) < 1):
+        raise ConfigError(f"shard_size {shard_size!r} must be a positive number of bytes (or None)")
+    if block < 1:
+        raise ConfigError(f"block {block} must be >= 1")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = DocumentData(prefix, config, maps_dir, check_dataset="full")
+    n = config.train_samples
+    L1 = config.seq_length + 1
+    dtype = data.dtype
+    total_bytes = n * L1 * dtype.itemsize
+    names = shard_names(total_bytes, shard_size)
+    manifest_path = out / PRESHUFFLED_MANIFEST
+    if manifest_path.exists():
+        manifest_path.unlink()
+    # stale outputs of an earlier run with another shard count would confuse readers
+    for q in out.glob(PRESHUFFLED_NAME + "*.bin"):
+        m = SHARD_RE.match(q.name)
+        if (
+            q.name == PRESHUFFLED_NAME + ".bin" or (m and m.group("base") == PRESHUFFLED_NAME)
+        ) and (q.name not in names):
+            q.unlink()
+    t0 = time.perf_counter()
+    writer = _ShardWriter(out, names, shard_size)
+    try:
+        for g0 in range(0, n, block):
+            arr = data.samples(np.arange(g0, min(n, g0 + block), dtype=np.int64))
+            writer.write(np.ascontiguousarray(arr).astype(dtype.newbyteorder("<"), copy=False).data)
+        bins = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    idx_path = out / (PRESHUFFLED_NAME + ".idx")
+    tmp = tmp_path(idx_path)
+    try:
+        with open(tmp, "wb") as f:
+            for chunk in preshuffled_index_chunks(n, L1, dtype):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, idx_path)
+    except OSError as e:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise PipelineError(f"writing {idx_path} failed: {e}") from e
+    log.info("preshuffle: %d samples, %d bytes in %d file(s), %.1fs", n, total_bytes, len(bins),
+             time.perf_counter() - t0)  # fmt: skip
+    order_fp = (
+        order_fingerprint(config, data.maps.manifest["dataset"]["idx_sha256"])
+        if (data.maps.manifest and "idx_sha256" in data.maps.manifest.get("dataset", {}))
+        else config.fingerprint()
+    )
+    fp = combine_fingerprints(order_fp, f"preshuffle shard_size={shard_size}")
+    role = "bin-shard" if shard_size is not None else "bin"
+    src_rel = os.path.relpath(Path(data.prefix).resolve(), out.resolve()).replace(os.sep, "/")
+    maps_rel = (
+        os.path.relpath(Path(maps_dir).resolve(), out.resolve()).replace(os.sep, "/")
+        if maps_dir is not None
+        else None
+    )
+    return write_manifest(
+        manifest_path,
+        kind=PRESHUFFLED_KIND,
+        config_fingerprint=fp,
+        files=[(idx_path, "idx")] + [(b, role) for b in bins],
+        config={**config.to_dict(), "shard_size": shard_size},
+        counts={
+            "samples": n,
+            "steps": config.train_iters,
+            "sample_tokens": L1,
+            "tokens": n * L1,
+            "bytes": total_bytes,
+            "shards": len(bins),
+            "step_bytes": config.global_batch * L1 * dtype.itemsize,
+        },
+        extra={
+            "dtype": dtype.name,
+            "source": {"prefix": src_rel, "maps_dir": maps_rel, "order_fingerprint": order_fp},
+        },
+    )
