@@ -10,7 +10,8 @@ Layout (JSON, UTF-8, sorted keys, 1 file per artifact directory or dataset prefi
       "config": {...},                 # resolved config, for humans and for `build --dry-run`
       "counts": {...},                 # documents, tokens, per-source counts, ...
       "files": [{"name": "<path relative to the manifest's directory>",
-                 "bytes": <int>, "sha256": "<hex>", "role": "<optional: idx|bin|sidecar|...>"}]
+                 "bytes": <int>, "sha256": "<hex>", "role": "<optional: idx|bin|sidecar|...>"}],
+      "manifest_sha256": "<sha256 of this file's bytes with these 64 digits set to 0>"
     }
 
 The manifest itself is written with tmp + fsync + rename after every file it lists is in place, so
@@ -19,8 +20,10 @@ its presence means the set is complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +35,8 @@ from pipeline.io import atomic_write_text, sha256_file
 
 MANIFEST_FORMAT = "pile-manifest"
 MANIFEST_VERSION = 1
+SELF_HASH_KEY = "manifest_sha256"
+_ZERO_HASH = "0" * 64
 
 
 @dataclass(frozen=True)
@@ -100,8 +105,41 @@ def write_manifest(
     }
     if extra:
         doc.update(extra)
-    atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    doc[SELF_HASH_KEY] = _ZERO_HASH
+    text = json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    doc[SELF_HASH_KEY] = digest
+    text = text.replace(_self_hash_field(_ZERO_HASH), _self_hash_field(digest), 1)
+    atomic_write_text(path, text)
     return doc
+
+
+def _self_hash_field(value: str) -> str:
+    return f'"{SELF_HASH_KEY}": "{value}"'
+
+
+def check_self_hash(raw: bytes) -> str | None:
+    """Problem with a manifest's own bytes, or None when they match its `manifest_sha256`.
+
+    The self-hash is the sha256 of the file's exact bytes with its own 64 hex digits replaced by
+    zeros, so any changed byte outside that field (and any change inside it) is detected. Manifests
+    written before the field existed return None here; callers report them as unchecked.
+    """
+    pattern = re.compile(rb'"' + SELF_HASH_KEY.encode() + rb'": "([0-9a-f]{64})"')
+    found = pattern.findall(raw)
+    if not found:
+        return None
+    if len(found) > 1:
+        return f"{SELF_HASH_KEY} appears {len(found)} times; the manifest was edited"
+    stored = found[0].decode()
+    blanked = pattern.sub(_self_hash_field(_ZERO_HASH).encode(), raw, count=1)
+    actual = hashlib.sha256(blanked).hexdigest()
+    if actual != stored:
+        return (
+            f"manifest bytes do not match its {SELF_HASH_KEY} (stored {stored[:16]}..., "
+            f"computed {actual[:16]}...); the manifest was modified or corrupted"
+        )
+    return None
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -1,0 +1,63 @@
+"""`pile verify`: re-hash and structurally check artifacts against manifests or checksum lists."""
+
+from __future__ import annotations
+
+import sys
+
+NAME = "verify"
+HELP = "check files against manifests, sha256sum lists or Pythia's <file> <sha256> list"
+DESCRIPTION = """\
+Verify every PATH: a pile manifest (*.manifest.json), a directory (every *manifest.json below
+it), a sha256sum list (<hash>  <file>, like the Pile's SHA256SUMS.txt) or Pythia's list
+(<file> <hash>). Files are re-hashed (streaming, in parallel threads) and checked structurally
+(.idx/.bin, sidecar, index maps, shards). Every missing, mismatching, malformed or extra file is
+printed; the exit code is 0 only when everything matches (4 otherwise).
+"""
+
+
+def add_arguments(p) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="manifest, directory or checksum list")
+    p.add_argument(
+        "--root",
+        metavar="DIR",
+        help="resolve the files of checksum lists relative to DIR (default: the list's directory)",
+    )
+    p.add_argument("--quick", action="store_true", help="sizes and structure only, no hashing")
+    p.add_argument(
+        "--workers", type=int, default=0, help="files hashed in parallel (0 = 2 per core, max 8)"
+    )
+    p.add_argument("--no-extra", action="store_true", help="do not report unlisted extra files")
+
+
+def run(args) -> int:
+    from pipeline.errors import IntegrityError
+    from pipeline.verify import verify_paths
+
+    bar = None
+    if sys.stderr.isatty() and not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(unit=" files", desc="verify", file=sys.stderr)
+    try:
+        report = verify_paths(
+            args.paths,
+            root=args.root,
+            quick=args.quick,
+            workers=args.workers or None,
+            extras=not args.no_extra,
+            progress=(lambda e: bar.update(1)) if bar is not None else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for p in report.problems:
+        print(p)
+    print(("quick: " if args.quick else "") + report.summary())
+    if not report.ok:
+        raise IntegrityError(
+            f"{len(report.problems)} problem(s) found (listed above); rebuild or re-download the "
+            "named files."
+        )
+    return 0

@@ -1,0 +1,146 @@
+"""Provenance sidecar of a token dataset: `{data_prefix}.docs.parquet`, one row per item.
+
+Columns (row i describes item i of the `.bin/.idx`):
+
+    doc_id          int64   global document id (file_index << 40 | 0-based line), as the reader gives
+    file            string  input file the document came from (as resolved by the reader)
+    line            int64   1-based line (or row) in that file
+    pile_set_name   string  source name
+    tokens          int32   tokens of the item (EOD included when appended) = sizes[i] of the .idx
+
+File-level key/value metadata carries `pile.config_fingerprint`, `pile.tokenizer_sha256`,
+`pile.data_prefix`, `pile.format_version`. Rows are written in row groups of exactly
+`ROW_GROUP_ROWS` rows (the last one shorter) whatever the task split was, so the file's bytes do not
+depend on the worker count.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.errors import IntegrityError
+from pipeline.io import atomic_open
+
+ROW_GROUP_ROWS = 1 << 20
+
+SCHEMA = pa.schema(
+    [
+        pa.field("doc_id", pa.int64(), nullable=False),
+        pa.field("file", pa.string(), nullable=False),
+        pa.field("line", pa.int64(), nullable=False),
+        pa.field("pile_set_name", pa.string(), nullable=False),
+        pa.field("tokens", pa.int32(), nullable=False),
+    ]
+)
+
+
+class SidecarWriter:
+    """Appends per-task rows and writes them in fixed-size row groups; `finalize()` renames."""
+
+    def __init__(self, path: str | os.PathLike, metadata: Mapping[str, str]) -> None:
+        self.path = Path(path)
+        self.schema = SCHEMA.with_metadata({k: str(v) for k, v in metadata.items()})
+        self._ctx = atomic_open(self.path, "wb")
+        self._fh = self._ctx.__enter__()
+        self._writer = pq.ParquetWriter(
+            self._fh, self.schema, compression="zstd", use_dictionary=["file", "pile_set_name"]
+        )
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self.rows = 0
+        self._done = False
+
+    def append(self, doc_id, file: str, line, set_names: list[str], set_code, tokens) -> None:
+        n = len(doc_id)
+        if not (len(line) == len(set_code) == len(tokens) == n):
+            raise ValueError("sidecar columns have different lengths")
+        if n == 0:
+            return
+        names = np.asarray(set_names, dtype=object)
+        table = pa.table(
+            {
+                "doc_id": pa.array(np.asarray(doc_id, dtype=np.int64)),
+                "file": pa.array(np.full(n, file, dtype=object), pa.string()),
+                "line": pa.array(np.asarray(line, dtype=np.int64)),
+                "pile_set_name": pa.array(names[np.asarray(set_code)], pa.string()),
+                "tokens": pa.array(np.asarray(tokens, dtype=np.int32)),
+            },
+            schema=self.schema,
+        )
+        self._pending.append(table)
+        self._pending_rows += n
+        self.rows += n
+        while self._pending_rows >= ROW_GROUP_ROWS:
+            self._write_group(ROW_GROUP_ROWS)
+
+    def append_npz(self, path: Path) -> None:
+        """Rows of a task's partial sidecar (`doc_id, line, set_code, set_names, tokens, source_file`)."""
+        with np.load(path, allow_pickle=False) as z:
+            self.append(
+                z["doc_id"],
+                str(z["source_file"]),
+                z["line"],
+                list(z["set_names"]),
+                z["set_code"],
+                z["tokens"],
+            )
+
+    def _write_group(self, rows: int) -> None:
+        table = pa.concat_tables(self._pending).combine_chunks()
+        head, rest = table.slice(0, rows), table.slice(rows)
+        self._writer.write_table(head.combine_chunks(), row_group_size=rows)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
+    def finalize(self) -> Path:
+        if self._pending_rows:
+            self._write_group(self._pending_rows)
+        self._writer.close()
+        self._done = True
+        self._ctx.__exit__(None, None, None)
+        return self.path
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._writer.close()
+        finally:
+            err = exc or RuntimeError("aborted")
+            try:
+                self._ctx.__exit__(type(err), err, err.__traceback__)
+            except BaseException:  # noqa: BLE001 - the context re-raises what we passed in
+                pass
+
+    def __enter__(self) -> SidecarWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or not self._done:
+            self.abort(exc)
+
+
+def read_sidecar(path: str | os.PathLike) -> pa.Table:
+    """The whole sidecar as a table (columns above)."""
+    try:
+        return pq.read_table(path)
+    except FileNotFoundError as e:
+        raise IntegrityError(f"{path}: sidecar not found.") from e
+    except (pa.ArrowInvalid, OSError) as e:
+        raise IntegrityError(f"{path}: not a readable parquet sidecar ({e}).") from e
+
+
+def sidecar_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The `pile.*` key/value metadata of a sidecar."""
+    try:
+        md = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError) as e:
+        raise IntegrityError(f"{path}: not a readable parquet sidecar ({e}).") from e
+    return {k.decode(): v.decode() for k, v in md.items() if k.startswith(b"pile.")}

@@ -1,0 +1,642 @@
+"""Tokenize stage: documents -> Megatron MMIDIDX token dataset + provenance sidecar + manifest.
+
+Semantics follow gpt-neox v1.0 `tools/preprocess_data.py` (the script that built Pythia's data):
+one item per document, documents in input order (files in the order given, lines in order), the
+token ids of `tokenizer.encode(text).ids` (no BOS) followed by the EOD id (`<|endoftext|>` = 0)
+inside the same item when `append_eod`. Documents with empty text produce no item (the reader drops
+and counts them; a document that would encode to zero tokens is dropped and counted too). The token
+dtype is derived from the vocabulary size (`token_dtype_for_vocab`) and every id is checked against
+it.
+
+Outputs in `out_dir` (all written atomically; the manifest last):
+
+    {prefix}_text_document.bin / .idx     MMIDIDX v1 (see pipeline.shards.mmidx)
+    {prefix}_text_document.docs.parquet   item i -> doc_id, file, line, pile_set_name, tokens
+    {prefix}.manifest.json                counts, tokenizer sha256, dtype, EOD policy, file hashes
+
+Parallelism: the work is split into tasks (one per input file; when there are fewer files than
+2 x workers, jsonl files are also cut into line ranges). Each task writes a partial `.bin`, its
+item sizes and its sidecar rows to `out_dir/.{prefix}.tokenize.tmp/`; the main process appends them
+in task order (`MMIDXWriter.append_bin_file`) and rewrites the sidecar rows in fixed-size row
+groups, so every output byte is the same for any worker count. The index's doc_idx is written once
+from the merged sizes (0, 1, ..., N), never concatenated from partials (gpt-neox's merge forgot to
+extend it). Partials are deleted as soon as they are merged; since workers can run ahead of the
+merge, the temporary space needed is up to the size of the final `.bin` again.
+
+A line range of a file is read by decompressing and parsing the file from its start (zstd streams
+cannot be entered in the middle), so cutting costs one extra parse per range: it is done only when
+there are fewer input files than 2 x workers, and the task that reads a file to its end reports
+that file's reader statistics (rejected, empty, blank lines) and keeps its quarantine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import time
+from array import array
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import StageConfig, combine_fingerprints
+from pipeline.data import TOKENIZER_SHA256
+from pipeline.engine.local import imap_ordered, resolve_workers
+from pipeline.errors import ConfigError, InputError, IntegrityError
+from pipeline.io import sha256_file
+from pipeline.manifest import write_manifest
+from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
+from pipeline.read.document import LINE_BITS
+from pipeline.shards.mmidx import MMIDXWriter, token_dtype_for_vocab
+from pipeline.tokenize import sidecar as sidecar_mod
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST_KIND = "token-dataset"
+EOD_TOKEN = "<|endoftext|>"
+CHUNKABLE_KINDS = ("jsonl", "jsonl.zst", "jsonl.gz")
+TASKS_PER_WORKER = 2
+BACKENDS = ("auto", "fast", "hf")
+
+
+@dataclass(frozen=True)
+class TokenizeConfig(StageConfig):
+    """How documents become token items.
+
+    append_eod: append the EOD id (`<|endoftext|>`) to every item (gpt-neox `--append-eod`).
+    tokenizer_path: tokenizer JSON; None = the GPT-NeoX-20B file shipped in the package.
+    tokenizer_sha256: expected sha256 of that file (checked at load); fingerprinted, the path is not.
+    backend: "auto" | "fast" | "hf" (identical ids; not fingerprinted).
+    batch_size: documents per encode batch; batch_chars caps the characters of a batch (neither
+        changes output bytes).
+    """
+
+    append_eod: bool = True
+    tokenizer_path: str | None = None
+    tokenizer_sha256: str = TOKENIZER_SHA256
+    backend: str = "auto"
+    batch_size: int = 1024
+    batch_chars: int = 8 << 20
+
+    _not_fingerprinted = ("tokenizer_path", "backend", "batch_size", "batch_chars")
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"tokenizer backend {self.backend!r} is not one of {', '.join(BACKENDS)}; "
+                "pass --backend auto, fast or hf."
+            )
+        if int(self.batch_size) < 1 or int(self.batch_chars) < 1:
+            raise ConfigError(
+                f"batch_size={self.batch_size} and batch_chars={self.batch_chars} must be >= 1."
+            )
+        h = str(self.tokenizer_sha256).lower()
+        if len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
+            raise ConfigError(
+                f"tokenizer_sha256={self.tokenizer_sha256!r} is not a 64-digit hex sha256; use "
+                "for_tokenizer(path) to compute it from the file."
+            )
+
+    @classmethod
+    def for_tokenizer(cls, path: str | os.PathLike | None = None, **kw: Any) -> TokenizeConfig:
+        """Config for the tokenizer at `path` (None = shipped), its sha256 read from the file."""
+        if path is None:
+            return cls(tokenizer_path=None, tokenizer_sha256=TOKENIZER_SHA256, **kw)
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"--tokenizer {path}: no such file; pass a tokenizer.json path.")
+        return cls(tokenizer_path=str(p), tokenizer_sha256=sha256_file(p), **kw)
+
+
+def output_names(prefix: str) -> dict[str, str]:
+    """File names of a token dataset `prefix` (relative to its directory)."""
+    data = f"{prefix}_text_document"
+    return {
+        "data_prefix": data,
+        "bin": f"{data}.bin",
+        "idx": f"{data}.idx",
+        "sidecar": f"{data}.docs.parquet",
+        "manifest": f"{prefix}.manifest.json",
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# exclusion sets
+
+
+def load_exclude(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """(sorted unique int64 doc ids, fingerprint) from a dedup output directory or a `.npy`.
+
+    A directory is read with `pipeline.dedup.load_removed_ids(dir)`; its fingerprint is the dedup
+    manifest's config fingerprint when one is found, else the sha256 of the ids. A `.npy` holds a
+    1-D integer array of doc ids; its fingerprint is the sha256 of the sorted int64 ids.
+    """
+    p = Path(path)
+    if p.is_dir():
+        try:
+            from pipeline.dedup import load_removed_ids  # lazy: written by the dedup stage
+        except ImportError as e:
+            raise ConfigError(
+                f"--exclude {p}: this build cannot read dedup directories yet "
+                "(pipeline.dedup.load_removed_ids is missing); pass a .npy of int64 doc ids."
+            ) from e
+        ids = normalize_ids(load_removed_ids(p), str(p))
+        fp = None
+        for m in sorted(p.glob("*manifest.json")):
+            try:
+                from pipeline.manifest import read_manifest
+
+                fp = read_manifest(m).get("config_fingerprint")
+            except IntegrityError:
+                fp = None
+            if fp:
+                break
+        return ids, fp or ids_fingerprint(ids)
+    if not p.exists():
+        raise ConfigError(
+            f"--exclude {p}: no such file or directory; pass a dedup output "
+            "directory or a .npy of int64 doc ids."
+        )
+    if p.suffix != ".npy":
+        raise ConfigError(
+            f"--exclude {p}: unsupported file type {p.suffix or '(none)'!r}; allowed: a dedup "
+            "output directory or a .npy of int64 doc ids."
+        )
+    try:
+        raw = np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise InputError(f"--exclude {p}: not a readable .npy array ({e}).") from e
+    ids = normalize_ids(raw, str(p))
+    return ids, ids_fingerprint(ids)
+
+
+def normalize_ids(ids: Any, where: str = "exclude ids") -> np.ndarray:
+    arr = np.asarray(ids)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise InputError(
+            f"{where}: expected a 1-D integer array of doc ids, got dtype {arr.dtype} shape "
+            f"{arr.shape}."
+        )
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size and int(arr.min()) < 0:
+        raise InputError(f"{where}: doc ids must be >= 0, found {int(arr.min())}.")
+    if arr.size > 1 and not bool(np.all(arr[1:] > arr[:-1])):
+        arr = np.unique(arr)
+    return arr
+
+
+def ids_fingerprint(ids: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(ids, dtype="<i8").tobytes()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# tasks
+
+
+@dataclass(frozen=True)
+class _Task:
+    seq: int
+    input: InputFile
+    first_line: int  # 1-based, inclusive
+    stop_line: int | None  # exclusive; None = to the end of the file
+    config: TokenizeConfig
+    read_config: ReadConfig
+    tmp_dir: str
+    exclude: np.ndarray  # sorted doc ids of this task's range
+
+    @property
+    def reads_to_end(self) -> bool:
+        return self.stop_line is None
+
+
+def count_lines(f: InputFile) -> int:
+    """Lines of a jsonl input (a last line without newline counts), for planning line ranges."""
+    from pipeline.read.lines import byte_chunks
+
+    n = 0
+    last = b"\n"
+    for chunk in byte_chunks(f.path, f.kind):
+        n += chunk.count(b"\n")
+        last = chunk[-1:]
+    return n + (1 if last != b"\n" else 0)
+
+
+def plan_tasks(files: Sequence[InputFile], workers: int) -> list[tuple[InputFile, int, int | None]]:
+    """(file, first_line, stop_line) ranges; files are cut only when there are too few of them."""
+    target = workers * TASKS_PER_WORKER
+    if workers <= 1 or len(files) >= target:
+        return [(f, 1, None) for f in files]
+    sizes = []
+    for f in files:
+        try:
+            sizes.append(max(1, os.path.getsize(f.path)) if f.kind in CHUNKABLE_KINDS else 0)
+        except OSError:
+            sizes.append(0)
+    total = sum(sizes) or 1
+    plan: list[tuple[InputFile, int, int | None]] = []
+    for f, size in zip(files, sizes):
+        k = max(1, round(target * size / total)) if size else 1
+        if k > 1:
+            lines = count_lines(f)
+            k = min(k, lines)
+        if k <= 1:
+            plan.append((f, 1, None))
+            continue
+        bounds = [1 + (i * lines) // k for i in range(k)]
+        for i, b in enumerate(bounds):
+            plan.append((f, b, bounds[i + 1] if i + 1 < k else None))
+    return plan
+
+
+def _slice_ids(ids: np.ndarray, file_index: int, first_line: int, stop_line: int | None):
+    base = file_index << LINE_BITS
+    lo = base | (first_line - 1)
+    hi = (base | (stop_line - 1)) if stop_line is not None else ((file_index + 1) << LINE_BITS)
+    a, b = np.searchsorted(ids, [lo, hi])
+    return ids[a:b]
+
+
+def _run_task(task: _Task) -> dict[str, Any]:
+    """Tokenize one task's documents into partial files; return their paths and counts."""
+    from pipeline.tokenize.encoder import load_encoder
+
+    cfg = task.config
+    enc = load_encoder(cfg.tokenizer_path, backend=cfg.backend, check_sha256=True)
+    dtype = token_dtype_for_vocab(enc.vocab_size)
+    eod = int(enc.eod_id)
+    vocab = int(enc.vocab_size)
+    rc = task.read_config
+    if rc.on_error == "skip" and not task.reads_to_end:
+        # another task reads this file to its end and keeps the real quarantine and statistics
+        rc = dataclasses.replace(rc, quarantine_dir=os.path.join(task.tmp_dir, f"q{task.seq:06d}"))
+    stats = ReadStats()
+    tmp = Path(task.tmp_dir)
+    bin_path = tmp / f"{task.seq:06d}.bin"
+
+    doc_ids = array("q")
+    lines = array("q")
+    set_codes = array("i")
+    set_names: dict[str, int] = {}
+    sizes_parts: list[np.ndarray] = []
+    per_source: dict[str, dict[str, int]] = {}
+    counts = {
+        "documents": 0,
+        "tokens": 0,
+        "excluded": 0,
+        "zero_token": 0,
+        "literal_eod": 0,
+    }
+    excl = task.exclude
+    excl_n = int(excl.size)
+    excl_pos = 0
+    excl_matched = 0
+
+    texts: list[str] = []
+    meta: list[tuple[int, int, str]] = []
+    nchars = 0
+
+    def src(name: str) -> dict[str, int]:
+        d = per_source.get(name)
+        if d is None:
+            d = per_source[name] = {
+                "documents": 0,
+                "tokens": 0,
+                "excluded": 0,
+                "empty": 0,
+                "literal_eod": 0,
+            }
+        return d
+
+    def flush(out) -> None:
+        nonlocal texts, meta, nchars
+        if not texts:
+            return
+        flat, sizes = enc.encode_batch_flat(texts)
+        sizes = np.asarray(sizes, dtype=np.int64)
+        if flat.size:
+            hi = int(flat.max())
+            if hi >= vocab:
+                raise IntegrityError(
+                    f"tokenizer produced id {hi} >= vocab_size {vocab}; the encoder is broken."
+                )
+        keep = sizes > 0
+        if append_eod:
+            flat = np.insert(np.asarray(flat), np.cumsum(sizes), eod)
+            sizes = sizes + 1
+            keep = np.ones(sizes.size, dtype=bool)  # sizes are >= 1 now
+        if not keep.all():
+            for j in np.flatnonzero(~keep).tolist():
+                counts["zero_token"] += 1
+                src(meta[j][2])["empty"] += 1
+        out.write(np.ascontiguousarray(flat, dtype=dtype).tobytes())
+        kept = sizes[keep]
+        sizes_parts.append(kept.astype(np.int32))
+        for j in np.flatnonzero(keep).tolist():
+            did, line, name = meta[j]
+            doc_ids.append(did)
+            lines.append(line)
+            code = set_names.get(name)
+            if code is None:
+                code = set_names[name] = len(set_names)
+            set_codes.append(code)
+            s = src(name)
+            s["documents"] += 1
+            s["tokens"] += int(sizes[j])
+        counts["documents"] += int(kept.size)
+        counts["tokens"] += int(kept.sum())
+        texts, meta, nchars = [], [], 0
+
+    append_eod = bool(cfg.append_eod)
+    with open(bin_path, "wb") as out:
+        for doc in iter_file(task.input, rc, stats):
+            if doc.line < task.first_line:
+                continue
+            if task.stop_line is not None and doc.line >= task.stop_line:
+                break
+            did = doc.doc_id
+            if excl_pos < excl_n:
+                while excl_pos < excl_n and excl[excl_pos] < did:
+                    excl_pos += 1
+                if excl_pos < excl_n and excl[excl_pos] == did:
+                    excl_pos += 1
+                    excl_matched += 1
+                    counts["excluded"] += 1
+                    src(doc.pile_set_name)["excluded"] += 1
+                    continue
+            text = doc.text
+            if EOD_TOKEN in text:
+                counts["literal_eod"] += 1
+                src(doc.pile_set_name)["literal_eod"] += 1
+            texts.append(text)
+            meta.append((did, doc.line, doc.pile_set_name))
+            nchars += len(text)
+            if len(texts) >= cfg.batch_size or nchars >= cfg.batch_chars:
+                flush(out)
+        flush(out)
+
+    sizes = np.concatenate(sizes_parts) if sizes_parts else np.zeros(0, dtype=np.int32)
+    file_name = task.input.path if not task.input.split else f"{task.input.path}#{task.input.split}"
+    sidecar_path = tmp / f"{task.seq:06d}.docs.npz"
+    np.savez(
+        sidecar_path,
+        doc_id=np.array(doc_ids, dtype=np.int64),
+        line=np.array(lines, dtype=np.int64),
+        set_code=np.array(set_codes, dtype=np.int32),
+        set_names=np.array(sorted(set_names, key=set_names.get), dtype=np.str_),
+        tokens=sizes,
+        source_file=np.array(file_name, dtype=np.str_),
+        allow_pickle=False,
+    )
+    return {
+        "seq": task.seq,
+        "bin": str(bin_path),
+        "sizes": sizes,
+        "sidecar": str(sidecar_path),
+        "file": file_name,
+        "counts": counts,
+        "per_source": per_source,
+        "stats": stats.to_dict() if task.reads_to_end else None,
+        "exclude_ids": excl_n,
+        "exclude_matched": excl_matched,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# the stage
+
+
+def _fingerprinted(cfg: StageConfig) -> dict[str, Any]:
+    return {k: v for k, v in cfg.to_dict().items() if k not in cfg._not_fingerprinted}
+
+
+def _add_source(total: dict[str, dict[str, int]], part: dict[str, dict[str, int]]) -> None:
+    for name, d in part.items():
+        t = total.setdefault(name, {k: 0 for k in d})
+        for k, v in d.items():
+            t[k] = t.get(k, 0) + v
+
+
+def run_tokenize(
+    inputs: Iterable[str | os.PathLike | InputFile],
+    out_dir: str | os.PathLike,
+    prefix: str,
+    config: TokenizeConfig | None = None,
+    read_config: ReadConfig | None = None,
+    exclude_ids: np.ndarray | None = None,
+    exclude_fingerprint: str | None = None,
+    workers: int | None = 1,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Tokenize `inputs` into `out_dir/{prefix}_text_document.{bin,idx}` + sidecar + manifest.
+
+    `exclude_ids` (sorted int64 doc ids, e.g. a dedup set's removed documents) are skipped and
+    counted; `exclude_fingerprint` identifies that set in the config fingerprint (default: the
+    sha256 of the ids). `progress(result)` is called after each task is merged. Returns the
+    manifest's counts.
+    """
+    config = config or TokenizeConfig()
+    read_config = read_config or ReadConfig()
+    if not prefix or "/" in prefix or prefix.startswith("."):
+        raise ConfigError(
+            f"prefix {prefix!r} must be a plain file name prefix (no '/', not starting with '.'), "
+            "e.g. pile or pile_0.87_deduped."
+        )
+    workers = resolve_workers(workers)
+    out = Path(out_dir)
+    names = output_names(prefix)
+    t0 = time.perf_counter()
+
+    from pipeline.tokenize.encoder import load_encoder
+
+    enc = load_encoder(config.tokenizer_path, backend=config.backend, check_sha256=True)
+    if enc.sha256 != config.tokenizer_sha256:
+        raise ConfigError(
+            f"tokenizer {enc.path} has sha256 {enc.sha256}, but the config expects "
+            f"{config.tokenizer_sha256}; build the config with TokenizeConfig.for_tokenizer(path)."
+        )
+    dtype = token_dtype_for_vocab(enc.vocab_size)
+
+    if exclude_ids is not None:
+        exclude_ids = normalize_ids(exclude_ids)
+        exclude_fingerprint = exclude_fingerprint or ids_fingerprint(exclude_ids)
+    else:
+        exclude_ids = np.zeros(0, dtype=np.int64)
+        exclude_fingerprint = None
+    fingerprint = combine_fingerprints(
+        config.fingerprint(), read_config.fingerprint(), exclude_fingerprint or "no-exclude"
+    )
+
+    files = resolve_inputs(inputs)
+    if not files:
+        raise ConfigError("no input files given; pass one or more INPUT files or directories.")
+    n_beyond = int(exclude_ids.size - np.searchsorted(exclude_ids, len(files) << LINE_BITS))
+
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / names["manifest"]
+    if manifest_path.exists():
+        manifest_path.unlink()  # the outputs are about to change: no stale "complete" marker
+    tmp_dir = out / f".{prefix}.tokenize.tmp"
+    if tmp_dir.exists():
+        shutil.rmtree(tmp_dir)
+    tmp_dir.mkdir()
+
+    plan = plan_tasks(files, workers)
+    tasks = [
+        _Task(
+            seq=i,
+            input=f,
+            first_line=a,
+            stop_line=b,
+            config=config,
+            read_config=read_config,
+            tmp_dir=str(tmp_dir),
+            exclude=_slice_ids(exclude_ids, f.index, a, b),
+        )
+        for i, (f, a, b) in enumerate(plan)
+    ]
+    log.info(
+        "tokenizing %d input file(s) as %d task(s) with %d worker(s), tokenizer %s (%s), dtype %s",
+        len(files),
+        len(tasks),
+        workers,
+        enc.name,
+        enc.backend,
+        dtype.name,
+    )
+
+    data_prefix = out / names["data_prefix"]
+    sidecar_path = out / names["sidecar"]
+    counts = {"documents": 0, "tokens": 0, "excluded": 0, "zero_token": 0, "literal_eod": 0}
+    per_source: dict[str, dict[str, int]] = {}
+    per_file: dict[str, dict[str, int]] = {}
+    read_stats = ReadStats()
+    exclude_matched = 0
+    try:
+        with (
+            MMIDXWriter(data_prefix, dtype) as writer,
+            sidecar_mod.SidecarWriter(
+                sidecar_path,
+                metadata={
+                    "pile.config_fingerprint": fingerprint,
+                    "pile.tokenizer_sha256": enc.sha256,
+                    "pile.data_prefix": names["data_prefix"],
+                    "pile.format_version": str(FORMAT_VERSION),
+                },
+            ) as side,
+        ):
+            for res in imap_ordered(_run_task, tasks, workers):
+                writer.append_bin_file(Path(res["bin"]), res["sizes"])
+                side.append_npz(Path(res["sidecar"]))
+                os.unlink(res["bin"])
+                os.unlink(res["sidecar"])
+                for k in counts:
+                    counts[k] += res["counts"][k]
+                _add_source(per_source, res["per_source"])
+                pf = per_file.setdefault(res["file"], {"documents": 0, "tokens": 0})
+                pf["documents"] += res["counts"]["documents"]
+                pf["tokens"] += res["counts"]["tokens"]
+                exclude_matched += res["exclude_matched"]
+                if res["stats"] is not None:
+                    read_stats.merge(ReadStats.from_dict(res["stats"]))
+                if progress is not None:
+                    progress(res)
+            if side.rows != writer.num_items:
+                raise IntegrityError(
+                    f"sidecar has {side.rows} rows but the dataset {writer.num_items} items; "
+                    "internal error, rerun."
+                )
+            side.finalize()
+            writer.finalize()
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+    for name, s in read_stats.sources.items():
+        d = per_source.setdefault(
+            name, {"documents": 0, "tokens": 0, "excluded": 0, "empty": 0, "literal_eod": 0}
+        )
+        d["empty"] = d.get("empty", 0) + s.empty
+    empty = read_stats.empty + counts["zero_token"]
+    unmatched = int(exclude_ids.size) - exclude_matched
+    result_counts: dict[str, Any] = {
+        "documents": counts["documents"],
+        "tokens": counts["tokens"],
+        "items": counts["documents"],
+        "empty_dropped": empty,
+        "zero_token_dropped": counts["zero_token"],
+        "excluded": counts["excluded"],
+        "exclude_ids": int(exclude_ids.size),
+        "exclude_ids_unmatched": unmatched,
+        "exclude_ids_beyond_inputs": n_beyond,
+        "documents_with_literal_eod": counts["literal_eod"],
+        "rejected": read_stats.rejected,
+        "rejected_by_reason": dict(sorted(read_stats.rejected_by_reason.items())),
+        "blank_lines": read_stats.blank_lines,
+        "lines": read_stats.lines,
+        "input_files": len(files),
+        "per_source": {k: per_source[k] for k in sorted(per_source)},
+        "per_file": per_file,
+    }
+    if unmatched:
+        log.warning(
+            "%d of %d exclude ids matched no document of these inputs (%d point past the last "
+            "input file); check that the dedup set was built from the same input list",
+            unmatched,
+            exclude_ids.size,
+            n_beyond,
+        )
+    if counts["literal_eod"]:
+        log.warning(
+            "%d document(s) contain the literal string %s, which encodes as the EOD id %d",
+            counts["literal_eod"],
+            EOD_TOKEN,
+            enc.eod_id,
+        )
+    write_manifest(
+        manifest_path,
+        kind=MANIFEST_KIND,
+        config_fingerprint=fingerprint,
+        files=[
+            (out / names["bin"], "bin"),
+            (out / names["idx"], "idx"),
+            (sidecar_path, "sidecar"),
+        ],
+        config={
+            # only what determines the bytes: backend, batch size, paths and workers do not
+            "tokenize": _fingerprinted(config),
+            "read": _fingerprinted(read_config),
+            "exclude_fingerprint": exclude_fingerprint,
+        },
+        counts=result_counts,
+        extra={
+            "tokenize_format_version": FORMAT_VERSION,
+            "data_prefix": names["data_prefix"],
+            "tokenizer": {
+                "sha256": enc.sha256,
+                "vocab_size": int(enc.vocab_size),
+                "eod_id": int(enc.eod_id),
+            },
+            "dtype": dtype.name,
+            "eod": {
+                "append_eod": bool(config.append_eod),
+                "eod_id": int(enc.eod_id),
+                "token": EOD_TOKEN,
+            },
+            "inputs": [f.path if not f.split else f"{f.path}#{f.split}" for f in files],
+        },
+        workers=min(3, workers + 1),
+    )
+    log.info(
+        "wrote %s: %d documents, %d tokens in %.1fs",
+        out / names["bin"],
+        counts["documents"],
+        counts["tokens"],
+        time.perf_counter() - t0,
+    )
+    return result_counts

@@ -1,0 +1,672 @@
+"""`pile verify`: re-hash and structurally check artifacts against manifests or checksum lists.
+
+Accepted sources (the format is sniffed from the content):
+
+- a pile manifest (`*.manifest.json` / `manifest.json`): every listed file's size and sha256, the
+  manifest's own self-hash (`manifest_sha256`), structure checks by role, cross-checks of its counts
+  with the data, and extra files (files next to it that look like artifacts of its prefix but are
+  listed by no manifest in that directory);
+- a directory: every `*manifest.json` below it, recursively;
+- a `sha256sum` list (`<hash>  <file>` or `<hash> *<file>`, like the Pile's SHA256SUMS.txt);
+- Pythia's list (`<file> <hash>`, utils/shard_hashes.txt).
+
+List entries are resolved relative to the list's directory, or to `root` when given. Hashing streams
+each file in 8 MiB reads (OpenSSL sha256 via hashlib, which releases the GIL) and runs files in
+parallel threads. `quick=True` checks sizes and structure only.
+
+Structure checks (`check_index`, `check_bin`, ...): `.idx` header and size (pipeline.shards.mmidx),
+sizes > 0, pointers = itemsize x exclusive cumsum(sizes), doc_idx starts at 0, is non-decreasing
+and ends at N; `.bin` size = tokens x itemsize; sidecar rows = items (and, when hashing, its token
+column = sizes); index maps via `pipeline.order.checks.CHECKS[role]`; byte shards `-i-of-last` all
+present and, with the `.idx` listed beside them, adding up to tokens x itemsize.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import InputError, IntegrityError
+from pipeline.io import sha256_file
+from pipeline.manifest import MANIFEST_FORMAT, check_self_hash, read_manifest
+from pipeline.shards.mmidx import MMIDXIndex
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1 << 24  # array elements per step of the structure checks (bounded memory at Pile scale)
+SHA256SUM_LINE = re.compile(r"^\\?([0-9a-fA-F]{64}) [ *](.+)$")
+PYTHIA_LINE = re.compile(r"^(.+?)\s+([0-9a-fA-F]{64})$")
+SHARD_NAME = re.compile(r"^(?P<name>.+)-(?P<i>\d{5})-of-(?P<last>\d{5})\.bin$")
+ARTIFACT_SUFFIXES = (".bin", ".idx", ".npy", ".parquet", ".tmp")  # unprefixed manifests
+INDEX_MAP_ROLES = ("doc_idx", "sample_idx", "shuffle_idx")
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str  # the file the problem is about
+    kind: str  # missing | size | sha256 | structure | extra | manifest | unreadable
+    message: str
+    source: str = ""  # the manifest or list that listed it
+
+    def __str__(self) -> str:
+        where = "next to" if self.kind == "extra" else "listed in"
+        src = f" ({where} {self.source})" if self.source and self.source != self.path else ""
+        return f"{self.kind.upper():9s} {self.path}: {self.message}{src}"
+
+
+@dataclass
+class Entry:
+    path: Path
+    name: str
+    source: str
+    sha256: str | None = None
+    bytes: int | None = None
+    role: str | None = None
+    actual_sha256: str | None = None
+    actual_bytes: int | None = None
+    ok: bool = True
+
+
+@dataclass
+class Source:
+    path: Path
+    kind: str  # manifest | sha256sum | pythia
+    entries: list[Entry] = field(default_factory=list)
+    manifest: dict[str, Any] | None = None
+
+
+@dataclass
+class VerifyReport:
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    files_checked: int = 0
+    bytes_hashed: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        rate = self.bytes_hashed / self.seconds / 1e6 if self.seconds > 0 else 0.0
+        head = (
+            f"{self.files_checked} file(s) from {len(self.sources)} source(s), "
+            f"{self.bytes_hashed / 1e6:,.1f} MB hashed in {self.seconds:.2f}s ({rate:,.0f} MB/s)"
+        )
+        if self.ok:
+            return head + ": all OK"
+        kinds: dict[str, int] = {}
+        for p in self.problems:
+            kinds[p.kind] = kinds.get(p.kind, 0) + 1
+        return head + ": " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+
+
+# ----------------------------------------------------------------------------------------------
+# parsing sources
+
+
+def _sniff_and_load(path: Path, root: Path | None) -> tuple[list[Source], list[Problem]]:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        return [], [Problem(str(path), "missing", f"cannot read it ({e.strerror})")]
+    head = raw.lstrip()[:1]
+    if head == b"{" or path.name.endswith(".json"):
+        return _load_manifest(path, raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{path}: neither a JSON manifest nor a UTF-8 checksum list (bad byte at {e.start}); "
+            "pass a *.manifest.json, a directory, a sha256sum list or Pythia's <file> <sha256> list."
+        ) from e
+    return [_load_list(path, text, root)], []
+
+
+def _load_manifest(path: Path, raw: bytes) -> tuple[list[Source], list[Problem]]:
+    problems: list[Problem] = []
+    try:
+        doc = read_manifest(path)
+    except IntegrityError as e:
+        return [], [Problem(str(path), "manifest", str(e).replace(f"{path}: ", ""))]
+    self_problem = check_self_hash(raw)
+    if self_problem:
+        problems.append(Problem(str(path), "manifest", self_problem))
+    src = Source(path=path, kind="manifest", manifest=doc)
+    base = path.parent
+    for f in doc.get("files", []):
+        src.entries.append(
+            Entry(
+                path=base / f["name"],
+                name=f["name"],
+                source=str(path),
+                sha256=str(f["sha256"]).lower(),
+                bytes=int(f["bytes"]),
+                role=f.get("role"),
+            )
+        )
+    return [src], problems
+
+
+def _load_list(path: Path, text: str, root: Path | None) -> Source:
+    base = root if root is not None else path.parent
+    kinds = set()
+    src = Source(path=path, kind="sha256sum")
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        m = SHA256SUM_LINE.match(s)
+        if m:
+            digest, name = m.group(1), m.group(2)
+            kinds.add("sha256sum")
+        else:
+            m = PYTHIA_LINE.match(s)
+            if not m:
+                raise InputError(
+                    f"{path}:{lineno}: {s[:80]!r} is neither '<sha256>  <file>' (sha256sum) nor "
+                    "'<file> <sha256>' (Pythia); fix the line or pass a manifest instead."
+                )
+            name, digest = m.group(1), m.group(2)
+            kinds.add("pythia")
+        role = None
+        if name.endswith(".idx"):
+            role = "idx"
+        elif SHARD_NAME.match(Path(name).name):
+            role = "bin-shard"
+        elif name.endswith(".bin"):
+            role = "bin"
+        src.entries.append(
+            Entry(path=base / name, name=name, source=str(path), sha256=digest.lower(), role=role)
+        )
+    if not src.entries:
+        raise InputError(f"{path}: no checksum lines found; it is empty or not a checksum list.")
+    src.kind = "+".join(sorted(kinds))
+    return src
+
+
+def collect_sources(
+    paths: Sequence[str | os.PathLike], root: str | os.PathLike | None = None
+) -> tuple[list[Source], list[Problem]]:
+    """Parse every PATH (manifest, directory of manifests, or checksum list)."""
+    sources: list[Source] = []
+    problems: list[Problem] = []
+    rootp = Path(root) if root is not None else None
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            found = sorted(
+                q for q in p.rglob("*manifest.json") if not any(x.startswith(".") for x in q.parts)
+            )
+            if not found:
+                raise InputError(
+                    f"{p}: directory holds no *manifest.json; pass a manifest, a checksum list, or "
+                    "the output directory of a pile stage."
+                )
+            for q in found:
+                s, pr = _sniff_and_load(q, rootp)
+                sources += s
+                problems += pr
+        elif not p.exists():
+            raise InputError(
+                f"{p}: no such file or directory; pass a manifest, a directory or a checksum list."
+            )
+        else:
+            s, pr = _sniff_and_load(p, rootp)
+            sources += s
+            problems += pr
+    return sources, problems
+
+
+# ----------------------------------------------------------------------------------------------
+# structure checks
+
+
+def check_index(idx_path: str | os.PathLike, one_doc_per_item: bool = False) -> list[str]:
+    """Problems of an MMIDIDX `.idx`: header, sizes > 0, pointers, doc_idx (empty list = fine).
+
+    doc_idx must start at 0, never decrease, and end at N, except that [0] alone is accepted
+    (Pythia's pre-shuffled `document.idx`: its builder never ended a document). With
+    `one_doc_per_item` (a token dataset) it must be exactly 0, 1, ..., N.
+    """
+    try:
+        idx = MMIDXIndex(idx_path)
+    except IntegrityError as e:
+        return [str(e)]
+    problems = []
+    n = len(idx)
+    item = idx.dtype.itemsize
+    expected = 0  # running pointer, Python int (no overflow)
+    for s in range(0, n, CHUNK):
+        sz = np.asarray(idx.sizes[s : s + CHUNK], dtype=np.int64)
+        if sz.size and int(sz.min()) <= 0:
+            j = s + int(np.argmax(sz <= 0))
+            problems.append(f"{idx_path}: item {j} has size {int(idx.sizes[j])}; sizes must be > 0")
+            break
+        ptr = np.asarray(idx.pointers[s : s + CHUNK], dtype=np.int64)
+        want = np.empty_like(sz)
+        want[0] = expected
+        if sz.size > 1:
+            np.cumsum(sz[:-1] * item, out=want[1:])
+            want[1:] += expected
+        bad = np.flatnonzero(ptr != want)
+        if bad.size:
+            j = s + int(bad[0])
+            problems.append(
+                f"{idx_path}: pointer of item {j} is {int(idx.pointers[j])}, expected "
+                f"{int(want[bad[0]])} (= {item} x tokens before it)"
+            )
+            break
+        expected += int(sz.sum()) * item
+    d = idx.doc_idx
+    if d.size == 0:
+        problems.append(f"{idx_path}: doc_idx is empty (needs at least [0])")
+    else:
+        if int(d[0]) != 0:
+            problems.append(f"{idx_path}: doc_idx starts at {int(d[0])}, expected 0")
+        # [0] alone is what a builder that never marks document ends writes (EleutherAI's
+        # pre-shuffled document.idx); otherwise the last document ends at N.
+        if one_doc_per_item and d.size != n + 1:
+            problems.append(
+                f"{idx_path}: doc_idx has {d.size} entries; a token dataset with one item per "
+                f"document needs N + 1 = {n + 1} (0, 1, ..., N)"
+            )
+        if int(d[-1]) != n and not (d.size == 1 and n > 0 and not one_doc_per_item):
+            problems.append(f"{idx_path}: doc_idx ends at {int(d[-1])}, expected N = {n}")
+        prev = None
+        for s in range(0, d.size, CHUNK):
+            c = np.asarray(d[s : s + CHUNK + 1], dtype=np.int64)
+            step = np.diff(c)
+            bad = step <= 0 if one_doc_per_item else step < 0
+            if c.size > 1 and bool(np.any(bad)):
+                j = s + int(np.argmax(bad)) + 1
+                what = "does not increase" if one_doc_per_item else "decreases"
+                problems.append(f"{idx_path}: doc_idx {what} at position {j}")
+                break
+            if prev is not None and c.size and int(c[0]) < prev:
+                problems.append(f"{idx_path}: doc_idx decreases at position {s}")
+                break
+            prev = int(c[-1]) if c.size else prev
+    return problems
+
+
+def index_tokens(idx_path: str | os.PathLike) -> tuple[int, int]:
+    """(number of items, number of tokens) of a valid `.idx`, summed in int64 chunks."""
+    idx = MMIDXIndex(idx_path)
+    total = 0
+    for s in range(0, len(idx), CHUNK):
+        total += int(np.asarray(idx.sizes[s : s + CHUNK], dtype=np.int64).sum())
+    return len(idx), total
+
+
+def check_bin(bin_path: str | os.PathLike, idx_path: str | os.PathLike) -> list[str]:
+    """`.bin` size must be tokens x itemsize of its `.idx`."""
+    try:
+        idx = MMIDXIndex(idx_path)
+        _, tokens = index_tokens(idx_path)
+    except IntegrityError as e:
+        return [f"{bin_path}: cannot check against {idx_path}: {e}"]
+    want = tokens * idx.dtype.itemsize
+    have = Path(bin_path).stat().st_size
+    if have != want:
+        return [
+            f"{bin_path}: {have} bytes, but {idx_path} describes {tokens} tokens x "
+            f"{idx.dtype.itemsize} bytes = {want}"
+        ]
+    return []
+
+
+def check_sidecar(
+    path: str | os.PathLike, idx_path: str | os.PathLike | None, full: bool
+) -> list[str]:
+    """Sidecar rows = items of the `.idx`; with `full`, its tokens column equals the sizes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        return [f"{path}: not a readable parquet sidecar ({e})"]
+    if idx_path is None or not Path(idx_path).exists():
+        return []
+    try:
+        idx = MMIDXIndex(idx_path)
+    except IntegrityError:
+        return []  # reported for the .idx itself
+    rows = pf.metadata.num_rows
+    if rows != len(idx):
+        return [f"{path}: {rows} rows but {idx_path} has {len(idx)} items"]
+    if full:
+        pos = 0
+        try:
+            for batch in pf.iter_batches(batch_size=1 << 20, columns=["tokens"]):
+                col = batch.column(0).to_numpy(zero_copy_only=False)
+                want = np.asarray(idx.sizes[pos : pos + col.size])
+                bad = np.flatnonzero(col != want)
+                if bad.size:
+                    j = pos + int(bad[0])
+                    return [
+                        f"{path}: row {j} says {int(col[bad[0]])} tokens, {idx_path} item {j} "
+                        f"has {int(idx.sizes[j])}"
+                    ]
+                pos += col.size
+        except (pa.ArrowInvalid, OSError, KeyError) as e:
+            return [f"{path}: sidecar cannot be read ({e})"]
+    return []
+
+
+def check_npy(path: Path) -> list[str]:
+    """A `.npy` that no specific check covers must at least be a readable array."""
+    try:
+        np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as e:
+        return [f"{path}: not a readable .npy array ({e})"]
+    return []
+
+
+def check_index_map(role: str, path: Path) -> tuple[list[str], str | None]:
+    """(problems, warning) of an index map via pipeline.order.checks (imported lazily)."""
+    try:
+        from pipeline.order.checks import CHECKS
+    except ImportError:
+        return [], f"{path}: structure of {role} not checked (pipeline.order.checks unavailable)"
+    fn = CHECKS.get(role)
+    if fn is None:
+        return [], None
+    return list(fn(path)), None
+
+
+# ----------------------------------------------------------------------------------------------
+# verification
+
+
+def _hash_entry(e: Entry, quick: bool) -> Entry:
+    try:
+        e.actual_bytes = e.path.stat().st_size
+    except FileNotFoundError:
+        e.actual_bytes = None
+        return e
+    except OSError:
+        e.actual_bytes = None
+        return e
+    if quick or (e.bytes is not None and e.bytes != e.actual_bytes):
+        return e
+    try:
+        e.actual_sha256 = sha256_file(e.path)
+    except OSError:
+        e.actual_sha256 = None
+    return e
+
+
+def _data_pair(name: str, suffix: str) -> str:
+    return name[: -len(Path(name).suffix)] + suffix if Path(name).suffix else name + suffix
+
+
+def _structure(src: Source, quick: bool) -> tuple[list[Problem], list[str]]:
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    by_name = {e.name: e for e in src.entries}
+    present = {e.name for e in src.entries if e.actual_bytes is not None}
+    token_dataset = (src.manifest or {}).get("kind") == "token-dataset"
+
+    def add(e: Entry, msgs: Iterable[str]) -> None:
+        for m in msgs:
+            problems.append(
+                Problem(str(e.path), "structure", m.replace(f"{e.path}: ", ""), e.source)
+            )
+
+    for e in src.entries:
+        if e.actual_bytes is None:
+            continue
+        role = e.role
+        if role == "idx":
+            add(e, check_index(e.path, one_doc_per_item=token_dataset))
+        elif role == "bin":
+            idx_name = _data_pair(e.name, ".idx")
+            idx_path = e.path.with_name(Path(idx_name).name)
+            if idx_name in by_name and idx_name in present or idx_path.exists():
+                add(e, check_bin(e.path, idx_path))
+        elif role == "sidecar" and e.name.endswith(".parquet"):
+            stem = e.name[: -len(".docs.parquet")] if e.name.endswith(".docs.parquet") else None
+            idx_path = e.path.with_name(Path(stem).name + ".idx") if stem else None
+            add(e, check_sidecar(e.path, idx_path, full=not quick))
+        elif e.name.endswith(".npy") and role not in INDEX_MAP_ROLES:
+            add(e, check_npy(e.path))
+        elif role in INDEX_MAP_ROLES:
+            msgs, warn = check_index_map(role, e.path)
+            add(e, msgs)
+            if warn:
+                warnings.append(warn)
+    # byte shards: every index 0..last listed, and (with the .idx listed) sizes adding up
+    groups: dict[tuple[str, str], list[tuple[int, int, Entry]]] = {}
+    for e in src.entries:
+        m = SHARD_NAME.match(Path(e.name).name)
+        if m and e.role in (None, "bin-shard"):
+            parent = str(Path(e.name).parent)
+            groups.setdefault((parent, m.group("name")), []).append(
+                (int(m.group("i")), int(m.group("last")), e)
+            )
+    for (parent, name), shards in sorted(groups.items()):
+        lasts = {last for _, last, _ in shards}
+        last = max(lasts)
+        have = {i for i, _, _ in shards}
+        missing = sorted(set(range(last + 1)) - have)
+        first = shards[0][2]
+        if len(lasts) > 1 or missing:
+            problems.append(
+                Problem(
+                    str(src.path),
+                    "structure",
+                    f"shards of {name}: "
+                    + (
+                        f"indices {missing[:10]} of 0..{last} not listed"
+                        if missing
+                        else f"mixed -of- values {sorted(lasts)}"
+                    ),
+                    first.source,
+                )
+            )
+            continue
+        idx_name = str(Path(parent) / f"{name}.idx") if parent != "." else f"{name}.idx"
+        idx_entry = by_name.get(idx_name)
+        if idx_entry is None or idx_entry.actual_bytes is None:
+            continue
+        if any(e.actual_bytes is None for _, _, e in shards):
+            continue
+        try:
+            _, tokens = index_tokens(idx_entry.path)
+            itemsize = MMIDXIndex(idx_entry.path).dtype.itemsize
+        except IntegrityError:
+            continue
+        total = sum(e.actual_bytes for _, _, e in shards)
+        if total != tokens * itemsize:
+            problems.append(
+                Problem(
+                    str(first.path.parent / name),
+                    "structure",
+                    f"the {last + 1} shards hold {total} bytes, but {idx_name} describes "
+                    f"{tokens} tokens x {itemsize} = {tokens * itemsize}",
+                    first.source,
+                )
+            )
+    return problems, warnings
+
+
+def _counts_check(src: Source) -> list[Problem]:
+    """A token-dataset manifest's counts must agree with its .idx."""
+    doc = src.manifest or {}
+    if doc.get("kind") != "token-dataset":
+        return []
+    counts = doc.get("counts", {})
+    idx = [e for e in src.entries if e.role == "idx" and e.actual_bytes is not None]
+    if len(idx) != 1 or "documents" not in counts:
+        return []
+    try:
+        n, tokens = index_tokens(idx[0].path)
+    except IntegrityError:
+        return []
+    out = []
+    if counts.get("documents") != n or counts.get("tokens") != tokens:
+        out.append(
+            Problem(
+                str(src.path),
+                "manifest",
+                f"counts say {counts.get('documents')} documents / {counts.get('tokens')} tokens, "
+                f"{idx[0].name} has {n} items / {tokens} tokens",
+            )
+        )
+    return out
+
+
+def _extras(manifests: list[Source]) -> list[Problem]:
+    """Files next to a manifest that look like its artifacts but no manifest there lists."""
+    problems: list[Problem] = []
+    by_dir: dict[Path, list[Source]] = {}
+    for s in manifests:
+        by_dir.setdefault(s.path.parent.resolve(), []).append(s)
+    for d, srcs in sorted(by_dir.items()):
+        listed: set[Path] = set()
+        all_manifests = sorted(d.glob("*manifest.json"))
+        for m in all_manifests:
+            listed.add(m.resolve())
+            try:
+                doc = json.loads(m.read_text(encoding="utf-8"))
+                for f in doc.get("files", []):
+                    listed.add((d / f["name"]).resolve())
+            except (OSError, ValueError, TypeError, KeyError):
+                continue
+        scan_dirs = {d} | {p.parent for p in listed if p.parent != d and d in p.parents}
+        for s in srcs:
+            name = s.path.name
+            prefix = name[: -len("manifest.json")].rstrip(".") if name != "manifest.json" else ""
+            for sd in sorted(scan_dirs):
+                try:
+                    children = sorted(sd.iterdir())
+                except OSError:
+                    continue
+                for c in children:
+                    if not c.is_file() or c.name.startswith(".") or c.resolve() in listed:
+                        continue
+                    if sd == d and prefix:
+                        if not (
+                            c.name.startswith(prefix + "_")
+                            or c.name.startswith(prefix + ".")
+                            or c.name.startswith(prefix + "-")
+                        ):
+                            continue
+                    elif not c.name.endswith(ARTIFACT_SUFFIXES):
+                        continue
+                    problems.append(
+                        Problem(
+                            str(c),
+                            "extra",
+                            "looks like an artifact of this dataset but no manifest lists it",
+                            str(s.path),
+                        )
+                    )
+    # one report per file even when several manifests share the directory
+    seen: set[str] = set()
+    unique = []
+    for p in problems:
+        if p.path not in seen:
+            seen.add(p.path)
+            unique.append(p)
+    return unique
+
+
+def verify_paths(
+    paths: Sequence[str | os.PathLike],
+    *,
+    root: str | os.PathLike | None = None,
+    quick: bool = False,
+    workers: int | None = None,
+    extras: bool = True,
+    progress: Callable[[Entry], None] | None = None,
+) -> VerifyReport:
+    """Verify every PATH; the report lists each missing, mismatching, malformed or extra file."""
+    t0 = time.perf_counter()
+    report = VerifyReport()
+    sources, problems = collect_sources(paths, root)
+    report.sources = sources
+    report.problems += problems
+    entries = [e for s in sources for e in s.entries]
+    workers = workers or min(8, 2 * (os.cpu_count() or 1))
+    # large files first so that the slowest hash starts early
+    order = sorted(range(len(entries)), key=lambda i: -(entries[i].bytes or 0))
+    if workers <= 1 or len(entries) <= 1:
+        for i in order:
+            _hash_entry(entries[i], quick)
+            if progress:
+                progress(entries[i])
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as ex:
+            for e in ex.map(lambda i: _hash_entry(entries[i], quick), order):
+                if progress:
+                    progress(e)
+    for e in entries:
+        report.files_checked += 1
+        if e.actual_bytes is None:
+            report.problems.append(Problem(str(e.path), "missing", "file not found", e.source))
+            e.ok = False
+            continue
+        if e.bytes is not None and e.bytes != e.actual_bytes:
+            report.problems.append(
+                Problem(
+                    str(e.path), "size", f"{e.actual_bytes} bytes, expected {e.bytes}", e.source
+                )
+            )
+            e.ok = False
+            continue
+        if quick:
+            continue
+        report.bytes_hashed += e.actual_bytes
+        if e.actual_sha256 is None:
+            report.problems.append(Problem(str(e.path), "unreadable", "read error", e.source))
+            e.ok = False
+        elif e.actual_sha256 != e.sha256:
+            report.problems.append(
+                Problem(
+                    str(e.path),
+                    "sha256",
+                    f"sha256 {e.actual_sha256}, expected {e.sha256}",
+                    e.source,
+                )
+            )
+            e.ok = False
+    for s in sources:
+        pr, warns = _structure(s, quick)
+        report.problems += pr
+        report.warnings += warns
+        report.problems += _counts_check(s)
+    if extras:
+        report.problems += _extras([s for s in sources if s.kind == "manifest"])
+    for s in sources:
+        if s.kind == "manifest":
+            raw = s.path.read_bytes()
+            if b'"manifest_sha256"' not in raw:
+                report.warnings.append(
+                    f"{s.path}: written without a manifest_sha256 self-hash; its own bytes are "
+                    "not verified"
+                )
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def is_manifest(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return head.lstrip()[:1] == b"{" and MANIFEST_FORMAT.encode() in head

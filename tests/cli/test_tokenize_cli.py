@@ -1,0 +1,119 @@
+"""`pile tokenize` end to end through the CLI: outputs, verify, and one test per error branch."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import zstandard
+
+from pipeline.cli.main import main
+from pipeline.read import make_doc_id
+from pipeline.shards.mmidx import MMIDXDataset
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    docs = [("Hello, I am", "A"), ("", "A"), ("Hello world", "B"), ("more text here", "B")]
+    data = b"".join(
+        json.dumps({"text": t, "meta": {"pile_set_name": n}}).encode() + b"\n" for t, n in docs
+    )
+    p = tmp_path / "in" / "00.jsonl.zst"
+    p.parent.mkdir()
+    p.write_bytes(zstandard.ZstdCompressor().compress(data))
+    return p
+
+
+def test_tokenize_then_verify(inputs, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["tokenize", str(inputs.parent), "--out", str(out), "--prefix", "pile"])
+    assert rc == 0
+    msg = capsys.readouterr().out
+    assert "3 documents" in msg and "1 empty dropped" in msg and "pile.manifest.json" in msg
+    ds = MMIDXDataset(out / "pile_text_document")
+    assert ds[0].tolist() == [12092, 13, 309, 717, 0]
+    assert main(["verify", str(out)]) == 0
+
+
+def test_no_append_eod_and_hf_backend(inputs, tmp_path):
+    out = tmp_path / "out"
+    args = ["tokenize", str(inputs), "--out", str(out), "--prefix", "p", "--no-append-eod"]
+    assert main(args + ["--backend", "hf", "--batch-size", "1"]) == 0
+    assert MMIDXDataset(out / "p_text_document")[1].tolist() == [12092, 1533]
+
+
+def test_exclude_npy(inputs, tmp_path, capsys):
+    npy = tmp_path / "removed.npy"
+    np.save(npy, np.array([make_doc_id(0, 3)], dtype=np.int64))
+    out = tmp_path / "out"
+    rc = main(["tokenize", str(inputs), "--out", str(out), "--prefix", "d", "--exclude", str(npy)])
+    assert rc == 0
+    out_text = capsys.readouterr().out
+    assert "2 documents" in out_text and "1 excluded" in out_text
+    m = json.loads((out / "d.manifest.json").read_text())
+    assert m["counts"]["excluded"] == 1 and m["counts"]["documents"] == 2
+
+
+def test_missing_input_exit_3(tmp_path, capsys):
+    rc = main(["tokenize", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path), "--prefix", "p"])
+    assert rc == 3
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_bad_exclude_exit_2(inputs, tmp_path, capsys):
+    bad = tmp_path / "ids.csv"
+    bad.write_text("1,2\n")
+    rc = main(
+        [
+            "tokenize",
+            str(inputs),
+            "--out",
+            str(tmp_path / "o"),
+            "--prefix",
+            "p",
+            "--exclude",
+            str(bad),
+        ]
+    )
+    assert rc == 2
+    assert "unsupported file type '.csv'" in capsys.readouterr().err
+
+
+def test_missing_tokenizer_exit_2(inputs, tmp_path, capsys):
+    rc = main(
+        [
+            "tokenize",
+            str(inputs),
+            "--out",
+            str(tmp_path / "o"),
+            "--prefix",
+            "p",
+            "--tokenizer",
+            str(tmp_path / "tok.json"),
+        ]
+    )
+    assert rc == 2
+    assert "--tokenizer" in capsys.readouterr().err
+
+
+def test_bad_prefix_exit_2(inputs, tmp_path, capsys):
+    rc = main(["tokenize", str(inputs), "--out", str(tmp_path / "o"), "--prefix", ".hidden"])
+    assert rc == 2
+    assert "plain file name prefix" in capsys.readouterr().err
+
+
+def test_bad_record_exit_3_and_skip_quarantines(tmp_path, capsys):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"text": "ok"}\n{"text": 5}\n{"text": "fine too"}\n')
+    assert main(["tokenize", str(src), "--out", str(tmp_path / "o"), "--prefix", "p"]) == 3
+    assert "bad.jsonl:2" in capsys.readouterr().err
+    rc = main(
+        ["tokenize", str(src), "--out", str(tmp_path / "o"), "--prefix", "p", "--on-error", "skip"]
+    )
+    assert rc == 0
+    m = json.loads((tmp_path / "o" / "p.manifest.json").read_text())
+    assert m["counts"]["rejected"] == 1 and m["counts"]["documents"] == 2
+    assert list((tmp_path / "o" / "quarantine").glob("*.rejected.jsonl"))
+    # the quarantine directory is not an artifact of the dataset
+    assert main(["verify", str(tmp_path / "o")]) == 0

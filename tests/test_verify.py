@@ -1,0 +1,262 @@
+"""`pile verify`: manifests, directories, sha256sum and Pythia lists; every failure names its file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import pytest
+import zstandard
+
+from pipeline.cli.main import main
+from pipeline.manifest import write_manifest
+from pipeline.shards.mmidx import encode_index
+from pipeline.tokenize.stage import run_tokenize
+from pipeline.verify import check_index, collect_sources, verify_paths
+
+from .conftest import shared_path
+
+NAMES = (
+    "t_text_document.bin",
+    "t_text_document.idx",
+    "t_text_document.docs.parquet",
+    "t.manifest.json",
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    d = tmp_path_factory.mktemp("verify")
+    docs = [f"document {i} " + "text " * (i % 5) for i in range(30)]
+    data = b"".join(
+        json.dumps({"text": t, "meta": {"pile_set_name": "S"}}).encode() + b"\n" for t in docs
+    )
+    src = d / "in.jsonl.zst"
+    src.write_bytes(zstandard.ZstdCompressor().compress(data))
+    run_tokenize([src], d / "ds", "t")
+    return d / "ds"
+
+
+@pytest.fixture
+def ds(built, tmp_path):
+    out = tmp_path / "ds"
+    shutil.copytree(built, out)
+    return out
+
+
+def _flip(path, offset):
+    raw = bytearray(path.read_bytes())
+    raw[offset % len(raw)] ^= 0x01
+    path.write_bytes(bytes(raw))
+
+
+def test_clean_dataset_passes(ds, capsys):
+    assert main(["verify", str(ds / "t.manifest.json")]) == 0
+    out = capsys.readouterr().out
+    assert "3 file(s) from 1 source(s)" in out and "all OK" in out
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("where", [0, -1, 40])
+def test_flipped_byte_fails_naming_the_file(ds, capsys, name, where):
+    _flip(ds / name, where)
+    assert main(["verify", str(ds)]) == 4
+    cap = capsys.readouterr()
+    flagged = [line for line in cap.out.splitlines() if name in line.split(":")[0]]
+    assert flagged, cap.out
+    assert "problem(s) found" in cap.err
+
+
+def test_flipped_byte_in_bin_hash_mismatch_message(ds, capsys):
+    _flip(ds / "t_text_document.bin", 3)
+    rep = verify_paths([ds])
+    assert [(p.kind, p.path.endswith("t_text_document.bin")) for p in rep.problems] == [
+        ("sha256", True)
+    ]
+    assert "expected" in rep.problems[0].message
+
+
+def test_quick_checks_sizes_not_hashes(ds, capsys):
+    _flip(ds / "t_text_document.bin", 3)
+    assert main(["verify", "--quick", str(ds)]) == 0
+    assert "quick:" in capsys.readouterr().out
+    with open(ds / "t_text_document.bin", "ab") as f:
+        f.write(b"\0\0")
+    assert main(["verify", "--quick", str(ds)]) == 4
+    out = capsys.readouterr().out
+    assert "SIZE" in out and "t_text_document.bin" in out
+
+
+def test_missing_file(ds, capsys):
+    (ds / "t_text_document.docs.parquet").unlink()
+    assert main(["verify", str(ds)]) == 4
+    out = capsys.readouterr().out
+    assert "MISSING" in out and "t_text_document.docs.parquet: file not found" in out
+
+
+def test_extra_file_next_to_manifest(ds, capsys):
+    (ds / "t_text_document.extra.bin").write_bytes(b"x")
+    (ds / "unrelated.txt").write_text("not ours")
+    assert main(["verify", str(ds)]) == 4
+    out = capsys.readouterr().out
+    assert "EXTRA" in out and "t_text_document.extra.bin" in out and "unrelated" not in out
+    assert main(["verify", "--no-extra", str(ds)]) == 0
+
+
+def test_other_manifests_in_the_directory_are_not_extra(ds, built, capsys):
+    # a second dataset "t_0.87" in the same directory: its files start with "t_" but are listed
+    for n in NAMES[:3]:
+        shutil.copy(ds / n, ds / n.replace("t_text", "t_0.87_text"))
+    write_manifest(
+        ds / "t_0.87.manifest.json",
+        kind="token-dataset",
+        config_fingerprint="f" * 64,
+        files=[
+            (ds / n.replace("t_text", "t_0.87_text"), r)
+            for n, r in zip(NAMES[:3], ("bin", "idx", "sidecar"))
+        ],
+    )
+    assert main(["verify", str(ds / "t.manifest.json")]) == 0
+    assert main(["verify", str(ds)]) == 0
+    out = capsys.readouterr().out
+    assert "6 file(s) from 2 source(s)" in out
+
+
+def test_directory_recursion(ds, tmp_path, capsys):
+    shutil.copytree(ds, tmp_path / "tree" / "a" / "deep")
+    shutil.copytree(ds, tmp_path / "tree" / "b")
+    assert main(["verify", str(tmp_path / "tree")]) == 0
+    assert "6 file(s) from 2 source(s)" in capsys.readouterr().out
+    _flip(tmp_path / "tree" / "a" / "deep" / "t_text_document.idx", 10)
+    assert main(["verify", str(tmp_path / "tree")]) == 4
+    assert "deep/t_text_document.idx" in capsys.readouterr().out
+
+
+def test_structure_errors_with_consistent_hashes(tmp_path, capsys):
+    d = tmp_path / "s"
+    d.mkdir()
+    raw = bytearray(encode_index(np.uint16, np.array([2, 3, 1])))
+    raw[34 + 12 + 8 : 34 + 12 + 16] = (5).to_bytes(8, "little")  # pointer of item 1: 5, not 4
+    (d / "x.idx").write_bytes(bytes(raw))
+    (d / "x.bin").write_bytes(b"\0" * 10)  # 5 tokens, idx says 6
+    zero = encode_index(np.uint16, np.array([2, 0]))
+    (d / "z.idx").write_bytes(zero)
+    np.save(d / "bad_doc_idx.npy", np.zeros((2, 2), dtype=np.int32))
+    (d / "epoch.npy").write_bytes(b"not an array")  # the order stage lists .npy sidecars too
+    write_manifest(
+        d / "x.manifest.json",
+        kind="test",
+        config_fingerprint="0" * 64,
+        files=[
+            (d / "x.idx", "idx"),
+            (d / "x.bin", "bin"),
+            (d / "z.idx", "idx"),
+            (d / "bad_doc_idx.npy", "doc_idx"),
+            (d / "epoch.npy", "sidecar"),
+        ],
+    )
+    assert main(["verify", str(d)]) == 4
+    out = capsys.readouterr().out
+    assert "x.idx: pointer of item 1 is 5, expected 4" in out
+    assert "x.bin: 10 bytes, but" in out and "6 tokens x 2 bytes = 12" in out
+    assert "z.idx: item 1 has size 0" in out
+    assert "bad_doc_idx.npy" in out and "1-D" in out
+    assert "epoch.npy: not a readable .npy array" in out
+
+
+def test_check_index_doc_idx_rules(tmp_path):
+    p = tmp_path / "d.idx"
+    p.write_bytes(encode_index(np.uint16, np.array([1, 1]), doc_idx=np.array([0, 2, 1])))
+    problems = check_index(p)
+    assert any("doc_idx ends at 1, expected N = 2" in x for x in problems)
+    assert any("doc_idx decreases at position 2" in x for x in problems)
+    p.write_bytes(encode_index(np.uint16, np.array([1, 1]), doc_idx=np.array([1, 2])))
+    assert any("doc_idx starts at 1" in x for x in check_index(p))
+    # Pythia's pre-shuffled document.idx: doc_idx = [0]; fine in general, not for a token dataset
+    p.write_bytes(encode_index(np.uint16, np.array([1, 1]), doc_idx=np.array([0])))
+    assert check_index(p) == []
+    assert any("needs N + 1 = 3" in x for x in check_index(p, one_doc_per_item=True))
+    p.write_bytes(encode_index(np.uint16, np.array([1, 1]), doc_idx=np.array([0, 0, 2])))
+    assert check_index(p) == []
+    assert any("does not increase at position 1" in x for x in check_index(p, True))
+    p.write_bytes(encode_index(np.uint16, np.array([1, 1])))
+    assert check_index(p, one_doc_per_item=True) == []
+
+
+def test_manifest_counts_must_match_the_index(ds, capsys):
+    m = json.loads((ds / "t.manifest.json").read_text())
+    files = [(ds / f["name"], f["role"]) for f in m["files"]]
+    write_manifest(
+        ds / "t.manifest.json",
+        kind="token-dataset",
+        config_fingerprint=m["config_fingerprint"],
+        files=files,
+        counts={**m["counts"], "tokens": m["counts"]["tokens"] + 1},
+    )
+    assert main(["verify", str(ds)]) == 4
+    assert "counts say 30 documents" in capsys.readouterr().out
+
+
+def test_sha256sum_and_pythia_lists(ds, tmp_path, capsys):
+    lines_sum, lines_py = [], []
+    for n in NAMES[:3]:
+        h = hashlib.sha256((ds / n).read_bytes()).hexdigest()
+        lines_sum.append(f"{h}  {n}")
+        lines_py.append(f"{n} {h}")
+    (ds / "SHA256SUMS.txt").write_text("\n".join(lines_sum) + "\n")
+    (tmp_path / "pythia.txt").write_text("\n".join(lines_py) + "\n")
+    assert main(["verify", "--no-extra", str(ds / "SHA256SUMS.txt")]) == 0
+    # a list elsewhere, files resolved with --root
+    assert main(["verify", "--root", str(ds), str(tmp_path / "pythia.txt")]) == 0
+    srcs, _ = collect_sources([tmp_path / "pythia.txt"], root=ds)
+    assert srcs[0].kind == "pythia" and [e.role for e in srcs[0].entries] == ["bin", "idx", None]
+    _flip(ds / "t_text_document.idx", 50)
+    assert main(["verify", "--root", str(ds), str(tmp_path / "pythia.txt")]) == 4
+    assert "SHA256" in capsys.readouterr().out
+
+
+def test_pythia_published_list(tmp_path, capsys):
+    ref = shared_path("reference", "pythia_deduped_shard_hashes.txt")
+    srcs, _ = collect_sources([ref], root=tmp_path)
+    entries = srcs[0].entries
+    assert srcs[0].kind == "pythia" and len(entries) == 84
+    assert entries[0].name == "pile_0.87_deduped_text_document-00000-of-00082.bin"
+    assert entries[0].sha256.startswith("44fb8e48")
+    assert sum(e.role == "bin-shard" for e in entries) == 83 and entries[-1].role == "idx"
+    assert main(["verify", "--root", str(tmp_path), str(ref)]) == 4
+    out = capsys.readouterr().out
+    assert out.count("MISSING") == 84
+    assert "pile_0.87_deduped_text_document-00082-of-00082.bin: file not found" in out
+
+
+def test_shard_list_incomplete(tmp_path, capsys):
+    h = "0" * 64
+    (tmp_path / "l.txt").write_text(f"d-00000-of-00002.bin {h}\nd-00002-of-00002.bin {h}\n")
+    assert main(["verify", str(tmp_path / "l.txt")]) == 4
+    assert "indices [1] of 0..2 not listed" in capsys.readouterr().out
+
+
+def test_bad_list_line_is_input_error(tmp_path, capsys):
+    (tmp_path / "l.txt").write_text("just some words\n")
+    assert main(["verify", str(tmp_path / "l.txt")]) == 3
+    assert "l.txt:1" in capsys.readouterr().err
+
+
+def test_nonexistent_path(tmp_path, capsys):
+    assert main(["verify", str(tmp_path / "nope")]) == 3
+    assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_directory_without_manifests(tmp_path, capsys):
+    assert main(["verify", str(tmp_path)]) == 3
+    assert "holds no *manifest.json" in capsys.readouterr().err
+
+
+def test_corrupt_manifest_json(ds, capsys):
+    p = ds / "t.manifest.json"
+    p.write_text(p.read_text()[:-10])
+    assert main(["verify", str(p)]) == 4
+    out = capsys.readouterr().out
+    assert "MANIFEST" in out and "t.manifest.json" in out
