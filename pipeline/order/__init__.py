@@ -7,6 +7,8 @@
 - `preshuffle`: `run_preshuffle(prefix, config, out_dir, shard_size=30e9)`.
 - `inspect`: `open_data(DATA, config)` -> `DocumentData` | `PreshuffledData` with `.step(N)`,
   `.steps(A, B)`, `.samples(g)`, `.provenance(g)`.
+- `recorded`: `recorded_config(DATA, maps_dir=None, form="auto")` -> `RecordedConfig | None`, the
+  order config recorded with data on disk (what `pile inspect` / `pile preshuffle` use by default).
 - `checks`: `CHECKS[role](path) -> list[str]` for roles doc_idx / sample_idx / shuffle_idx.
 - `reference`: literal slow ports of the gpt-neox code (test oracle).
 """

@@ -3,32 +3,119 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 
 from pipeline.order.indexmap import OrderConfig
 from pipeline.presets import preset_names
 
+log = logging.getLogger(__name__)
 
-def add_order_arguments(p: argparse.ArgumentParser, default_preset: str = "pythia") -> None:
-    g = p.add_argument_group("training order (gpt-neox); flags override the preset")
-    g.add_argument(
-        "--preset",
-        default=default_preset,
-        help=f"[order.NAME] preset of manifests/presets.toml ({', '.join(preset_names('order'))})",
+FALLBACK_PRESET = "pythia"
+RECORDED_DEFAULT = f"the config recorded with the data, else {FALLBACK_PRESET}"
+ORDER_FLAGS = ("seq_length", "global_batch", "train_iters", "seed")
+
+
+def add_order_arguments(
+    p: argparse.ArgumentParser, default_preset: str = FALLBACK_PRESET, *, recorded: bool = False
+) -> None:
+    """--preset/--seq-length/--global-batch/--train-iters/--seed.
+
+    With `recorded` (commands that read existing data: inspect, preshuffle) nothing is defaulted
+    here: when none of these flags is given, `resolve_order_config` uses the config recorded with
+    the data (falling back to the `pythia` preset), and --help says so."""
+    presets = ", ".join(preset_names("order"))
+    if recorded:
+        g = p.add_argument_group(
+            "training order (gpt-neox)",
+            # RawDescriptionHelpFormatter keeps these line breaks
+            "With none of these flags: the config recorded with the data (the pre-shuffled\n"
+            "manifest, or the manifest of the only index maps), else the pythia preset.\n"
+            "With any of them: --preset (else pythia) with the given flags on top.",
+        )
+        # SUPPRESS: no attribute unless given (so "not given" is visible) and no "(default: None)"
+        # appended by the help formatter; the help states the real default instead.
+        g.add_argument(
+            "--preset",
+            default=argparse.SUPPRESS,
+            help=f"[order.NAME] preset of manifests/presets.toml ({presets}) "
+            f"(default: {RECORDED_DEFAULT})",
+        )
+        dflt = " (default: the preset's; with no order flag at all, the recorded config's)"
+        kw: dict = {"default": argparse.SUPPRESS}
+    else:
+        g = p.add_argument_group("training order (gpt-neox); flags override the preset")
+        g.add_argument(
+            "--preset",
+            default=default_preset,
+            help=f"[order.NAME] preset of manifests/presets.toml ({presets})",
+        )
+        dflt = ""
+        kw = {"default": None}
+    g.add_argument("--seq-length", type=int, help="tokens per sample minus 1" + dflt, **kw)
+    g.add_argument("--global-batch", type=int, help="samples per training step" + dflt, **kw)
+    g.add_argument("--train-iters", type=int, help="training steps" + dflt, **kw)
+    g.add_argument("--seed", type=int, help="numpy RandomState seed" + dflt, **kw)
+
+
+def explicit_order_args(args: argparse.Namespace) -> bool:
+    """True when --preset or any of --seq-length/--global-batch/--train-iters/--seed was given."""
+    return getattr(args, "preset", None) is not None or any(
+        getattr(args, k, None) is not None for k in ORDER_FLAGS
     )
-    g.add_argument("--seq-length", type=int, default=None, help="tokens per sample minus 1")
-    g.add_argument("--global-batch", type=int, default=None, help="samples per training step")
-    g.add_argument("--train-iters", type=int, default=None, help="training steps")
-    g.add_argument("--seed", type=int, default=None, help="numpy RandomState seed")
 
 
 def order_config_from_args(args: argparse.Namespace) -> OrderConfig:
+    """The --preset (default pythia) with the given flags on top."""
     return OrderConfig.from_preset(
-        args.preset,
-        seq_length=args.seq_length,
-        global_batch=args.global_batch,
-        train_iters=args.train_iters,
-        seed=args.seed,
+        getattr(args, "preset", None) or FALLBACK_PRESET,
+        **{k: getattr(args, k, None) for k in ORDER_FLAGS},
     )
+
+
+def resolve_order_config(
+    args: argparse.Namespace,
+    data: str | os.PathLike,
+    *,
+    form: str = "document",
+    maps_dir: str | os.PathLike | None = None,
+) -> OrderConfig:
+    """The order config for a command reading existing DATA.
+
+    Explicit --preset / order flags win. Otherwise the config recorded with DATA
+    (pipeline.order.recorded: the pre-shuffled manifest, or the only index-map manifest; several
+    raise ConfigError) and, when nothing is recorded (EleutherAI's data, maps built by gpt-neox),
+    the `pythia` preset. Logs at INFO which one is used.
+    """
+    from pipeline.order.recorded import config_flags, recorded_config
+
+    if explicit_order_args(args):
+        config = order_config_from_args(args)
+        given = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ORDER_FLAGS
+                 if getattr(args, k, None) is not None]  # fmt: skip
+        log.info(
+            "order config: preset %s%s -> %s",
+            getattr(args, "preset", None) or FALLBACK_PRESET,
+            f" with {' '.join(given)}" if given else "",
+            config_flags(config),
+        )
+        return config
+    rec = recorded_config(data, maps_dir=maps_dir, form=form)
+    if rec is not None:
+        log.info(
+            "order config recorded in %s: %s (override with --preset or these flags)",
+            rec.manifest,
+            config_flags(rec.config),
+        )
+        return rec.config
+    config = OrderConfig.from_preset(FALLBACK_PRESET)
+    log.info(
+        "no order config recorded with %s; using preset %s: %s",
+        data,
+        FALLBACK_PRESET,
+        config_flags(config),
+    )
+    return config
 
 
 def parse_size(s: str) -> int:

@@ -42,7 +42,7 @@ def test_default_build_of_bundled_sample(tmp_path, capsys):
     assert keep <= set(sidecar.column("doc_id").to_pylist())
     # inspect answers for the first step of both forms, identically
     data = str(out / "deduped" / "pile_0.87_deduped_text_document")
-    assert main(["inspect", "--step", "3", "--format", "json", "--preset", "sample", data]) == 0
+    assert main(["inspect", "--step", "3", "--format", "json", data]) == 0
     a = json.loads(capsys.readouterr().out)
     assert (
         main(

@@ -114,5 +114,5 @@ def test_bad_record(tmp_path, capsys):
     rc = main(["dedup", str(p), "--out", str(tmp_path / "o")])
     assert rc == 3
     err = capsys.readouterr().err
-    assert "line 2" in err
+    assert "bad.jsonl:2" in err
     assert not (tmp_path / "o" / "manifest.json").exists()

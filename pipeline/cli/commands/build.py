@@ -207,13 +207,8 @@ def _summary(plan, report) -> None:
     print(f"verify: {report.summary()}")
     v = plan.config.variants[-1]
     data = plan.out / v / rep["variants"][v]["prefix"]
-    oc = plan.order_config
-    order_flags = (
-        f"--seq-length {oc.seq_length} --global-batch {oc.global_batch} "
-        f"--train-iters {oc.train_iters} --seed {oc.seed}"
-    )
     print("\nnext:")
-    print(f"  pile inspect --step 0 --decode --provenance {order_flags} {data}")
+    print(f"  pile inspect --step 0 --decode --provenance {data}")
     print(f"  pile inspect --step 0 {plan.out / v / 'preshuffled'}")
     print(f"  pile verify {plan.out}")
     print(f"  open {plan.out / 'report.html'}")

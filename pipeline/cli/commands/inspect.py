@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ConfigError
-from pipeline.order.cliargs import add_order_arguments, order_config_from_args
+from pipeline.order.cliargs import add_order_arguments, resolve_order_config
 from pipeline.order.inspect import format_text, open_data, save_steps_npy, step_report
 
 NAME = "inspect"
@@ -20,6 +20,9 @@ DATA is a document-level token dataset prefix (its gpt-neox index maps next to i
 document prefix; joined document.bin or Pythia-style shards), ours or EleutherAI's.
 Steps count from 0: step N is training samples [N*global_batch, (N+1)*global_batch); checkpoint
 stepN has seen the samples below N*global_batch.
+Without --preset/--seq-length/--global-batch/--train-iters/--seed the order config is the one
+recorded with DATA (document.manifest.json of pre-shuffled data; the manifest of the only index
+maps of a document-level dataset), else the pythia preset (EleutherAI's published data).
 Examples:
   pile inspect out/standard/pile_text_document --step 0 --sample 3 --decode --provenance
   pile inspect out/standard/preshuffled --step 1000 --format npy -o step1000.npy
@@ -69,7 +72,7 @@ def add_arguments(p) -> None:
         default=None,
         help="for pre-shuffled DATA: the document-level prefix it was built from (for --provenance)",
     )
-    add_order_arguments(p)
+    add_order_arguments(p, recorded=True)
 
 
 def run(args) -> int:
@@ -94,7 +97,7 @@ def run(args) -> int:
         raise ConfigError(
             "--format npy holds tokens only; use --format json or text with --decode/--provenance"
         )
-    config = order_config_from_args(args)
+    config = resolve_order_config(args, args.data, form=args.form, maps_dir=args.maps_dir)
     data = open_data(args.data, config, maps_dir=args.maps_dir, form=args.form, source=args.source)
     if ranged:
         path = Path(args.output) if args.output else Path(args.save_path) / "indicies.npy"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.order.cliargs import add_order_arguments, order_config_from_args, parse_size
+from pipeline.order.cliargs import add_order_arguments, parse_size, resolve_order_config
 from pipeline.order.preshuffle import PYTHIA_SHARD_SIZE, run_preshuffle
 
 NAME = "preshuffle"
@@ -11,7 +11,8 @@ DESCRIPTION = """\
 Write OUT_DIR/document.idx and the .bin of train_iters x global_batch samples of seq_length + 1
 tokens in training order (item g = training sample g), byte-sharded with Pythia's naming
 (document-00000-of-000NN.bin, NN = last index) and a manifest. Step N is then the contiguous byte
-range [N*global_batch*(seq_length+1)*2, (N+1)*...). Needs the index maps (`pile order`).
+range [N*global_batch*(seq_length+1)*2, (N+1)*...). Needs the index maps (`pile order`); without
+order flags it uses the config recorded in their manifest when exactly one set of maps exists.
 """
 
 
@@ -31,11 +32,11 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--maps-dir", default=None, help="where the index maps are (None: next to PREFIX)"
     )
-    add_order_arguments(p)
+    add_order_arguments(p, recorded=True)
 
 
 def run(args) -> int:
-    config = order_config_from_args(args)
+    config = resolve_order_config(args, args.prefix, form="document", maps_dir=args.maps_dir)
     m = run_preshuffle(
         args.prefix,
         config,
