@@ -13,7 +13,7 @@ def test_preset_resolves_bands_and_rows():
     assert (c.threshold, c.num_perm, c.ngram, c.seed) == (0.87, 128, 5, 1)
     assert (c.bands, c.rows) == (14, 9)
     assert c.verify_candidates is True
-    assert c.verify_cut == pytest.approx(0.87 - 1 * (0.87 * 0.13 / 128) ** 0.5)
+    assert c.verify_cut == pytest.approx(0.87 - 2 * (0.87 * 0.13 / 128) ** 0.5)
 
 
 def test_overrides_and_partial_band_layout():
