@@ -24,20 +24,35 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     pass
 
 
-def _command_modules():
+def _command_modules(only: str | None = None):
+    """The command modules; with `only`, just that one (a command imports its stage's heavy
+    dependencies, so `pile verify` does not pay for importing the dedup stage)."""
     import pipeline.cli.commands as pkg
 
+    names = sorted(
+        info.name for info in pkgutil.iter_modules(pkg.__path__) if not info.name.startswith("_")
+    )
+    if only is not None and only in names:
+        names = [only]
     mods = []
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
+    for name in names:
+        mod = importlib.import_module(f"{pkg.__name__}.{name}")
         if all(hasattr(mod, a) for a in ("NAME", "HELP", "add_arguments", "run")):
             mods.append(mod)
     return sorted(mods, key=lambda m: m.NAME)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _requested_command(argv: Sequence[str] | None) -> str | None:
+    """The subcommand named in argv (first token that is not a global option), if any."""
+    for tok in argv or ():
+        if tok in ("-h", "--help", "--version"):
+            return None
+        if not tok.startswith("-"):
+            return tok
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pile",
         description="Pile data preparation: read, dedup, tokenize, order, inspect, verify.",
@@ -47,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in _command_modules():
+    for mod in _command_modules(_requested_command(argv)):
         p = sub.add_parser(
             mod.NAME,
             help=mod.HELP,
@@ -74,8 +89,9 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(list(argv) if argv is not None else None)
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -85,6 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as e:
         print(f"pile {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        # disk full, read-only or unwritable output, vanished input: say what and where; every
+        # artifact is written as *.tmp and renamed when complete, so nothing half-written remains
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(
+            f"pile {args.command}: error: {e.strerror or e}{where}. Check free space and "
+            "permissions, then rerun: finished files are intact and partial *.tmp files are "
+            "never used.",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         print(f"pile {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -216,3 +216,30 @@ def test_config_file_and_errors(tmp_path, capsys):
     assert "unknown key(s) bogus in [order]" in capsys.readouterr().err
     assert main(["build", "--preset", "nope", "--dry-run"]) == 2
     assert "unknown build preset 'nope'" in capsys.readouterr().err
+
+
+def test_disk_full_mid_build_then_resume(reference, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from pipeline.shards import mmidx
+
+    corpus, _, hashes = reference
+    out = tmp_path / "full"
+    real_finalize = mmidx.MMIDXWriter.finalize
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.bin_path) + ".tmp")
+
+    monkeypatch.setattr(mmidx.MMIDXWriter, "finalize", full)
+    assert main(build_args(corpus, out)) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Check free space" in err
+    # nothing that a later run could take for a finished dataset
+    assert not list(out.rglob("*_text_document.bin"))
+    assert [p.relative_to(out).as_posix() for p in out.rglob("*manifest.json")] == [
+        "dedup/manifest.json"
+    ]
+    assert not (out / "_state" / "tokenize-standard.json").exists()
+    monkeypatch.setattr(mmidx.MMIDXWriter, "finalize", real_finalize)
+    assert main(build_args(corpus, out)) == 0
+    assert _artifacts(tree_hashes(out)) == _artifacts(hashes)
