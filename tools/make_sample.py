@@ -78,6 +78,8 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
+import pipeline.sources
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "pipeline" / "data" / "sample"
 DEFAULT_SHARED = REPO.parent / "shared"
@@ -100,30 +102,8 @@ NEAR_MIN_WORDS = 300  # near duplicates / negatives are cut from documents at le
 UNPLANNED_MAX = 0.30
 NOVELS = "100_english_novels.jsonl.zst"
 
-PILE_SET_NAMES = (
-    "Pile-CC",
-    "PubMed Central",
-    "Books3",
-    "OpenWebText2",
-    "ArXiv",
-    "Github",
-    "FreeLaw",
-    "StackExchange",
-    "USPTO Backgrounds",
-    "PubMed Abstracts",
-    "Gutenberg (PG-19)",
-    "OpenSubtitles",
-    "Wikipedia (en)",
-    "DM Mathematics",
-    "Ubuntu IRC",
-    "BookCorpus2",
-    "EuroParl",
-    "HackerNews",
-    "YoutubeSubtitles",
-    "PhilPapers",
-    "NIH ExPorter",
-    "Enron Emails",
-)
+# the 22 sources in the Pile paper's Table 1 order
+PILE_SET_NAMES = pipeline.sources.PILE_SET_NAMES
 # Table 1 of the Pile paper: weight (%), mean document size (KiB). manifests/pile_sources.json
 # holds the full table; repeated here so the script runs without the package installed.
 PILE_TABLE = {

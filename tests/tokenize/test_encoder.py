@@ -26,16 +26,6 @@ BACKENDS = ["fast", "hf"]
 
 
 @pytest.fixture(scope="module")
-def fast():
-    return load_encoder(backend="fast")
-
-
-@pytest.fixture(scope="module")
-def hf():
-    return load_encoder(backend="hf")
-
-
-@pytest.fixture(scope="module")
 def spec():
     return json.loads(TOKENIZER_PATH.read_bytes())
 

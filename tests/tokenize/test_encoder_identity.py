@@ -16,20 +16,9 @@ import pytest
 from tokenizers import normalizers
 
 from pipeline.errors import InputError
-from pipeline.tokenize.encoder import load_encoder
 from pipeline.tokenize.fast_bpe import nfc_divergent
 
 from ..conftest import shared_path
-
-
-@pytest.fixture(scope="module")
-def fast():
-    return load_encoder(backend="fast")
-
-
-@pytest.fixture(scope="module")
-def hf():
-    return load_encoder(backend="hf")
 
 
 def assert_identical(fast, hf, texts):
