@@ -243,3 +243,20 @@ def test_disk_full_mid_build_then_resume(reference, tmp_path, monkeypatch, capsy
     monkeypatch.setattr(mmidx.MMIDXWriter, "finalize", real_finalize)
     assert main(build_args(corpus, out)) == 0
     assert _artifacts(tree_hashes(out)) == _artifacts(hashes)
+
+
+@pytest.mark.parametrize("delay", [0.8, 2.0, 3.5])
+def test_sigkill_at_arbitrary_time_then_resume_is_identical(reference, tmp_path, delay):
+    import signal
+    import time
+
+    corpus, _, hashes = reference
+    out = tmp_path / "k"
+    cmd = [sys.executable, "-m", "pipeline.cli.main", *build_args(corpus, out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _artifacts(tree_hashes(out)) == _artifacts(hashes)
