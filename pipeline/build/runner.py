@@ -159,7 +159,12 @@ class BuildPlan:
 
         out = self.out / "dedup"
         stats = run_dedup(
-            self.inputs, out, self.dedup_config, self.read_config, self.config.workers
+            self.inputs,
+            out,
+            self.dedup_config,
+            self.read_config,
+            self.config.workers,
+            progress=lambda info: self.progress("dedup", info),
         )
         # wall-clock timings are not an artifact (they differ run to run): keep them with the logs
         timings = out / "timings.json"

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ from pipeline.dedup.signatures import (
     write_table,
 )
 from pipeline.engine import map_ordered
+from pipeline.engine.local import imap_ordered
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.io import atomic_open, atomic_write_text
 from pipeline.manifest import read_manifest, write_manifest
@@ -273,9 +274,11 @@ def run_dedup(
     config: DedupConfig | None = None,
     read_config: ReadConfig | None = None,
     workers: int | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the dedup stage; returns the stats: stats.json's content plus "timings" and top-level
-    copies of counts' documents, removed, kept and clusters."""
+    copies of counts' documents, removed, kept and clusters. `progress(info)` is called after each
+    input file's signatures are written (for progress bars)."""
     config = config or DedupConfig()
     read_config = read_config or ReadConfig()
     workers = config.workers if workers is None else workers
@@ -317,7 +320,11 @@ def run_dedup(
 
     t0 = time.perf_counter()
     sig_tasks = [_SigTask(f, str(out), config, read_config) for f in files]
-    sig_results = map_ordered(_signature_task, sig_tasks, workers)
+    sig_results = []
+    for r in imap_ordered(_signature_task, sig_tasks, workers):
+        sig_results.append(r)
+        if progress is not None:
+            progress({"phase": "signatures", "counts": {"documents": r["documents"]}})
     timings["signatures"] = time.perf_counter() - t0
     timings["signatures_task_seconds_sum"] = sum(r["seconds"] for r in sig_results)
 

@@ -102,7 +102,7 @@ class _Progress:
         status = info.get("status")
         if status == "start":
             self.close()
-            counting = stage.startswith("tokenize")
+            counting = stage.startswith(("tokenize", "dedup"))
             self.bar = tqdm(
                 desc=f"{stage:<20}",
                 unit=" docs" if counting else "",
@@ -119,8 +119,9 @@ class _Progress:
             print(f"{stage:<20}: up to date, skipped", file=sys.stderr)
         elif self.bar is not None and "counts" in info:
             c = info["counts"]
-            self.tokens = getattr(self, "tokens", 0) + int(c.get("tokens", 0))
-            self.bar.set_postfix(tokens=f"{self.tokens:,}", refresh=False)
+            if "tokens" in c:
+                self.tokens = getattr(self, "tokens", 0) + int(c["tokens"])
+                self.bar.set_postfix(tokens=f"{self.tokens:,}", refresh=False)
             self.bar.update(int(c.get("documents", 0)))
 
     def close(self, note: str | None = None) -> None:
