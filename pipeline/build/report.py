@@ -54,6 +54,8 @@ def collect(plan: BuildPlan) -> dict[str, Any]:
             "documents": counts["documents"],
             "tokens": counts["tokens"],
             "excluded": counts.get("excluded", 0),
+            "rejected": counts.get("rejected", 0),
+            "empty_dropped": counts.get("empty_dropped", 0),
             "per_source": {
                 name: {"documents": s["documents"], "tokens": s["tokens"]}
                 for name, s in sorted(counts["per_source"].items())

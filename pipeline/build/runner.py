@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline import __version__
 from pipeline.build.config import BuildConfig
 from pipeline.build.lock import BuildLock
 from pipeline.build.state import clear_record, is_complete, load_record, write_record
@@ -108,7 +109,8 @@ class BuildPlan:
         return self.out / variant / f"{self.prefix(variant)}_text_document"
 
     def _add(self, name: str, parts: list[str], run, directory: Path) -> Stage:
-        st = Stage(name, combine_fingerprints(name, *parts), run, directory)
+        # the package version is part of every key: a new release redoes the stages
+        st = Stage(name, combine_fingerprints(name, __version__, *parts), run, directory)
         self.stages.append(st)
         return st
 

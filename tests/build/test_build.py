@@ -260,3 +260,24 @@ def test_sigkill_at_arbitrary_time_then_resume_is_identical(reference, tmp_path,
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert _artifacts(tree_hashes(out)) == _artifacts(hashes)
+
+
+def test_bad_records_raise_or_are_quarantined(tmp_path, capsys):
+    corpus = tmp_path / "in"
+    lines = [pile_line(f"document number {i} " + " ".join(WORDS[i : i + 20])) for i in range(30)]
+    lines.insert(7, b"{bad json\n")
+    write_zst(corpus / "00.jsonl.zst", lines)
+    out = tmp_path / "out"
+    assert main(build_args(corpus, out)) == 3
+    err = capsys.readouterr().err
+    assert "00.jsonl.zst:8 (byte offset" in err and "--on-error skip" in err
+    assert (
+        main(["build", "--input", str(corpus), "--out", str(out), *SMALL, "--on-error", "skip"])
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "1 bad record(s) skipped" in text
+    assert (out / "quarantine" / "00000-00.jsonl.zst.rejected.jsonl").read_bytes() == b"{bad json\n"
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["variants"]["standard"]["documents"] == 30
+    assert rep["variants"]["standard"]["rejected"] == 1

@@ -205,6 +205,12 @@ def _summary(plan, report) -> None:
             f"dedup: {d['removed']:,} of {d['documents']:,} documents removed "
             f"({d['clusters']:,} clusters, Jaccard >= {d['threshold']})"
         )
+    d = rep["variants"][plan.config.variants[0]]
+    if d.get("rejected") or d.get("empty_dropped"):
+        print(
+            f"input: {d.get('rejected', 0):,} bad record(s) skipped (kept verbatim in "
+            f"{plan.out / 'quarantine'}), {d.get('empty_dropped', 0):,} empty document(s) dropped"
+        )
     print(f"verify: {report.summary()}")
     v = plan.config.variants[-1]
     data = plan.out / v / rep["variants"][v]["prefix"]
