@@ -644,6 +644,14 @@ def resolve_data(data: str | os.PathLike) -> tuple[str, str]:
     return prefix, "document"
 
 
+def resolve_form(data: str | os.PathLike, form: str = "auto") -> tuple[str, str]:
+    """(dataset prefix, "document" | "preshuffled") of DATA; `form` "auto" guesses from disk."""
+    if form not in ("auto", "document", "preshuffled"):
+        raise ConfigError(f"--form {form!r} not in auto, document, preshuffled")
+    prefix, guess = resolve_data(data)
+    return prefix, guess if form == "auto" else form
+
+
 def open_data(
     data: str | os.PathLike,
     config: OrderConfig,
@@ -654,10 +662,7 @@ def open_data(
     check_dataset: str = "quick",
 ) -> DocumentData | PreshuffledData:
     """Open DATA for inspection (form "auto" | "document" | "preshuffled")."""
-    if form not in ("auto", "document", "preshuffled"):
-        raise ConfigError(f"--form {form!r} not in auto, document, preshuffled")
-    prefix, guess = resolve_data(data)
-    form = guess if form == "auto" else form
+    prefix, form = resolve_form(data, form)
     if form == "document":
         return DocumentData(prefix, config, maps_dir, check_dataset=check_dataset)
     src = None

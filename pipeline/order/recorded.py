@@ -23,7 +23,7 @@ from typing import Any
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.manifest import read_manifest
 from pipeline.order.indexmap import DATASET_NAME, MANIFEST_KIND, OrderConfig
-from pipeline.order.inspect import PRESHUFFLED_KIND, _preshuffled_manifest, resolve_data
+from pipeline.order.inspect import PRESHUFFLED_KIND, _preshuffled_manifest, resolve_form
 
 FIELDS = ("seq_length", "global_batch", "train_iters", "seed")
 FLAGS = {
@@ -128,10 +128,7 @@ def recorded_config(
     form: str = "auto",
 ) -> RecordedConfig | None:
     """The order config recorded with DATA (as `open_data` resolves it), or None."""
-    if form not in ("auto", "document", "preshuffled"):
-        raise ConfigError(f"--form {form!r} not in auto, document, preshuffled")
-    prefix, guess = resolve_data(data)
-    form = guess if form == "auto" else form
+    prefix, form = resolve_form(data, form)
     if form == "preshuffled":
         return recorded_preshuffled_config(prefix)
     return recorded_index_map_config(prefix, maps_dir)
