@@ -21,9 +21,11 @@ in interleaved order:
 
 Reported per peer: wall and CPU seconds, and per core (= per CPU second, so that other load on the
 machine does not distort it): documents/s, MB/s of decompressed JSONL, MB/s of document text
-(UTF-8); then the ratio pipeline / baseline (target >= 2x). Two more peers bound what any reader
-can reach: decompression alone (floor:zstd), and decompression + binary line iteration + orjson
-per line with nothing else (bare:orjson). With `--lm-dataformat-python` (a venv with
+(UTF-8); then the ratio pipeline / baseline (target >= 2x). More peers bound what any reader
+can reach: decompression alone (floor:zstd); decompression + one UTF-8 decode per line with no JSON
+parsing (floor:zstd+utf8, the least work that yields text as `str`); decompression + binary line
+iteration + orjson per line with nothing else (bare:orjson); the same with pysimdjson (bare:simdjson,
+only when it is importable; it is not a dependency). With `--lm-dataformat-python` (a venv with
 `pip install lm-dataformat==0.0.20`; default /tmp/benchread-venv/bin/python, skipped if absent),
 lm_dataformat's own `Reader.stream_data` is measured too, in a subprocess. `--mean-doc-kib` changes
 the document size of the generated input (e.g. 1 for PubMed-Abstracts-sized documents);
@@ -183,6 +185,37 @@ def floor_zstd(path: Path) -> int:
     return -1
 
 
+def floor_zstd_utf8(path: Path) -> int:
+    """Decompression + one UTF-8 decode of every line and nothing else (no JSON parsing at all).
+
+    Producing the text as `str` needs at least this much work, so baseline_time / this_time bounds
+    the ratio any reader can reach on this machine, whatever its JSON parser."""
+    n = 0
+    with open(path, "rb") as fh:
+        lines = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(fh), 1 << 20)
+        for raw in lines:
+            raw.decode("utf-8")
+            n += 1
+    return n
+
+
+def bare_simdjson(path: Path) -> int:
+    """bare:orjson with pysimdjson (informational, only when it is installed: it is not a
+    dependency, because it keeps the first of duplicate keys where Python's json keeps the last)."""
+    import simdjson
+
+    parser = simdjson.Parser()
+    n = 0
+    with open(path, "rb") as fh:
+        lines = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(fh), 1 << 16)
+        for raw in lines:
+            ob = parser.parse(raw)
+            if ob["text"] is not None:
+                n += 1
+            del ob  # the parser cannot be reused while a proxy of its last document is alive
+    return n
+
+
 def bare_orjson(path: Path) -> int:
     """A bare-minimum reader: binary line iteration over a BufferedReader (splits on b"\\n" only)
     + orjson.loads, nothing else (no ids, checks or statistics). The fastest such loop found."""
@@ -242,7 +275,9 @@ PEERS: dict[str, Callable[[Path], int]] = {
     "baseline": baseline,
     "baseline+orjson": baseline_orjson,
     "floor:zstd": floor_zstd,
+    "floor:zstd+utf8": floor_zstd_utf8,
     "bare:orjson": bare_orjson,
+    "bare:simdjson": bare_simdjson,
     "pipeline": pipeline_reader,
 }
 
@@ -289,9 +324,14 @@ def main(argv: list[str] | None = None) -> int:
             f"ready in {prep:.1f} s)"
         )
 
+    peers = dict(PEERS)
+    try:
+        import simdjson  # noqa: F401
+    except ImportError:
+        del peers["bare:simdjson"]
     best: dict[str, tuple[float, float]] = {}
     for _ in range(args.repeat):
-        for name, fn in PEERS.items():
+        for name, fn in peers.items():
             wall, cpu, n = measure(fn, path)
             if n != facts["documents"] and n != -1:
                 print(f"error: {name} read {n} documents, expected {facts['documents']}")
@@ -328,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_pipeline_vs_baseline": ratio,
         "ratio_orjson_baseline_vs_baseline": rel("baseline+orjson", "baseline"),
         "bare_reader_ratio_vs_baseline": rel("bare:orjson", "baseline"),
+        "bound_ratio_vs_baseline": rel("floor:zstd+utf8", "baseline"),
+        "bare_simdjson_ratio_vs_baseline": (
+            rel("bare:simdjson", "baseline") if "bare:simdjson" in best else None
+        ),
         "ratio_pipeline_vs_lm_dataformat": (
             rel("pipeline", "lm_dataformat") if "lm_dataformat" in best else None
         ),
@@ -354,6 +398,16 @@ def main(argv: list[str] | None = None) -> int:
             f"bare:orjson / baseline: {result['bare_reader_ratio_vs_baseline']:.2f}x (about the "
             "ceiling for a reader that decompresses and parses every line; floor:zstd is "
             "decompression alone)"
+        )
+        if result["bare_simdjson_ratio_vs_baseline"] is not None:
+            print(
+                f"bare:simdjson / baseline: {result['bare_simdjson_ratio_vs_baseline']:.2f}x "
+                "(the fastest JSON parser on PyPI, same bare loop)"
+            )
+        print(
+            f"floor:zstd+utf8 / baseline: {result['bound_ratio_vs_baseline']:.2f}x (upper bound "
+            "for any reader that yields the text as str: decompression plus one UTF-8 decode, "
+            "with zero JSON parsing)"
         )
         if result["ratio_pipeline_vs_lm_dataformat"] is not None:
             print(
