@@ -38,7 +38,7 @@ def collect(plan: BuildPlan) -> dict[str, Any]:
         "build": {
             "preset": plan.config.preset,
             "variants": list(plan.config.variants),
-            "inputs": list(plan.config.inputs),
+            "inputs": [f.label for f in plan.inputs],
             "order": plan.order_config.to_dict(),
             "dedup": plan.dedup_config.to_dict(),
         },

@@ -99,10 +99,6 @@ def signature_paths(out_dir: Path, file_index: int) -> tuple[Path, Path]:
     return base / f"{file_index:06d}.npy", base / f"{file_index:06d}.parquet"
 
 
-def _display(f: InputFile) -> str:
-    return f"{f.path}#{f.split}" if f.split else f.path
-
-
 # ----------------------------------------------------------------------------- step 1: signatures
 @dataclass(frozen=True)
 class _SigTask:
@@ -163,7 +159,7 @@ def _signature_task(task: _SigTask) -> dict[str, Any]:
             for doc in iter_file(f, task.read_config, rstats):
                 if doc.doc_id >> LINE_BITS != f.index or doc.doc_id <= last:
                     raise IntegrityError(
-                        f"{_display(f)} line {doc.line}: document id {doc.doc_id} is not in "
+                        f"{f.where} line {doc.line}: document id {doc.doc_id} is not in "
                         f"ascending order for input file index {f.index}; the reader must give "
                         "ids file_index << 40 | line-1 in line order."
                     )
@@ -247,7 +243,7 @@ def _doc_meta(
         idx = pa.array(where)
         names.extend(t.column("pile_set_name").take(idx).to_pylist())
         line_out[pos : pos + len(sel)] = t.column("line").to_numpy()[where]
-        paths.extend([_display(f)] * len(sel))
+        paths.extend([f.label] * len(sel))
         pos += len(sel)
     return names, paths, line_out
 
@@ -474,7 +470,7 @@ def run_dedup(
         files=manifest_files,
         config=fingerprinted,
         counts=counts,
-        extra={"inputs": [_display(f) for f in files], "read_config": read_config.to_dict()},
+        extra={"inputs": [f.label for f in files], "read_config": read_config.to_dict()},
     )
     timings["manifest"] = time.perf_counter() - t0
     timings["total"] = sum(

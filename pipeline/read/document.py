@@ -37,3 +37,18 @@ class InputFile:
     path: str
     kind: str  # jsonl | jsonl.zst | jsonl.gz | parquet | hf-disk | hf-hub
     split: str | None = field(default=None)  # for hf-disk DatasetDicts and hf-hub data
+    # The name recorded in artifacts: the path relative to the inputs' common root (`#split`
+    # appended), so the same files in another directory give the same bytes. None = the path.
+    name: str | None = field(default=None)
+
+    @property
+    def label(self) -> str:
+        """What artifacts record for this input (`name`, else the path with `#split`)."""
+        if self.name is not None:
+            return self.name
+        return f"{self.path}#{self.split}" if self.split else self.path
+
+    @property
+    def where(self) -> str:
+        """The full path (with `#split`), for messages that must let the user find the file."""
+        return f"{self.path}#{self.split}" if self.split else self.path

@@ -103,14 +103,32 @@ def resolve_inputs(paths: Iterable[str | os.PathLike | InputFile]) -> list[Input
         return items  # type: ignore[return-value]
     if not items:
         raise ConfigError("no inputs given; pass one or more files or directories.")
-    out: list[InputFile] = []
+    found: list[tuple[str, str, str | None]] = []
     for item in items:
         if isinstance(item, InputFile):
             raise ConfigError("mix of resolved InputFile objects and paths; pass one kind.")
-        for path, kind, split in _expand(os.fspath(item)):
-            out.append(InputFile(index=len(out), path=path, kind=kind, split=split))
-    return out
+        found.extend(_expand(os.fspath(item)))
+    names = input_names([path for path, _, _ in found])
+    return [
+        InputFile(
+            index=i,
+            path=path,
+            kind=kind,
+            split=split,
+            name=f"{name}#{split}" if split else name,
+        )
+        for i, ((path, kind, split), name) in enumerate(zip(found, names))
+    ]
 
 
-def display_name(f: InputFile, inputs: Sequence[InputFile] | None = None) -> str:
-    return f"{f.path}#{f.split}" if f.split else f.path
+def input_names(paths: Sequence[str]) -> list[str]:
+    """Each path relative to the deepest directory holding all of them, '/'-separated.
+
+    `pile/train/00.jsonl.zst` ... with `pile/val.jsonl.zst` give `train/00.jsonl.zst` ...
+    `val.jsonl.zst`, wherever `pile/` is: artifacts record these names, never absolute paths.
+    """
+    if not paths:
+        return []
+    full = [os.path.abspath(p) for p in paths]
+    root = os.path.commonpath([os.path.dirname(p) for p in full])
+    return [Path(os.path.relpath(p, root)).as_posix() for p in full]

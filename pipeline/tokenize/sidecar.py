@@ -3,7 +3,7 @@
 Columns (row i describes item i of the `.bin/.idx`):
 
     doc_id          int64   global document id (file_index << 40 | 0-based line), as the reader gives
-    file            string  input file the document came from (as resolved by the reader)
+    file            string  input file the document came from, relative to the inputs' common root
     line            int64   1-based line (or row) in that file
     pile_set_name   string  source name
     tokens          int32   tokens of the item (EOD included when appended) = sizes[i] of the .idx

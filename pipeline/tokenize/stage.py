@@ -382,7 +382,7 @@ def _run_task(task: _Task) -> dict[str, Any]:
         flush(out)
 
     sizes = np.concatenate(sizes_parts) if sizes_parts else np.zeros(0, dtype=np.int32)
-    file_name = task.input.path if not task.input.split else f"{task.input.path}#{task.input.split}"
+    file_name = task.input.label
     sidecar_path = tmp / f"{task.seq:06d}.docs.npz"
     np.savez(
         sidecar_path,
@@ -628,7 +628,7 @@ def run_tokenize(
                 "eod_id": int(enc.eod_id),
                 "token": EOD_TOKEN,
             },
-            "inputs": [f.path if not f.split else f"{f.path}#{f.split}" for f in files],
+            "inputs": [f.label for f in files],
         },
         workers=min(3, workers + 1),
     )

@@ -115,6 +115,26 @@ def _artifacts(h: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in h.items() if k != "build.toml"}
 
 
+def test_same_bytes_from_a_corpus_in_another_directory(reference, tmp_path):
+    # artifacts name inputs relative to their common root, never by absolute path, so a copy of
+    # the corpus elsewhere (another checkout, another machine) builds the same bytes
+    import shutil
+
+    corpus, _, hashes = reference
+    moved = tmp_path / "elsewhere" / "deeper" / "pile"
+    shutil.copytree(corpus, moved)
+    out = tmp_path / "moved-out"
+    assert main(build_args(moved, out)) == 0
+
+    def published(h: dict[str, str]) -> dict[str, str]:
+        # build.toml and the _state records name the local paths (they key the resume logic)
+        return {k: v for k, v in _artifacts(h).items() if not k.startswith("_state/")}
+
+    assert published(tree_hashes(out)) == published(hashes)
+    side = (out / "standard" / "pile_text_document.docs.parquet").read_bytes()
+    assert str(tmp_path).encode() not in side
+
+
 def test_config_change_invalidates_only_downstream(reference, tmp_path, capsys):
     corpus, out, _ = reference
     work = tmp_path / "inv"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,8 @@ from pipeline.read import (
     resolve_inputs,
     split_doc_id,
 )
+from pipeline.read.document import InputFile
+from pipeline.read.inputs import input_names
 from tests.conftest import shared_path
 from tests.read.helpers import pile_line, write_gz, write_zst
 
@@ -296,3 +299,24 @@ def test_directory_skips_plain_json_metadata(tmp_path):
     (tmp_path / "d" / "one.json").write_bytes(pile_line("explicit"))
     out, _ = docs([tmp_path / "d" / "one.json"])
     assert [x.text for x in out] == ["explicit"]
+
+
+def test_input_names_are_relative_to_the_inputs_common_root(tmp_path, monkeypatch):
+    pile = tmp_path / "data" / "pile"
+    for name in ("train/00.jsonl.zst", "train/01.jsonl.zst", "val.jsonl.zst"):
+        write_zst(pile / name, [pile_line("x")])
+    files = resolve_inputs([pile / "train", pile / "val.jsonl.zst"])
+    assert [f.name for f in files] == ["train/00.jsonl.zst", "train/01.jsonl.zst", "val.jsonl.zst"]
+    assert [f.label for f in files] == [f.name for f in files]
+    assert files[2].where == str(pile / "val.jsonl.zst")  # messages keep the full path
+    # the same layout elsewhere, given by a relative path, gets the same names
+    moved = tmp_path / "x" / "y" / "pile"
+    moved.parent.mkdir(parents=True)
+    pile.rename(moved)
+    monkeypatch.chdir(moved.parent)
+    again = resolve_inputs([Path("pile/train"), Path("pile/val.jsonl.zst")])
+    assert [f.name for f in again] == [f.name for f in files]
+    # one file: its own name; hf splits carry '#split'
+    assert resolve_inputs([moved / "val.jsonl.zst"])[0].name == "val.jsonl.zst"
+    assert input_names([]) == []
+    assert InputFile(0, "/a/b.jsonl", "jsonl", "train").label == "/a/b.jsonl#train"

@@ -99,7 +99,7 @@ def test_items_round_trip_to_nfc_text_and_sidecar_traces_every_item(tmp_path, co
         file_index = 0 if k < 40 else 1
         line = k + 1 if k < 40 else k - 40 + 1
         assert row["doc_id"] == make_doc_id(file_index, line)
-        assert row["line"] == line and row["file"] == str(corpus[file_index])
+        assert row["line"] == line and row["file"] == corpus[file_index].name  # relative name
         assert row["pile_set_name"] == name
         toks = ds[item]
         assert row["tokens"] == len(toks) == int(ds.sizes[item])
@@ -240,7 +240,8 @@ def test_manifest_contents_and_fingerprint(tmp_path, corpus):
         assert (tmp_path / "out" / f["name"]).stat().st_size == f["bytes"]
     md = sidecar_mod.sidecar_metadata(tmp_path / "out" / "t_text_document.docs.parquet")
     assert md["pile.config_fingerprint"] == m["config_fingerprint"]
-    assert m["counts"]["per_file"][str(corpus[0])]["documents"] == 39
+    assert m["counts"]["per_file"]["00.jsonl.zst"]["documents"] == 39
+    assert m["inputs"] == ["00.jsonl.zst", "01.jsonl.zst"]
     # fingerprint: backend/batch size do not count, append_eod does
     fp = TokenizeConfig().fingerprint()
     assert TokenizeConfig(backend="hf", batch_size=3).fingerprint() == fp
