@@ -94,3 +94,12 @@ def sha256_file(path: str | os.PathLike, chunk: int = HASH_CHUNK) -> str:
                 break
             h.update(view[:n])
     return h.hexdigest()
+
+
+def human_bytes(n: float) -> str:
+    """1234567 -> '1.23 MB' (decimal units, as disk sizes are quoted)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} PB"  # pragma: no cover - unreachable

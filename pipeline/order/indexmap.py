@@ -47,6 +47,7 @@ import hashlib
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +57,7 @@ import numpy as np
 
 from pipeline.config import StageConfig, combine_fingerprints
 from pipeline.errors import ConfigError, InputError, IntegrityError
-from pipeline.io import atomic_open, sha256_file
+from pipeline.io import atomic_open, human_bytes, sha256_file
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.presets import load_preset
 
@@ -383,6 +384,47 @@ def _sizes_of(prefix) -> np.ndarray:
     return MMIDXIndex(idx).sizes
 
 
+def index_map_bytes(
+    n_items: int, num_epochs: int, tokens_per_epoch: int, seq_length: int, doc_epoch: bool = True
+) -> int:
+    """Bytes the index maps of run_order will take on disk (npy headers aside)."""
+    doc_items = n_items * num_epochs
+    samples = max(0, (num_epochs * tokens_per_epoch - 1) // seq_length)
+    sample_w = 4 if 2 * (samples + 1) < INT32_MAX else 8
+    shuffle_w = 4 if samples < np.iinfo(np.uint32).max - 1 else 8
+    epoch_w = 1 if num_epochs <= 1 << 8 else 2 if num_epochs <= 1 << 16 else 4
+    return (
+        doc_items * 4
+        + (samples + 1) * 2 * sample_w
+        + samples * shuffle_w
+        + (doc_items * epoch_w if doc_epoch else 0)
+    )
+
+
+def _check_space(
+    out_dir: Path,
+    n_items: int,
+    num_epochs: int,
+    tokens_per_epoch: int,
+    config: OrderConfig,
+    doc_epoch: bool,
+) -> None:
+    """Refuse up front when the maps cannot fit: a too-large preset for a small dataset (the
+    Pythia preset on a few MB of text means ~10^5 epochs) must not fill the disk halfway."""
+    need = index_map_bytes(n_items, num_epochs, tokens_per_epoch, config.seq_length, doc_epoch)
+    where = Path(out_dir)
+    while not where.exists() and where != where.parent:
+        where = where.parent  # the directory is created when the first map is written
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise ConfigError(
+            f"order {out_dir}: the index maps need {human_bytes(need)} ({num_epochs} epochs of "
+            f"{n_items} items for {config.num_samples} samples of {config.seq_length} tokens) but "
+            f"only {human_bytes(free)} is free there. Pick a preset or --train-iters that fits the "
+            "dataset (e.g. --preset sample for small corpora), or free space."
+        )
+
+
 def run_order(
     prefix: str | os.PathLike,
     config: OrderConfig,
@@ -416,9 +458,6 @@ def run_order(
         ):
             log.info("index maps for %s already built (%s); reusing", prefix, paths["manifest"])
             return m
-    if paths["manifest"].exists():
-        paths["manifest"].unlink()  # outputs are about to change: no stale completion marker
-
     sizes = _sizes_of(prefix)
     t0 = time.perf_counter()
     tokens_per_epoch = int(np.sum(sizes, dtype=np.int64))
@@ -434,6 +473,11 @@ def run_order(
             "preset (e.g. --preset sample for the bundled sample)?",
             prefix, num_epochs, tokens_per_epoch, num_samples,
         )  # fmt: skip
+    _check_space(
+        paths["manifest"].parent, len(sizes), num_epochs, tokens_per_epoch, config, doc_epoch
+    )
+    if paths["manifest"].exists():
+        paths["manifest"].unlink()  # outputs are about to change: no stale completion marker
     rng = np.random.RandomState(seed=config.seed)
     doc_idx = build_doc_idx(len(sizes), num_epochs, rng)
     _save_npy(paths["doc_idx"], doc_idx)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ import numpy as np
 
 from pipeline.config import combine_fingerprints
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.io import fsync_dir, tmp_path
+from pipeline.io import fsync_dir, human_bytes, tmp_path
 from pipeline.manifest import write_manifest
 from pipeline.order.indexmap import OrderConfig, order_fingerprint
 from pipeline.order.inspect import (
@@ -167,6 +168,18 @@ def run_preshuffle(
             q.name == PRESHUFFLED_NAME + ".bin" or (m and m.group("base") == PRESHUFFLED_NAME)
         ) and (q.name not in names):
             q.unlink()
+    # refuse up front rather than fill the disk halfway (the Pythia preset is ~600 GB whatever
+    # the dataset); files about to be replaced count as free
+    need = total_bytes + 20 * n  # shards + the .idx (sizes, pointers, doc_idx)
+    replaced = [*names, PRESHUFFLED_NAME + ".idx"]
+    reclaim = sum((out / name).stat().st_size for name in replaced if (out / name).is_file())
+    free = shutil.disk_usage(out).free + reclaim
+    if need > free:
+        raise ConfigError(
+            f"preshuffle {out}: {n} samples of {L1} tokens need {human_bytes(need)} but only "
+            f"{human_bytes(free)} is free there. Pick a preset or --train-iters that fits "
+            "(e.g. --preset sample for small corpora), or free space."
+        )
     t0 = time.perf_counter()
     writer = _ShardWriter(out, names, shard_size)
     try:

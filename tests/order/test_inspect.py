@@ -323,3 +323,24 @@ def test_reads_without_rwf_nowait_give_the_same_tokens(built, monkeypatch):
     monkeypatch.setattr(insp, "NOWAIT", 0)  # platforms without RWF_NOWAIT: fadvise + pread
     data = DocumentData(prefix, CFG)
     assert all(np.array_equal(data.step(n), w) for n, w in zip(range(0, CFG.train_iters, 7), want))
+
+
+def test_preshuffle_refuses_up_front_when_shards_cannot_fit(built, tmp_path, monkeypatch):
+    import shutil
+
+    from pipeline.order import preshuffle
+
+    prefix, _, _ = built
+    out = tmp_path / "pre_full"
+    real = shutil.disk_usage
+    monkeypatch.setattr(preshuffle.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    with pytest.raises(
+        ConfigError, match=r"160 samples of 17 tokens need 8.64 kB but only 1.00 kB"
+    ):
+        run_preshuffle(prefix, CFG, out, shard_size=1000)
+    assert not any(out.iterdir())
+    # shards of an earlier run that are about to be replaced count as free space
+    monkeypatch.setattr(preshuffle.shutil, "disk_usage", real)
+    run_preshuffle(prefix, CFG, out, shard_size=1000)
+    monkeypatch.setattr(preshuffle.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
+    run_preshuffle(prefix, CFG, out, shard_size=1000)

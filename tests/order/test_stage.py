@@ -135,3 +135,47 @@ def test_run_order_errors(tmp_path, make_dataset):
     prefix, _ = make_dataset([1])
     with pytest.raises(InputError, match="at least 2"):
         run_order(prefix, CFG)
+
+
+def test_index_map_bytes_is_what_run_order_writes(make_dataset):
+    from pipeline.order.indexmap import index_map_bytes
+
+    prefix, _ = make_dataset([5, 1, 3, 8, 2, 9, 4])
+    m = run_order(prefix, CFG)
+    paths = index_map_paths(prefix, CFG)
+    written = sum(
+        np.load(paths[k], mmap_mode="r").nbytes
+        for k in ("doc_idx", "sample_idx", "shuffle_idx", "doc_epoch")
+    )
+    c = m["counts"]
+    assert c["tokens_per_epoch"] == 32
+    assert index_map_bytes(c["items"], c["num_epochs"], 32, CFG.seq_length) == written
+
+
+def test_order_refuses_up_front_when_the_maps_cannot_fit(make_dataset, monkeypatch):
+    import shutil
+
+    from pipeline.order import indexmap
+
+    prefix, _ = make_dataset([5, 1, 3, 8, 2, 9, 4])
+    first = run_order(prefix, CFG)
+    paths = index_map_paths(prefix, CFG)
+    before = {p.name: p.read_bytes() for p in prefix.parent.iterdir() if p.is_file()}
+    real = shutil.disk_usage
+    monkeypatch.setattr(indexmap.shutil, "disk_usage", lambda p: real(p)._replace(free=100))
+    with pytest.raises(ConfigError, match=r"need .* only 100 B is free.*--preset sample"):
+        run_order(prefix, CFG)
+    # nothing was touched: the earlier maps and their manifest are still complete
+    assert {p.name: p.read_bytes() for p in prefix.parent.iterdir() if p.is_file()} == before
+    assert read_manifest(paths["manifest"])["config_fingerprint"] == first["config_fingerprint"]
+
+
+def test_failed_order_keeps_the_earlier_manifest(make_dataset):
+    prefix, _ = make_dataset([5, 1, 3, 8, 2, 9, 4])
+    run_order(prefix, CFG)
+    paths = index_map_paths(prefix, CFG)
+    idx = prefix.with_suffix(".idx")
+    idx.write_bytes(idx.read_bytes()[:-3])  # a damaged dataset index
+    with pytest.raises((InputError, IntegrityError)):
+        run_order(prefix, CFG)
+    assert paths["manifest"].exists()
