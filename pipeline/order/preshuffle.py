@@ -170,7 +170,7 @@ def run_preshuffle(
             q.unlink()
     # refuse up front rather than fill the disk halfway (the Pythia preset is ~600 GB whatever
     # the dataset); files about to be replaced count as free
-    need = total_bytes + 20 * n  # shards + the .idx (sizes, pointers, doc_idx)
+    need = total_bytes + HEADER.size + 12 * n + 8  # shards + the .idx (sizes, pointers, [0])
     replaced = [*names, PRESHUFFLED_NAME + ".idx"]
     reclaim = sum((out / name).stat().st_size for name in replaced if (out / name).is_file())
     free = shutil.disk_usage(out).free + reclaim

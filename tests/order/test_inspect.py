@@ -335,7 +335,7 @@ def test_preshuffle_refuses_up_front_when_shards_cannot_fit(built, tmp_path, mon
     real = shutil.disk_usage
     monkeypatch.setattr(preshuffle.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
     with pytest.raises(
-        ConfigError, match=r"160 samples of 17 tokens need 8.64 kB but only 1.00 kB"
+        ConfigError, match=r"160 samples of 17 tokens need 7.40 kB but only 1.00 kB"
     ):
         run_preshuffle(prefix, CFG, out, shard_size=1000)
     assert not any(out.iterdir())
