@@ -177,6 +177,40 @@ def load_exclude(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     return ids, ids_fingerprint(ids)
 
 
+def exclude_inputs(path: str | os.PathLike) -> list[str] | None:
+    """The input names a dedup output directory was computed over (None for a `.npy`)."""
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    from pipeline.manifest import read_manifest
+
+    inputs = read_manifest(p / "manifest.json").get("inputs")
+    return list(inputs) if isinstance(inputs, list) else None
+
+
+def check_exclude_inputs(
+    where: str, dedup_inputs: Sequence[str], files: Sequence[InputFile]
+) -> None:
+    """Doc ids are positions (file index << 40 | line): an exclusion set only means something for
+    the very input list it was computed over, in the same order."""
+    ours = [f.label for f in files]
+    if list(dedup_inputs) == ours:
+        return
+    i = next(
+        (k for k, (a, b) in enumerate(zip(dedup_inputs, ours)) if a != b),
+        min(len(dedup_inputs), len(ours)),
+    )
+    theirs_i = dedup_inputs[i] if i < len(dedup_inputs) else "(none)"
+    ours_i = ours[i] if i < len(ours) else "(none)"
+    raise ConfigError(
+        f"--exclude {where}: the dedup set was computed over {len(dedup_inputs)} input file(s) but "
+        f"these are {len(ours)}; they first differ at position {i}: {theirs_i!r} there, {ours_i!r} "
+        "here. Document ids are positions in the input list, so the set would remove the wrong "
+        "documents: pass the same inputs in the same order as to `pile dedup`, or rerun dedup on "
+        "these inputs."
+    )
+
+
 def normalize_ids(ids: Any, where: str = "exclude ids") -> np.ndarray:
     arr = np.asarray(ids)
     if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
@@ -433,12 +467,14 @@ def run_tokenize(
     exclude_fingerprint: str | None = None,
     workers: int | None = 1,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    exclude_inputs: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Tokenize `inputs` into `out_dir/{prefix}_text_document.{bin,idx}` + sidecar + manifest.
 
     `exclude_ids` (sorted int64 doc ids, e.g. a dedup set's removed documents) are skipped and
     counted; `exclude_fingerprint` identifies that set in the config fingerprint (default: the
-    sha256 of the ids). `progress(result)` is called after each task is merged. Returns the
+    sha256 of the ids); `exclude_inputs`, the input names the set was computed over (a dedup
+    manifest's "inputs"), must equal these inputs' names, else ConfigError. `progress(result)` is called after each task is merged. Returns the
     manifest's counts.
     """
     config = config or TokenizeConfig()
@@ -447,6 +483,12 @@ def run_tokenize(
         raise ConfigError(
             f"prefix {prefix!r} must be a plain file name prefix (no '/', not starting with '.'), "
             "e.g. pile or pile_0.87_deduped."
+        )
+    if prefix.endswith("_text_document"):
+        raise ConfigError(
+            f"prefix {prefix!r}: '_text_document' is appended to the prefix (gpt-neox's naming), "
+            f"so this would write {prefix}_text_document.bin; pass --prefix "
+            f"{prefix[: -len('_text_document')] or 'pile'}."
         )
     workers = resolve_workers(workers)
     out = Path(out_dir)
@@ -476,6 +518,8 @@ def run_tokenize(
     files = resolve_inputs(inputs)
     if not files:
         raise ConfigError("no input files given; pass one or more INPUT files or directories.")
+    if exclude_inputs is not None:
+        check_exclude_inputs("(exclude_inputs)", exclude_inputs, files)
     n_beyond = int(exclude_ids.size - np.searchsorted(exclude_ids, len(files) << LINE_BITS))
 
     out.mkdir(parents=True, exist_ok=True)

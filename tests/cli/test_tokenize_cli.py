@@ -117,3 +117,43 @@ def test_bad_record_exit_3_and_skip_quarantines(tmp_path, capsys):
     assert list((tmp_path / "o" / "quarantine").glob("*.rejected.jsonl"))
     # the quarantine directory is not an artifact of the dataset
     assert main(["verify", str(tmp_path / "o")]) == 0
+
+
+def test_prefix_ending_in_text_document_exit_2(inputs, tmp_path, capsys):
+    rc = main(
+        ["tokenize", str(inputs), "--out", str(tmp_path / "o"), "--prefix", "pile_text_document"]
+    )
+    assert rc == 2
+    assert "pass --prefix pile." in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_exclude_dedup_dir_must_match_the_input_list(tmp_path, capsys):
+    # b holds exact copies of a's documents: dedup over (a, b) removes b's; tokenizing (b, a) with
+    # that set would drop a's unique documents by position instead, so it is refused
+    words = "the quick brown fox jumps over the lazy dog again and again".split()
+    texts = [" ".join(words[i:] + words[:i]) * 8 for i in range(6)]
+    d = tmp_path / "in"
+    d.mkdir()
+    for name, sel in (("a.jsonl", texts), ("b.jsonl", texts[:3])):
+        (d / name).write_text("".join(json.dumps({"text": t}) + "\n" for t in sel))
+    a, b = str(d / "a.jsonl"), str(d / "b.jsonl")
+    assert main(["dedup", a, b, "--out", str(tmp_path / "D")]) == 0
+    capsys.readouterr()
+    args = [
+        "tokenize",
+        "--out",
+        str(tmp_path / "T"),
+        "--prefix",
+        "t",
+        "--exclude",
+        str(tmp_path / "D"),
+    ]
+    assert main([*args, b, a]) == 2
+    err = capsys.readouterr().err
+    assert "first differ at position 0: 'a.jsonl' there, 'b.jsonl' here" in err
+    assert "same order" in err
+    assert main([*args, a]) == 2
+    assert "2 input file(s) but these are 1" in capsys.readouterr().err
+    assert main([*args, a, b]) == 0
+    assert "3 excluded" in capsys.readouterr().out

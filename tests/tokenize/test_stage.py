@@ -328,3 +328,17 @@ def test_all_documents_empty(tmp_path, make_corpus):
     assert len(ds) == 0 and ds.doc_idx.tolist() == [0]
     assert pq.read_table(tmp_path / "out" / "t_text_document.docs.parquet").num_rows == 0
     assert verify_paths([tmp_path / "out"]).ok
+
+
+def test_exclude_inputs_must_be_these_inputs(tmp_path, corpus):
+    ids = np.array([make_doc_id(0, 1)], dtype=np.int64)
+    with pytest.raises(ConfigError, match="computed over 1 input file.*these are 2"):
+        run_tokenize(corpus, tmp_path / "o", "t", exclude_ids=ids, exclude_inputs=["00.jsonl.zst"])
+    counts = run_tokenize(
+        corpus,
+        tmp_path / "o",
+        "t",
+        exclude_ids=ids,
+        exclude_inputs=["00.jsonl.zst", "01.jsonl.zst"],
+    )
+    assert counts["excluded"] == 1

@@ -54,7 +54,14 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from pipeline.tokenize.stage import TokenizeConfig, load_exclude, run_tokenize
+    from pipeline.read import resolve_inputs
+    from pipeline.tokenize.stage import (
+        TokenizeConfig,
+        check_exclude_inputs,
+        exclude_inputs,
+        load_exclude,
+        run_tokenize,
+    )
 
     config = TokenizeConfig.for_tokenizer(
         args.tokenizer,
@@ -66,6 +73,9 @@ def run(args) -> int:
     exclude_ids = exclude_fp = None
     if args.exclude:
         exclude_ids, exclude_fp = load_exclude(args.exclude)
+        dedup_inputs = exclude_inputs(args.exclude)
+        if dedup_inputs is not None:  # a .npy of ids carries no input list to check against
+            check_exclude_inputs(args.exclude, dedup_inputs, resolve_inputs(args.inputs))
     bar = None
     if sys.stderr.isatty() and not args.quiet:
         from tqdm import tqdm
