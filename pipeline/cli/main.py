@@ -21,7 +21,30 @@ log = logging.getLogger("pipeline")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Shows a flag's default unless its help already says it, it has none (None), or it is an
+    on/off switch (whose default is plain from its name)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or action.default is None
+            or action.default is argparse.SUPPRESS
+            or isinstance(action.default, bool)
+            or action.nargs == 0
+        ):
+            return text
+        return super()._get_help_string(action)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    # accepted before or after the subcommand (`pile -q build` and `pile build -q`); on the
+    # subcommand they default to SUPPRESS so an absent flag keeps the top-level value
+    kw = {} if top else {"default": argparse.SUPPRESS}
+    parser.add_argument(
+        "-v", "--verbose", action="count", help="more logging", **({"default": 0} if top else kw)
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only", **kw)
 
 
 def _command_modules(only: str | None = None):
@@ -59,8 +82,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pile {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _command_modules(_requested_command(argv)):
         p = sub.add_parser(
@@ -70,6 +92,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             formatter_class=HelpFormatter,
         )
         mod.add_arguments(p)
+        _add_global_options(p, top=False)
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -86,6 +109,21 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     for h in root.handlers:
         if getattr(h, "_pile_cli", False):
             h.setLevel(level)
+
+
+def _os_error_fix(e: OSError) -> str:
+    import errno
+
+    rerun = "then rerun: finished files are intact and partial *.tmp files are never used."
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):
+        return (
+            "A file is in the way where a directory is needed: pick another --out or move it away."
+        )
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"Free space (or pick an --out on a larger disk), {rerun}"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"Check permissions (or pick a writable --out), {rerun}"
+    return f"Check free space and permissions, {rerun}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,9 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # artifact is written as *.tmp and renamed when complete, so nothing half-written remains
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         print(
-            f"pile {args.command}: error: {e.strerror or e}{where}. Check free space and "
-            "permissions, then rerun: finished files are intact and partial *.tmp files are "
-            "never used.",
+            f"pile {args.command}: error: {e.strerror or e}{where}. {_os_error_fix(e)}",
             file=sys.stderr,
         )
         return 1

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -63,3 +64,42 @@ def test_stats_default_is_bundled_sample(capsys):
     assert main(["stats", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert len(d["sources"]) == 22 and d["files"] == 6 and d["rejected"] == 0
+
+
+def _command_names() -> list[str]:
+    from pipeline.cli.main import _command_modules
+
+    return [m.NAME for m in _command_modules()]
+
+
+@pytest.mark.parametrize("command", _command_names())
+def test_help_shows_each_default_once_and_never_none(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # undo argparse's line wrapping
+    assert "(default: None)" not in out
+    # a help text that states its default gets no second one
+    assert not re.search(r"\(default:[^()]*\) \(default:", out), out
+    assert "-q, --quiet" in out
+
+
+def test_quiet_and_verbose_after_the_subcommand(tmp_path, capsys):
+    import logging
+
+    p = write_zst(tmp_path / "s.jsonl.zst", [pile_line("abcd", "ArXiv")])
+    assert main(["stats", str(p), "-q"]) == 0
+    assert logging.getLogger("pipeline").level == logging.WARNING
+    assert main(["stats", str(p), "-v"]) == 0
+    assert logging.getLogger("pipeline").level == logging.DEBUG
+    assert main(["-q", "stats", str(p)]) == 0  # before the subcommand as well
+    assert logging.getLogger("pipeline").level == logging.WARNING
+
+
+def test_out_that_is_a_file_says_so(tmp_path, capsys):
+    p = write_zst(tmp_path / "s.jsonl.zst", [pile_line("abcd", "ArXiv")])
+    blocker = tmp_path / "taken"
+    blocker.write_text("x")
+    assert main(["dedup", str(p), "--out", str(blocker)]) == 1
+    err = capsys.readouterr().err
+    assert "A file is in the way" in err and "free space" not in err
