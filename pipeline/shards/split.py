@@ -272,7 +272,11 @@ def unshard(
     name, shards, hl = find_shards(where)
     hashes = read_hash_list(hl) if hl is not None else {}
     if require_hashes and not hashes:
-        raise IntegrityError(f"no hash list found for the shards of {name}; pass --hashes LIST.")
+        raise IntegrityError(
+            f"no hash list found for the shards of {name} (looked for "
+            f"{hash_list_name(name)} beside them); pass the list itself as SHARD_DIR_OR_LIST "
+            "(`pile unshard path/to/list.txt`), or drop --require-hashes."
+        )
     missing_hash = [s.name for s in shards if s.name not in hashes]
     if hashes and missing_hash:
         raise IntegrityError(
