@@ -6,8 +6,8 @@ resolved list is the file index used in every document id, so the same input lis
 same ids.
 
 Supported: `.jsonl.zst`/`.jsonl.zstd`/`.zst` (the Pile), `.jsonl`/`.json`, `.jsonl.gz`/`.json.gz`,
-`.parquet`, a `datasets` `save_to_disk` directory (Dataset or DatasetDict: one input per split,
-splits sorted), and `hf:DIR[#split]` for local hub-style data files loaded with
+`.parquet`, a `datasets` `save_to_disk` directory (a Dataset, or one split of a DatasetDict:
+`DIR#split`, default `train`), and `hf:DIR[#split]` for local hub-style data files loaded with
 `datasets.load_dataset(DIR, streaming=True)` (default split `train`; never downloads).
 """
 
@@ -31,7 +31,9 @@ SUFFIX_KINDS = (
     (".json", "jsonl"),
     (".parquet", "parquet"),
 )
-SUPPORTED = ", ".join(s for s, _ in SUFFIX_KINDS) + ", a save_to_disk directory, hf:DIR[#split]"
+SUPPORTED = (
+    ", ".join(s for s, _ in SUFFIX_KINDS) + ", a save_to_disk directory[#split], hf:DIR[#split]"
+)
 
 
 def file_kind(path: str | os.PathLike) -> str | None:
@@ -48,6 +50,21 @@ def _is_save_to_disk(d: Path) -> bool:
     )
 
 
+def _pick_split(d: Path, split: str | None) -> str:
+    """A DatasetDict's split: the one asked for (`DIR#split`), else `train`, as for hf: inputs;
+    never all of them, which would mix validation and test data into training."""
+    import json
+
+    splits = sorted(json.loads((d / "dataset_dict.json").read_text())["splits"])
+    want = split or "train"
+    if want not in splits:
+        raise ConfigError(
+            f"input {d}: the DatasetDict has no split {want!r}; it has {', '.join(splits)}. "
+            f"Name one: {d}#{splits[0]}."
+        )
+    return want
+
+
 def _expand(path_str: str) -> list[tuple[str, str, str | None]]:
     if path_str.startswith("hf:"):
         rest = path_str[3:]
@@ -59,15 +76,22 @@ def _expand(path_str: str) -> list[tuple[str, str, str | None]]:
             )
         return [(str(Path(base)), "hf-hub", split or "train")]
     p = Path(path_str)
+    split = None
+    if not p.exists() and "#" in path_str:
+        base, _, split = path_str.rpartition("#")
+        if _is_save_to_disk(Path(base)):
+            p = Path(base)
     if not p.exists():
         raise InputError(f"input {path_str!r} does not exist. Check the path.")
     if p.is_dir():
         if _is_save_to_disk(p):
             if (p / "dataset_dict.json").is_file():
-                import json
-
-                splits = json.loads((p / "dataset_dict.json").read_text())["splits"]
-                return [(str(p), "hf-disk", s) for s in sorted(splits)]
+                return [(str(p), "hf-disk", _pick_split(p, split))]
+            if split:
+                raise ConfigError(
+                    f"input {path_str!r}: {p} holds a single Dataset, not a DatasetDict with "
+                    f"splits; drop '#{split}'."
+                )
             return [(str(p), "hf-disk", None)]
         found = []
         for root, dirs, files in os.walk(p):

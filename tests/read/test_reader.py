@@ -320,3 +320,30 @@ def test_input_names_are_relative_to_the_inputs_common_root(tmp_path, monkeypatc
     assert resolve_inputs([moved / "val.jsonl.zst"])[0].name == "val.jsonl.zst"
     assert input_names([]) == []
     assert InputFile(0, "/a/b.jsonl", "jsonl", "train").label == "/a/b.jsonl#train"
+
+
+def test_datasetdict_reads_one_split_train_by_default(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"text": ["t1", "t2"]}),
+            "validation": datasets.Dataset.from_dict({"text": ["v1"]}),
+        }
+    )
+    d = tmp_path / "dd"
+    dd.save_to_disk(str(d))
+    out, _ = docs([d])  # never all splits: validation must not leak into training
+    assert [x.text for x in out] == ["t1", "t2"]
+    files = resolve_inputs([d])
+    assert [f.name for f in files] == ["dd#train"]
+    out, _ = docs([f"{d}#validation"])
+    assert [x.text for x in out] == ["v1"]
+    with pytest.raises(ConfigError, match=r"no split 'test'; it has train, validation"):
+        resolve_inputs([f"{d}#test"])
+    dd.pop("train")
+    dd.save_to_disk(str(tmp_path / "noval"))
+    with pytest.raises(ConfigError, match=r"no split 'train'.*Name one: .*noval#validation"):
+        resolve_inputs([tmp_path / "noval"])
+    datasets.Dataset.from_dict({"text": ["s"]}).save_to_disk(str(tmp_path / "single"))
+    with pytest.raises(ConfigError, match="single Dataset.*drop '#train'"):
+        resolve_inputs([f"{tmp_path / 'single'}#train"])
