@@ -29,7 +29,7 @@ def add_read_arguments(
         default=default_quarantine,
         metavar="DIR",
         help="where --on-error skip keeps rejected records verbatim with their reasons "
-        "(default: OUT/quarantine for commands with --out)",
+        "(default: OUT/quarantine for commands with --out, else ./quarantine)",
     )
 
 

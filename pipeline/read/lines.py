@@ -19,6 +19,22 @@ import zstandard
 
 from pipeline.errors import InputError
 
+
+class StreamError(InputError):
+    """A damaged compressed stream: `detail` says what and where, `fix` what to do.
+
+    `partial` holds the bytes of the unfinished last line read before the damage (kept by the
+    reader's quarantine), `line` its 1-based number, `offset` where it starts."""
+
+    def __init__(self, detail: str, fix: str) -> None:
+        super().__init__(f"{detail}. {fix}")
+        self.detail = detail
+        self.fix = fix
+        self.partial = b""
+        self.line = 0
+        self.offset = 0  # decompressed byte offset of that line
+
+
 READ_SIZE = 1 << 16  # compressed bytes per decompress call: bounds what a corrupt block loses
 BUFFER_SIZE = 1 << 20  # decompressed bytes per line-buffer refill
 
@@ -35,6 +51,9 @@ class _ZstdRaw(io.RawIOBase):
         self._buf = memoryview(b"")
         self._pos = 0
         self.produced = 0  # decompressed bytes handed out so far
+        # Raised by iter_lines once every complete line before the damage is out: raising from
+        # readinto would lose the bytes the line buffer holds.
+        self.error: StreamError | None = None
 
     def readable(self) -> bool:
         return True
@@ -46,26 +65,29 @@ class _ZstdRaw(io.RawIOBase):
 
     def _refill(self) -> bool:
         out: list[bytes] = []
-        while not out:
+        while not out and self.error is None:
             data = self._f.read(READ_SIZE)
             if not data:
                 if self._in_frame:
-                    raise InputError(
+                    self.error = StreamError(
                         f"{self.path}: truncated zstd stream: the last frame ends early after "
-                        f"{self.produced} decompressed bytes. The file is incomplete: re-download "
-                        "it, or use --on-error skip to keep what was read before it."
+                        f"{self.produced} decompressed bytes",
+                        "The file is incomplete: re-download it, or use --on-error skip to keep "
+                        "what was read before it.",
                     )
-                return False
+                break
             while data:
                 try:
                     piece = self._dobj.decompress(data)
                 except zstandard.ZstdError as e:
-                    raise InputError(
+                    self.error = StreamError(
                         f"{self.path}: corrupt zstd data at decompressed byte offset "
-                        f"{self.produced + sum(map(len, out))} ({e}). The file is damaged: "
-                        "re-download it and check it against the published SHA256SUMS, or use "
-                        "--on-error skip to keep what was read before it."
-                    ) from e
+                        f"{self.produced + sum(map(len, out))} ({e})",
+                        "The file is damaged: re-download it and check it against the published "
+                        "SHA256SUMS, or use --on-error skip to keep what was read before it.",
+                    )
+                    self.error.__cause__ = e
+                    break
                 self._in_frame = True
                 if piece:
                     out.append(piece)
@@ -75,6 +97,8 @@ class _ZstdRaw(io.RawIOBase):
                     self._in_frame = False
                 else:
                     data = b""
+        if not out:
+            return False  # end of data; iter_lines raises self.error, if any, after the last line
         self._buf = memoryview(out[0] if len(out) == 1 else b"".join(out))
         self._pos = 0
         return True
@@ -96,6 +120,7 @@ class _GzipRaw(io.RawIOBase):
         self.path = path
         self._g = gzip.open(path, "rb")  # noqa: SIM115
         self.produced = 0
+        self.error: StreamError | None = None  # see _ZstdRaw.error
 
     def readable(self) -> bool:
         return True
@@ -106,15 +131,23 @@ class _GzipRaw(io.RawIOBase):
         super().close()
 
     def readinto(self, b) -> int:
+        if self.error is not None:
+            return 0
         try:
-            n = self._g.readinto(b)
+            # read1: one decompression step per call, so the bytes before a damage are handed
+            # out before the error (readinto would drop a partly filled buffer with it)
+            data = self._g.read1(len(b))
         except (EOFError, OSError, zlib.error) as e:
             what = "truncated" if isinstance(e, EOFError) else "corrupt"
-            raise InputError(
+            self.error = StreamError(
                 f"{self.path}: {what} gzip stream at decompressed byte offset {self.produced} "
-                f"({e}). Re-download the file, or use --on-error skip to keep what was read "
-                "before it."
-            ) from e
+                f"({e})",
+                "Re-download the file, or use --on-error skip to keep what was read before it.",
+            )
+            self.error.__cause__ = e
+            return 0
+        n = len(data)
+        b[:n] = data
         self.produced += n
         return n
 
@@ -132,6 +165,9 @@ def byte_chunks(path: str, kind: str, size: int = BUFFER_SIZE) -> Iterator[bytes
     with open_stream(path, kind) as f:
         while chunk := f.read(size):
             yield chunk
+        error = getattr(getattr(f, "raw", None), "error", None)
+        if error is not None:
+            raise error
 
 
 def iter_lines(path: str, kind: str) -> Iterator[tuple[int, int, bytes]]:
@@ -141,7 +177,16 @@ def iter_lines(path: str, kind: str) -> Iterator[tuple[int, int, bytes]]:
     need the bare record. The empty tail after the last newline is not a line.
     """
     offset = 0
+    line_no = 0
     with open_stream(path, kind) as f:
+        raw = getattr(f, "raw", None)
         for line_no, line in enumerate(f, start=1):
+            if not line.endswith(b"\n") and getattr(raw, "error", None) is not None:
+                # the unfinished line the damage cut off: hand it over with the error
+                raw.error.partial, raw.error.line, raw.error.offset = line, line_no, offset
+                raise raw.error
             yield line_no, offset, line
             offset += len(line)
+        if getattr(raw, "error", None) is not None:
+            raw.error.line, raw.error.offset = line_no + 1, offset
+            raise raw.error

@@ -28,7 +28,7 @@ from pipeline.errors import InputError
 from pipeline.read.config import ReadConfig
 from pipeline.read.document import LINE_BITS, Document, InputFile
 from pipeline.read.inputs import resolve_inputs
-from pipeline.read.lines import iter_lines
+from pipeline.read.lines import StreamError, iter_lines
 from pipeline.read.stats import ReadStats
 
 log = logging.getLogger(__name__)
@@ -218,13 +218,16 @@ def _iter_jsonl(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quaranti
             stats.documents += 1
             src.documents += 1
             yield Document(base_id | (line - 1), text, name, meta, path, line)
-    except InputError as e:
+    except StreamError as e:
         if not skip:
             raise
-        # A damaged stream cannot be read past the damage: record the loss and go on.
+        # A damaged stream cannot be read past the damage: keep the unfinished line it cut off,
+        # record the loss and go on.
         stats.reject("corrupt-stream")
-        log.error("%s", e)
-        q.add(path, line + 1, None, "corrupt-stream", str(e), b"")  # type: ignore[union-attr]
+        detail = f"{e.detail}; the rest of the file is lost: re-download it"
+        log.error("skipped the rest of %s", detail)
+        partial = e.partial[:-1] if e.partial.endswith(b"\n") else e.partial
+        q.add(path, e.line, e.offset, "corrupt-stream", detail, partial)  # type: ignore[union-attr]
     finally:
         stats.lines += line
 

@@ -118,7 +118,7 @@ class ReadStats:
                 f"{self.documents:,}",
                 f"{self.bytes / 2**20:,.2f}",
                 f"{mean:,.2f}",
-                "100.00%",
+                "100.00%" if self.bytes else "-",
                 f"{self.empty:,}",
             )
         )

@@ -44,7 +44,8 @@ def test_stats_errors_exit_codes(tmp_path, capsys):
     bad.write_bytes(b"{nope\n")
     assert main(["stats", str(bad)]) == 3
     assert f"{bad}:1" in capsys.readouterr().err
-    assert main(["stats", "--on-error", "skip", "--quarantine", str(tmp_path / "q"), str(bad)]) == 0
+    # skipped into quarantine; nothing at all was readable, which is an input error
+    assert main(["stats", "--on-error", "skip", "--quarantine", str(tmp_path / "q"), str(bad)]) == 3
     assert "rejected 1" in capsys.readouterr().out
     assert (tmp_path / "q" / "00000-bad.jsonl.rejected.jsonl").read_bytes() == b"{nope\n"
     (tmp_path / "x.txt").write_text("x")
@@ -103,3 +104,16 @@ def test_out_that_is_a_file_says_so(tmp_path, capsys):
     assert main(["dedup", str(p), "--out", str(blocker)]) == 1
     err = capsys.readouterr().err
     assert "A file is in the way" in err and "free space" not in err
+
+
+def test_stats_all_rejected_exit_3_and_names_the_quarantine(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "bad.jsonl"
+    p.write_text('{"content": "a"}\n{"content": "b"}\n')
+    assert main(["stats", str(p), "--on-error", "skip"]) == 3
+    cap = capsys.readouterr()
+    assert "2 rejected record(s) kept verbatim" in cap.err and "quarantine/" in cap.err
+    assert "all 2 record(s) were rejected (missing-text: 2)" in cap.err
+    assert "100.00%" not in cap.out  # an empty total has no share
+    assert (tmp_path / "quarantine" / "00000-bad.jsonl.rejected.jsonl").read_text().count("\n") == 2
+    assert main(["stats", str(p), "--on-error", "skip", "--text-key", "content"]) == 0

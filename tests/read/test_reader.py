@@ -347,3 +347,29 @@ def test_datasetdict_reads_one_split_train_by_default(tmp_path):
     datasets.Dataset.from_dict({"text": ["s"]}).save_to_disk(str(tmp_path / "single"))
     with pytest.raises(ConfigError, match="single Dataset.*drop '#train'"):
         resolve_inputs([f"{tmp_path / 'single'}#train"])
+
+
+@pytest.mark.parametrize("kind", ["zst", "gz"])
+def test_truncated_stream_skip_keeps_the_cut_line(tmp_path, kind):
+    lines = [pile_line("x" * 100 + str(i)) for i in range(3000)]
+    write = write_zst if kind == "zst" else write_gz
+    p = write(tmp_path / f"t.jsonl.{kind}", lines)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    # raise: the truncation is reported, not the invalid JSON of the line it cut off
+    with pytest.raises(InputError, match="truncated") as e:
+        docs([p])
+    assert "invalid JSON" not in str(e.value)
+    q = tmp_path / "q"
+    out, stats = docs([p], on_error="skip", quarantine_dir=str(q))
+    assert 0 < len(out) < 3000 and stats.rejected_by_reason == {"corrupt-stream": 1}
+    kept = (q / f"00000-t.jsonl.{kind}.rejected.jsonl").read_bytes()
+    (reason,) = [
+        json.loads(x) for x in (q / f"00000-t.jsonl.{kind}.reasons.jsonl").read_text().splitlines()
+    ]
+    n = len(out)
+    if kept.strip():  # the cut fell inside a line: its bytes are kept, verbatim
+        assert lines[n].startswith(kept.rstrip(b"\n")) and kept.rstrip(b"\n") != lines[n].rstrip()
+        assert reason["byte_offset"] == sum(map(len, lines[:n]))
+    assert reason["line"] == n + 1 and reason["reason"] == "corrupt-stream"
+    assert "--on-error skip" not in reason["detail"] and "re-download" in reason["detail"]

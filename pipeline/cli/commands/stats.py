@@ -7,6 +7,7 @@ import sys
 
 from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
 from pipeline.data import sample_files
+from pipeline.errors import InputError
 from pipeline.read import collect_stats
 
 NAME = "stats"
@@ -35,4 +36,16 @@ def run(args) -> int:
         sys.stdout.write("\n")
     else:
         print(stats.format_table())
+    if stats.rejected:
+        print(
+            f"{stats.rejected} rejected record(s) kept verbatim, with their reasons, in "
+            f"{config.quarantine_dir}/",
+            file=sys.stderr,
+        )
+    if not stats.documents and stats.rejected:
+        raise InputError(
+            f"no document could be read: all {stats.rejected} record(s) were rejected "
+            f"({', '.join(f'{k}: {v}' for k, v in sorted(stats.rejected_by_reason.items()))}). "
+            "Check --text-key and the input format; the reasons are in the quarantine files."
+        )
     return 0
