@@ -50,7 +50,7 @@ def add_order_arguments(
             default=default_preset,
             help=f"[order.NAME] preset of manifests/presets.toml ({presets})",
         )
-        dflt = ""
+        dflt = " (default: the preset's)"
         kw = {"default": None}
     g.add_argument("--seq-length", type=int, help="tokens per sample minus 1" + dflt, **kw)
     g.add_argument("--global-batch", type=int, help="samples per training step" + dflt, **kw)

@@ -43,10 +43,13 @@ occurrence in doc_idx); `pile inspect --provenance` reads it to report the epoch
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import logging
 import math
 import os
+import re
+import shlex
 import shutil
 import time
 from dataclasses import dataclass
@@ -567,22 +570,72 @@ class OrderMaps:
         return 0
 
 
-def _other_maps(prefix, out_dir) -> list[str]:
+ORDER_FIELDS = ("seq_length", "global_batch", "train_iters", "seed")
+MAP_SUFFIXES = ("_doc_idx.npy", "_sample_idx.npy", "_shuffle_idx.npy", "_doc_epoch.npy",
+                ".manifest.json")  # fmt: skip
+
+
+def order_command(prefix, config: OrderConfig, out_dir=None) -> str:
+    """The exact `pile order` command that (re)builds the maps of `config` for `prefix`.
+
+    `--preset NAME` when the config equals a preset, else every flag: a flagless `pile order`
+    builds the pythia preset, which is the wrong fix for any other config."""
+    from pipeline.presets import preset_names
+
+    args = ["pile", "order", shlex.quote(str(prefix))]
+    for name in preset_names("order"):
+        try:
+            same = OrderConfig.from_preset(name) == config
+        except ConfigError:  # a broken preset cannot match; the flags below still work
+            same = False
+        if same:
+            args += ["--preset", name]
+            break
+    else:
+        args += [f"--{k.replace('_', '-')} {getattr(config, k)}" for k in ORDER_FIELDS]
+    if out_dir is not None:
+        args += ["--out-dir", shlex.quote(str(out_dir))]
+    return " ".join(args)
+
+
+def _map_tags(prefix, out_dir) -> set[str]:
+    """Tags `{ns}ns_{sl}sl_{seed}s` of every index-map file (any role or manifest) of `prefix`."""
     p = Path(prefix)
     d = Path(out_dir) if out_dir is not None else p.parent
     stem = f"{p.name}_{DATASET_NAME}_indexmap_"
-    tags = sorted(
-        {q.name[len(stem) : -len("_doc_idx.npy")] for q in d.glob(stem + "*_doc_idx.npy")}
-    )
+    tags = set()
+    for q in d.glob(glob.escape(stem) + "*"):
+        rest = q.name[len(stem) :]
+        for suffix in MAP_SUFFIXES:
+            if rest.endswith(suffix) and re.fullmatch(r"\d+ns_\d+sl_\d+s", rest[: -len(suffix)]):
+                tags.add(rest[: -len(suffix)])
     return tags
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _other_maps(prefix, out_dir, config: OrderConfig) -> list[str]:
+    """Tags of the maps of `prefix` built for configs other than `config`, each with the flags
+    that select it when its manifest records them."""
+    p = Path(prefix)
+    d = Path(out_dir) if out_dir is not None else p.parent
+    out = []
+    for tag in sorted(_map_tags(prefix, out_dir) - {config.map_tag}):
+        manifest = d / f"{p.name}_{DATASET_NAME}_indexmap_{tag}.manifest.json"
+        flags = ""
+        try:
+            c = read_manifest(manifest).get("config", {})
+            flags = " (" + " ".join(f"--{k.replace('_', '-')} {c[k]}" for k in ORDER_FIELDS) + ")"
+        except (IntegrityError, OSError, KeyError, AttributeError, TypeError):
+            pass  # no or damaged manifest: the tag alone still says which config it is
+        out.append(tag + flags)
+    return out
+
+
+def _load_npy(path: Path, fix: str) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as e:
         raise IntegrityError(
-            f"{path}: not a readable .npy index map ({e}); rebuild with `pile order`."
+            f"{path}: not a readable .npy index map ({e}); rebuild with `{fix}`."
         ) from e
 
 
@@ -596,30 +649,39 @@ def load_order(
     """Open the index maps of `prefix` for `config` (memory-mapped).
 
     Raises InputError when the maps are missing, ConfigError when only maps for other settings
-    exist, IntegrityError when they were built from another dataset (the `.idx` changed; checked
+    exist, IntegrityError when some files of this config are missing (an incomplete set) or the
+    maps were built from another dataset (the `.idx` changed; checked
     from the manifest: "quick" = size + head/tail hash, "full" = sha256, "none"). Maps without our
     manifest (e.g. built by gpt-neox itself) are accepted after a shape check against the sizes.
     """
     if check_dataset not in ("quick", "full", "none"):
         raise ConfigError(f"check_dataset {check_dataset!r} not in quick, full, none")
     paths = index_map_paths(prefix, config, maps_dir)
+    fix = order_command(prefix, config, maps_dir)
     missing = [r for r in ROLES if not paths[r].exists()]
     if missing:
-        others = _other_maps(prefix, maps_dir)
         where = paths["doc_idx"].parent
+        present = [k for k in (*ROLES, "doc_epoch", "manifest") if paths[k].exists()]
+        if present:
+            # some files of THIS config exist: the set is damaged, not built for another config
+            raise IntegrityError(
+                f"index maps {config.map_tag} of {prefix} are incomplete: "
+                f"{', '.join(paths[r].name for r in missing)} missing in {where} (present: "
+                f"{', '.join(present)}). Rebuild them with `{fix}`."
+            )
+        others = _other_maps(prefix, maps_dir, config)
         if others:
             raise ConfigError(
                 f"no index maps for {config.map_tag} (seq_length={config.seq_length}, "
                 f"train_iters={config.train_iters} x global_batch={config.global_batch} -> "
                 f"num_samples={config.num_samples}, seed={config.seed}) next to {prefix} in "
-                f"{where}; found maps built with a different config: {', '.join(others)}. Pass the "
-                f"matching --seq-length/--train-iters/--global-batch/--seed, or build these with "
-                f"`pile order {prefix}`."
+                f"{where}; found maps built with a different config: {'; '.join(others)}. Pass "
+                f"the matching --seq-length/--train-iters/--global-batch/--seed, or build these "
+                f"with `{fix}`."
             )
         raise InputError(
             f"index maps for {prefix} not found: {paths[missing[0]]} is missing. Build them with "
-            f"`pile order {prefix} --seq-length {config.seq_length} --global-batch "
-            f"{config.global_batch} --train-iters {config.train_iters} --seed {config.seed}`."
+            f"`{fix}`."
         )
     manifest = None
     if paths["manifest"].exists():
@@ -633,12 +695,12 @@ def load_order(
             if mc.get(k) != getattr(config, k):
                 raise ConfigError(
                     f"{paths['manifest']}: maps were built with {k}={mc.get(k)}, requested "
-                    f"{getattr(config, k)}; rebuild with `pile order`."
+                    f"{getattr(config, k)}; rebuild with `{fix}`."
                 )
         if mc.get("num_samples", config.num_samples) != config.num_samples:
             raise ConfigError(
                 f"{paths['manifest']}: maps were built for num_samples={mc.get('num_samples')}, "
-                f"requested {config.num_samples}; rebuild with `pile order`."
+                f"requested {config.num_samples}; rebuild with `{fix}`."
             )
         ds = manifest.get("dataset", {})
         if check_dataset != "none":
@@ -651,13 +713,13 @@ def load_order(
                     raise IntegrityError(
                         f"index maps {paths['manifest'].name} were built from a different dataset: "
                         f"{ident['idx']} {k} is {ident[k]}, the maps record {ds.get(k)}. Rebuild "
-                        f"them with `pile order {prefix}`."
+                        f"them with `{fix}`."
                     )
     else:
         log.warning("%s: no manifest; using maps without dataset identity check", paths["manifest"])
-    doc_idx = _load_npy(paths["doc_idx"])
-    sample_idx = _load_npy(paths["sample_idx"])
-    shuffle_idx = _load_npy(paths["shuffle_idx"])
+    doc_idx = _load_npy(paths["doc_idx"], fix)
+    sample_idx = _load_npy(paths["sample_idx"], fix)
+    shuffle_idx = _load_npy(paths["shuffle_idx"], fix)
     if (
         sample_idx.ndim != 2
         or sample_idx.shape[1] != 2
@@ -665,12 +727,15 @@ def load_order(
         or doc_idx.ndim != 1
     ):
         raise IntegrityError(
-            f"index maps {paths['doc_idx'].parent}: unexpected shapes; rebuild them."
+            f"index maps {config.map_tag} in {paths['doc_idx'].parent}: unexpected shapes "
+            f"(doc_idx {doc_idx.shape}, sample_idx {sample_idx.shape}, shuffle_idx "
+            f"{shuffle_idx.shape}); rebuild them with `{fix}`."
         )
     if shuffle_idx.shape[0] != sample_idx.shape[0] - 1:
         raise IntegrityError(
             f"{paths['shuffle_idx'].name}: {shuffle_idx.shape[0]} entries but sample_idx has "
-            f"{sample_idx.shape[0] - 1} samples; the maps are from different builds. Rebuild them."
+            f"{sample_idx.shape[0] - 1} samples; the maps are from different builds. Rebuild "
+            f"them with `{fix}`."
         )
     if manifest is None:
         sizes = _sizes_of(prefix)
@@ -687,12 +752,12 @@ def load_order(
                 f"{paths['sample_idx'].name}: {sample_idx.shape[0] - 1} samples, but {e} epochs of "
                 f"{tpe} tokens give {(e * tpe - 1) // config.seq_length}; maps belong to another dataset."
             )
-    epoch = _load_npy(paths["doc_epoch"]) if paths["doc_epoch"].exists() else None
+    epoch = _load_npy(paths["doc_epoch"], fix) if paths["doc_epoch"].exists() else None
     if epoch is not None and epoch.shape != doc_idx.shape:
         epoch = None
     if config.train_samples > shuffle_idx.shape[0]:
         raise IntegrityError(
             f"maps hold {shuffle_idx.shape[0]} samples, fewer than train_iters x global_batch = "
-            f"{config.train_samples}; rebuild them."
+            f"{config.train_samples}; rebuild them with `{fix}`."
         )
     return OrderMaps(str(prefix), config, doc_idx, sample_idx, shuffle_idx, epoch, manifest, paths)

@@ -47,7 +47,11 @@ SIDECAR_COLUMNS = ("doc_id", "file", "line", "pile_set_name", "tokens")
 
 
 def _check_step(step: int, num_steps: int, what: str) -> None:
-    if not 0 <= step < num_steps:
+    if step < 0:
+        raise ConfigError(
+            f"step {step} must be >= 0: steps count from 0 ({what} has steps 0..{num_steps - 1})."
+        )
+    if step >= num_steps:
         raise ConfigError(
             f"step {step} is beyond the end of {what}: it has steps 0..{num_steps - 1} "
             f"({num_steps} steps); pass --step below {num_steps}."
@@ -511,9 +515,14 @@ class PreshuffledData:
     form = "preshuffled"
 
     def __init__(
-        self, prefix: str | os.PathLike, global_batch: int, source: DocumentData | None = None
+        self,
+        prefix: str | os.PathLike,
+        global_batch: int,
+        source: DocumentData | None = None,
+        source_error: str | None = None,
     ) -> None:
         self.prefix = str(prefix)
+        self.source_error = source_error  # why the recorded source could not be opened, if so
         self.index = MMIDXIndex(self.prefix + ".idx")
         self.files = find_bin_files(self.prefix)
         self.bytes = ByteRanges(self.files)
@@ -587,10 +596,15 @@ class PreshuffledData:
 
     def provenance(self, g: np.ndarray, with_sidecar: bool = True) -> list[list[dict[str, Any]]]:
         if self.source is None:
+            why = (
+                f" (the source recorded in its manifest is not usable: {self.source_error})"
+                if self.source_error
+                else ""
+            )
             raise InputError(
                 f"{self.prefix} is a pre-shuffled dataset: it has no document boundaries. "
                 "Provenance needs the document-level dataset and its index maps: pass --source "
-                "PREFIX (the *_text_document prefix it was built from)."
+                f"PREFIX (the *_text_document prefix it was built from){why}."
             )
         return self.source.provenance(g, with_sidecar)
 
@@ -619,6 +633,35 @@ def _preshuffled_manifest(prefix: str) -> dict[str, Any] | None:
     return None
 
 
+FIND_DEPTH = 3  # pile_out/standard/preshuffled/document.idx is 3 levels below pile_out
+FIND_MAX = 20  # datasets listed in the "pass one of these" error
+
+
+def find_datasets(directory: str | os.PathLike) -> list[str]:
+    """DATA arguments found in `directory` and up to FIND_DEPTH levels below it, sorted: the
+    prefix of every `*.idx` (a pre-shuffled `document.idx` as its directory), spelled as
+    `directory`/relative path. Bounded walk (hidden and `_`-prefixed directories skipped), so a
+    wrong argument such as the build's output directory gets a useful error quickly."""
+    root = Path(directory)
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = Path(dirpath).relative_to(root)
+        depth = len(rel.parts)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith((".", "_")))
+        if depth >= FIND_DEPTH:
+            dirnames[:] = []
+        for f in sorted(filenames):
+            if not f.endswith(".idx"):
+                continue
+            if f == PRESHUFFLED_NAME + ".idx":
+                found.append(str(root / rel) if depth else str(root))
+            else:
+                found.append(str(root / rel / f[: -len(".idx")]))
+        if len(found) > FIND_MAX:
+            break
+    return sorted(found)
+
+
 def resolve_data(data: str | os.PathLike) -> tuple[str, str]:
     """(prefix, form guess) of DATA: a prefix, a .idx/.bin/shard path, or a directory."""
     s = str(data)
@@ -629,9 +672,18 @@ def resolve_data(data: str | os.PathLike) -> tuple[str, str]:
         cands = sorted(p.glob("*_text_document.idx"))
         if len(cands) == 1:
             return str(cands[0])[: -len(".idx")], "document"
+        found = find_datasets(p)
+        if found:
+            shown = found[:FIND_MAX] + (["..."] if len(found) > FIND_MAX else [])
+            raise InputError(
+                f"{p} is a directory, not one dataset; pass one of the datasets found in it "
+                f"(a *_text_document prefix or a pre-shuffled directory): {', '.join(shown)}."
+            )
         raise InputError(
-            f"{p} is a directory without {PRESHUFFLED_NAME}.idx and with "
-            f"{len(cands)} *_text_document.idx files; pass the dataset prefix instead."
+            f"{p} is a directory without {PRESHUFFLED_NAME}.idx or *_text_document.idx files (none "
+            f"within {FIND_DEPTH} levels below it either); pass a token dataset prefix (e.g. "
+            "pile_out/standard/pile_text_document) or a pre-shuffled directory (e.g. "
+            "pile_out/standard/preshuffled)."
         )
     prefix = _strip(s)
     if not Path(prefix + ".idx").exists():
@@ -666,6 +718,7 @@ def open_data(
     if form == "document":
         return DocumentData(prefix, config, maps_dir, check_dataset=check_dataset)
     src = None
+    source_error = None
     if source is not None:
         src = DocumentData(_strip(str(source)), config, maps_dir, check_dataset=check_dataset)
     else:
@@ -680,7 +733,13 @@ def open_data(
                     src = DocumentData(sp, config, md, check_dataset=check_dataset)
                 except (InputError, ConfigError) as e:
                     log.info("source of %s not usable for provenance: %s", prefix, e)
-    return PreshuffledData(prefix, config.global_batch, src)
+                    source_error = str(e)
+                except IntegrityError as e:
+                    # damaged source maps/data must not hide the pre-shuffled tokens, which are
+                    # complete on their own; --provenance reports why it has no source
+                    log.warning("source of %s not usable for provenance: %s", prefix, e)
+                    source_error = str(e)
+    return PreshuffledData(prefix, config.global_batch, src, source_error)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -704,6 +763,8 @@ def step_report(
 ) -> dict[str, Any]:
     """JSON-able description of step N (or one sample of it): tokens, text, provenance."""
     gb = data.global_batch
+    if sample is not None and sample < 0:
+        raise ConfigError(f"--sample {sample} must be >= 0: samples of a step are 0..{gb - 1}")
     if sample is not None and not 0 <= sample < gb:
         raise ConfigError(
             f"--sample {sample} is outside the batch: a step has samples 0..{gb - 1} "

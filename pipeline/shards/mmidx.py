@@ -256,6 +256,13 @@ class MMIDXIndex:
     def __len__(self) -> int:
         return int(self.sizes.size)
 
+    def data_bytes(self) -> int:
+        """Bytes of `.bin` this index describes: last pointer + last size x itemsize (O(1))."""
+        n = len(self)
+        if n == 0:
+            return 0
+        return int(self.pointers[n - 1]) + int(self.sizes[n - 1]) * self.dtype.itemsize
+
 
 class MMIDXDataset:
     """Read-only `prefix.idx/.bin` pair. `ds[i]` is item i's tokens (a view into the mmap)."""
@@ -267,6 +274,21 @@ class MMIDXDataset:
         if not self.bin_path.exists():
             raise IntegrityError(f"{self.bin_path}: data file not found next to {idx_path}.")
         nbytes = self.bin_path.stat().st_size
+        # gpt-neox's reader maps whatever .bin it finds; a .bin with extra or missing bytes belongs
+        # to another .idx (or a half-written one), so refuse it here. O(1): a stat and the last
+        # index entries, never a scan (`pile verify` re-checks pointers against sizes).
+        want = self.index.data_bytes()
+        if nbytes != want:
+            what = (
+                f"has {nbytes - want} extra trailing bytes"
+                if nbytes > want
+                else f"is {want - nbytes} bytes short (truncated)"
+            )
+            raise IntegrityError(
+                f"{self.bin_path}: {nbytes} bytes, but {idx_path} describes {want} (last pointer + "
+                f"last size x itemsize {self.index.dtype.itemsize}): the .bin {what}, or the two "
+                "files are not a pair. Check them with `pile verify`, or re-tokenize."
+            )
         self.bin = (
             np.memmap(self.bin_path, dtype=self.index.dtype, mode="r")
             if nbytes

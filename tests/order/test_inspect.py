@@ -234,7 +234,7 @@ def test_step_beyond_the_end(built, tmp_path):
     data = DocumentData(prefix, CFG)
     with pytest.raises(ConfigError, match="step 40 is beyond the end of training"):
         data.step(40)
-    with pytest.raises(ConfigError, match="step -1 is beyond"):
+    with pytest.raises(ConfigError, match="step -1 must be >= 0"):
         data.step(-1)
     run_preshuffle(prefix, CFG, tmp_path / "pre", shard_size=None)
     pre = open_data(tmp_path / "pre", CFG)

@@ -32,9 +32,17 @@ Examples:
 
 def add_arguments(p) -> None:
     p.add_argument("data", metavar="DATA", help="dataset prefix, .idx/.bin path or directory")
-    p.add_argument("--step", type=int, default=None, help="training step (0-based)")
     p.add_argument(
-        "--sample", type=int, default=None, help="only sample i (0..global_batch-1) of the step"
+        "--step",
+        type=int,
+        default=None,
+        help="training step N >= 0 (required unless the range form is used)",
+    )
+    p.add_argument(
+        "--sample",
+        type=int,
+        default=None,
+        help="only sample i (0..global_batch-1) of the step (default: all of them)",
     )
     p.add_argument("--decode", action="store_true", help="add the decoded text (GPT-NeoX-20B)")
     p.add_argument(
@@ -50,11 +58,13 @@ def add_arguments(p) -> None:
         "-o",
         "--output",
         default=None,
-        help="output file; '-' = stdout (None: stdout for text/json, step{N}.npy for npy)",
+        help="output file; '-' = stdout (default: stdout for text/json, step{N}.npy for npy)",
     )
     r = p.add_argument_group("range form (Pythia utils/batch_viewer.py)")
-    r.add_argument("--start-step", type=int, default=None, help="first step (inclusive)")
-    r.add_argument("--end-step", type=int, default=None, help="last step (inclusive)")
+    r.add_argument("--start-step", type=int, default=None, help="first step (inclusive, >= 0)")
+    r.add_argument(
+        "--end-step", type=int, default=None, help="last step (inclusive, >= --start-step)"
+    )
     r.add_argument(
         "--save-path",
         default="token_indicies",
@@ -65,12 +75,13 @@ def add_arguments(p) -> None:
         "--form", choices=("auto", "document", "preshuffled"), default="auto", help="data form"
     )
     d.add_argument(
-        "--maps-dir", default=None, help="directory of the index maps (None: next to DATA)"
+        "--maps-dir", default=None, help="directory of the index maps (default: next to DATA)"
     )
     d.add_argument(
         "--source",
         default=None,
-        help="for pre-shuffled DATA: the document-level prefix it was built from (for --provenance)",
+        help="for pre-shuffled DATA: the document-level prefix it was built from, for --provenance "
+        "(default: the source recorded in its document.manifest.json)",
     )
     add_order_arguments(p, recorded=True)
 
@@ -92,6 +103,18 @@ def run(args) -> int:
     ):
         raise ConfigError(
             "the range form writes an .npy only; drop --decode/--provenance/--sample/--format"
+        )
+    # negative values are their own error (not "beyond the end"), caught before any data is read
+    for flag in ("step", "sample", "start_step", "end_step"):
+        v = getattr(args, flag)
+        if v is not None and v < 0:
+            raise ConfigError(
+                f"--{flag.replace('_', '-')} {v} must be >= 0: steps and samples count from 0"
+            )
+    if ranged and args.end_step < args.start_step:
+        raise ConfigError(
+            f"--end-step {args.end_step} is before --start-step {args.start_step}; the range is "
+            "inclusive, pass --end-step >= --start-step"
         )
     if not ranged and args.format == "npy" and (args.decode or args.provenance):
         raise ConfigError(

@@ -21,7 +21,9 @@ num_samples = ceil(train_iters x global_batch x 1.005). Example (Pythia):
 
 def add_arguments(p) -> None:
     p.add_argument("prefix", metavar="PREFIX", help="token dataset prefix (without .idx/.bin)")
-    p.add_argument("--out-dir", default=None, help="where to write the maps (None: next to PREFIX)")
+    p.add_argument(
+        "--out-dir", default=None, help="where to write the maps (default: next to PREFIX)"
+    )
     p.add_argument("--reuse", action="store_true", help="keep maps whose manifest already matches")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     add_order_arguments(p)

@@ -30,7 +30,7 @@ def add_arguments(p) -> None:
     )
     g.add_argument("--no-shard", action="store_true", help="write one document.bin instead")
     p.add_argument(
-        "--maps-dir", default=None, help="where the index maps are (None: next to PREFIX)"
+        "--maps-dir", default=None, help="where the index maps are (default: next to PREFIX)"
     )
     add_order_arguments(p, recorded=True)
 
