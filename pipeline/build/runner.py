@@ -3,10 +3,13 @@
 Stages (for `--variant both`): dedup → tokenize:standard, tokenize:deduped → order:<v> →
 preshuffle:<v> → report, then a verify pass over every manifest. Each stage has a *key*: the sha256
 of its name, its own config fingerprint, the identity of the inputs (path, size, mtime) and the keys
-of the stages it reads. A stage runs unless `OUT/_state/<stage>.json` holds the same key and all of
-its outputs are present with their recorded sizes; when it runs, the outputs listed in its previous
-record and any `*.tmp` left by a killed run are removed first, so a rerun of a killed build produces
-the same bytes as an uninterrupted one, and an artifact built with another config is never reused.
+of the stages it reads. A stage runs unless `OUT/_state/<stage>.json` is complete, holds the same
+key and all of its outputs are intact (pipeline.build.state), and a stage runs whenever one it reads
+runs. Before it runs, the files its previous record names (the outputs of a finished run, or the
+planned outputs of a killed or failed one, whatever its config) and any `*.tmp` are removed, and a
+*running* record listing the files it may write is stored; so a rerun of a killed build produces the
+same bytes as an uninterrupted one, leaves no file of another config behind, and an artifact built
+with another config is never reused.
 
 Fault injection for tests: `PILE_FAULT=<stage>:<point>` (point = start | end) sends SIGKILL to the
 build process at that point; `tokenize:<v>:mid` kills it after the first tokenize task is merged.
@@ -28,7 +31,13 @@ from typing import Any
 from pipeline import __version__
 from pipeline.build.config import BuildConfig
 from pipeline.build.lock import BuildLock
-from pipeline.build.state import clear_record, is_complete, load_record, write_record
+from pipeline.build.state import (
+    check_complete,
+    load_record,
+    owned_files,
+    write_record,
+    write_running,
+)
 from pipeline.config import canonical_json, combine_fingerprints
 from pipeline.errors import IntegrityError, PipelineError
 from pipeline.io import atomic_write_text
@@ -58,7 +67,10 @@ class Stage:
     key: str
     run: Callable[[], tuple[list[Path], dict[str, Any]]]
     directory: Path
+    planned: list[str] = field(default_factory=list)  # files it may write, relative to OUT
+    upstream: list[str] = field(default_factory=list)  # names of the stages it reads
     status: str = "pending"  # pending | up-to-date | done
+    reason: str = ""  # why a pending stage runs
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -91,7 +103,10 @@ class BuildPlan:
         self.tokenize_config = TokenizeConfig.for_tokenizer(tokenizer or None, **tok)
         self.shard_size = config.preshuffle.get("shard_size")
         self.input_identity = combine_fingerprints(
-            *(canonical_json([f.path, f.kind, f.split, *_stat(f.path)]) for f in self.inputs),
+            *(
+                canonical_json([os.path.abspath(f.path), f.kind, f.split, *_stat(f.path)])
+                for f in self.inputs
+            ),
             self.read_config.fingerprint(),
         )
         self.stages: list[Stage] = []
@@ -108,11 +123,62 @@ class BuildPlan:
     def data_prefix(self, variant: str) -> Path:
         return self.out / variant / f"{self.prefix(variant)}_text_document"
 
-    def _add(self, name: str, parts: list[str], run, directory: Path) -> Stage:
+    def _add(
+        self,
+        name: str,
+        parts: list[str],
+        run,
+        directory: Path,
+        planned: list[str],
+        upstream: list[Stage],
+    ) -> Stage:
         # the package version is part of every key: a new release redoes the stages
-        st = Stage(name, combine_fingerprints(name, __version__, *parts), run, directory)
+        st = Stage(
+            name,
+            combine_fingerprints(name, __version__, *parts),
+            run,
+            directory,
+            planned=planned,
+            upstream=[u.name for u in upstream],
+        )
         self.stages.append(st)
         return st
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.out).as_posix()
+
+    def _planned_dedup(self) -> list[str]:
+        # run_dedup also replaces its own work directories; these are the files it leaves
+        names = ("manifest.json", "removed.parquet", "clusters.parquet", "stats.json")
+        return [f"dedup/{n}" for n in names] + [
+            "dedup/signatures/[0-9]*.npy",
+            "dedup/signatures/[0-9]*.parquet",
+        ]
+
+    def _planned_tokenize(self, variant: str) -> list[str]:
+        from pipeline.tokenize.stage import output_names
+
+        names = output_names(self.prefix(variant))
+        return [f"{variant}/{names[k]}" for k in ("bin", "idx", "sidecar", "manifest")]
+
+    def _planned_order(self, variant: str) -> list[str]:
+        from pipeline.order.indexmap import index_map_paths
+        from pipeline.order.provenance import table_paths
+
+        data = self.data_prefix(variant)
+        paths = [*index_map_paths(data, self.order_config).values(), *table_paths(data).values()]
+        return [self._rel(p) for p in paths]
+
+    def _planned_preshuffle(self, variant: str) -> list[str]:
+        from pipeline.order.inspect import PRESHUFFLED_MANIFEST, PRESHUFFLED_NAME
+
+        d = f"{variant}/preshuffled"
+        return [
+            f"{d}/{PRESHUFFLED_NAME}.idx",
+            f"{d}/{PRESHUFFLED_NAME}.bin",
+            f"{d}/{PRESHUFFLED_NAME}-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].bin",
+            f"{d}/{PRESHUFFLED_MANIFEST}",
+        ]
 
     def _plan(self) -> None:
         variants = self.config.variants
@@ -123,14 +189,23 @@ class BuildPlan:
                 [self.dedup_config.fingerprint(), self.input_identity],
                 self._run_dedup,
                 self.out / "dedup",
+                self._planned_dedup(),
+                [],
             )
         tok_stages = {}
         for v in variants:
             parts = [self.tokenize_config.fingerprint(), self.input_identity]
+            up = []
             if v == "deduped":
                 parts.append(dedup_stage.key)
+                up.append(dedup_stage)
             tok_stages[v] = self._add(
-                f"tokenize-{v}", parts, lambda v=v: self._run_tokenize(v), self.out / v
+                f"tokenize-{v}",
+                parts,
+                lambda v=v: self._run_tokenize(v),
+                self.out / v,
+                self._planned_tokenize(v),
+                up,
             )
         order_stages = {}
         for v in variants:
@@ -139,6 +214,8 @@ class BuildPlan:
                 [self.order_config.fingerprint(), tok_stages[v].key],
                 lambda v=v: self._run_order(v),
                 self.out / v,
+                self._planned_order(v),
+                [tok_stages[v]],
             )
         pre_stages = {}
         for v in variants:
@@ -147,12 +224,16 @@ class BuildPlan:
                 [self.order_config.fingerprint(), str(self.shard_size), order_stages[v].key],
                 lambda v=v: self._run_preshuffle(v),
                 self.out / v / "preshuffled",
+                self._planned_preshuffle(v),
+                [order_stages[v]],
             )
         self._add(
             "report",
             [st.key for st in self.stages],
             self._run_report,
             self.out,
+            ["report.json", "report.html", "report/*.png"],
+            list(self.stages),
         )
 
     # -- stage bodies ------------------------------------------------------------------------
@@ -248,21 +329,63 @@ class BuildPlan:
         paths = write_report(self)
         return paths, {}
 
+    # -- dry run -----------------------------------------------------------------------------
+    def stage(self, name: str) -> Stage | None:
+        return next((st for st in self.stages if st.name == name), None)
+
+    def estimate(self, variant: str) -> dict[str, Any]:
+        """What order-<variant> and preshuffle-<variant> will write, for `--dry-run`. Epochs and
+        map bytes need the token count, known only when tokenize-<variant> is up to date (call
+        `refresh_status` first); the pre-shuffled size (uint16 tokens) never depends on it."""
+        from pipeline.order.indexmap import index_map_bytes, num_epochs_for
+
+        cfg = self.order_config
+        est: dict[str, Any] = {
+            "train_samples": cfg.train_samples,
+            "preshuffle_bytes": cfg.train_samples * (cfg.seq_length + 1) * 2,
+        }
+        tok = self.stage(f"tokenize-{variant}")
+        if tok is None or tok.status != "up-to-date":
+            return est
+        info = ((load_record(self.out, tok.name) or {}).get("info") or {}).get("info") or {}
+        try:
+            items, tokens = int(info["items"]), int(info["tokens"])
+            epochs = num_epochs_for(tokens, cfg.seq_length, cfg.num_samples)
+        except (KeyError, TypeError, ValueError, PipelineError):
+            return est  # an old record without counts, or too few tokens: order will say so
+        est.update(
+            items=items,
+            tokens=tokens,
+            epochs=epochs,
+            index_map_bytes=index_map_bytes(items, epochs, tokens, cfg.seq_length),
+        )
+        return est
+
     # -- execution ---------------------------------------------------------------------------
-    def refresh_status(self) -> None:
-        # Upstream keys are part of each key, so a changed upstream changes every key below it.
-        for st in self.stages:
-            st.status = "up-to-date" if is_complete(self.out, st.name, st.key) else "pending"
+    def refresh_status(self, refresh: bool = False) -> None:
+        """Mark each stage up-to-date or pending (with the reason). Upstream keys are part of each
+        key, so a changed upstream config changes every key below it; a stage redone with an
+        unchanged key (a corrupt or missing output) makes its downstream pending explicitly."""
+        pending: set[str] = set()
+        for st in self.stages:  # stages are in dependency order
+            redo_up = [u for u in st.upstream if u in pending]
+            if redo_up:
+                ok, why = False, f"upstream stage {redo_up[0]} runs"
+            else:
+                ok, why = check_complete(self.out, st.name, st.key, refresh=refresh)
+            st.status, st.reason = ("up-to-date", "") if ok else ("pending", why)
+            if not ok:
+                pending.add(st.name)
 
     def execute(self) -> list[Stage]:
-        self.refresh_status()
+        self.refresh_status(refresh=True)
         for st in self.stages:
             if st.status == "up-to-date":
                 log.info("stage %s: up to date, skipped", st.name)
                 self.progress(st.name, {"status": "skipped"})
                 continue
             self._clean(st)
-            log.info("stage %s: running", st.name)
+            log.info("stage %s: running (%s)", st.name, st.reason)
             self.progress(st.name, {"status": "start"})
             fault_point(st.name, "start")
             t0 = time.perf_counter()
@@ -270,21 +393,24 @@ class BuildPlan:
             st.seconds = time.perf_counter() - t0
             st.info = _jsonable(info)
             fault_point(st.name, "end")
-            write_record(self.out, st.name, st.key, outputs, {"info": st.info})
+            write_record(self.out, st.name, st.key, outputs, {"info": st.info}, st.planned)
             st.status = "done"
             self.progress(st.name, {"status": "done", "seconds": st.seconds})
             log.info("stage %s: done in %.2f s", st.name, st.seconds)
         return self.stages
 
     def _clean(self, st: Stage) -> None:
-        """Remove what a previous (other-config or killed) run of this stage left behind."""
+        """Remove what a previous (other-config, failed or killed) run of this stage left behind,
+        then store the running record. The old record goes only after its files: a build killed
+        in between still knows what to remove."""
         rec = load_record(self.out, st.name)
-        clear_record(self.out, st.name)
-        if rec:
-            for f in rec.get("outputs", []):
-                p = self.out / f["name"]
-                if p.is_file():
-                    p.unlink()
+        for p in owned_files(self.out, rec):
+            log.info("stage %s: removing %s (left by an earlier run)", st.name, p)
+            p.unlink()
+        # this run's own names too: a record lost with a crash must not leave them to be reused
+        for p in owned_files(self.out, {"planned": st.planned}):
+            p.unlink()
+        write_running(self.out, st.name, st.key, st.planned)
         if st.directory.is_dir() and st.directory != self.out:
             for p in sorted(st.directory.rglob("*.tmp"), reverse=True):
                 if p.is_dir():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,8 +13,9 @@ NAME = "build"
 HELP = "build the standard and deduped token datasets end to end (default: the bundled sample)"
 DESCRIPTION = (
     HELP + ".\n\nWith no --input it builds the bundled Pile-shaped sample. A rerun skips completed "
-    "stages whose config and inputs are unchanged and redoes the rest; a killed build resumes to "
-    "the same bytes. Keys of --config FILE (TOML) mirror these flags; flags override the file."
+    "stages whose config, inputs and outputs are unchanged (an output with a new mtime is "
+    "re-hashed) and redoes the rest and everything downstream; a killed build resumes to the "
+    "same bytes. Keys of --config FILE (TOML) mirror these flags; flags override the file."
 )
 
 log = logging.getLogger("pipeline.build")
@@ -27,7 +29,7 @@ def add_arguments(p) -> None:
         metavar="PATH",
         help="input files or directories (default: the bundled sample's train shards)",
     )
-    p.add_argument("--out", default="pile_out", help="output directory")
+    p.add_argument("--out", default="pile_out", metavar="DIR", help="output directory")
     p.add_argument(
         "--variant",
         choices=("standard", "deduped", "both"),
@@ -37,34 +39,59 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--preset",
         default=None,
+        metavar="NAME",
         help="build preset from manifests/presets.toml: pythia | sample "
         "(default: sample for the bundled sample, pythia otherwise)",
     )
-    p.add_argument("--config", default=None, metavar="FILE", help="TOML config file")
+    p.add_argument(
+        "--config", default=None, metavar="FILE", help="TOML config file; flags override it"
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the resolved config and stage plan; write nothing",
+        help="print the resolved config, the stage plan and the sizes order and preshuffle will "
+        "write; write nothing",
     )
     add_workers_argument(p, default=None)
     g = p.add_argument_group("stage overrides (default: from the preset / config file)")
-    g.add_argument("--text-key", default=None, help="JSON key of the document text")
-    g.add_argument("--set-name-key", default=None, help="key of the source name in meta")
+    g.add_argument("--text-key", default=None, metavar="KEY", help="JSON key of the document text")
+    g.add_argument(
+        "--set-name-key", default=None, metavar="KEY", help="key of the source name in meta"
+    )
     g.add_argument("--on-error", choices=("raise", "skip"), default=None, help="bad-record policy")
-    g.add_argument("--threshold", type=float, default=None, help="dedup Jaccard threshold")
-    g.add_argument("--num-perm", type=int, default=None, help="dedup MinHash permutations")
-    g.add_argument("--tokenizer", default=None, help="tokenizer JSON (default: shipped NeoX-20B)")
+    g.add_argument(
+        "--threshold", type=float, default=None, metavar="J", help="dedup Jaccard threshold"
+    )
+    g.add_argument(
+        "--num-perm", type=int, default=None, metavar="N", help="dedup MinHash permutations"
+    )
+    g.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="FILE",
+        help="tokenizer JSON (default: shipped NeoX-20B)",
+    )
     g.add_argument(
         "--append-eod",
         action=__import__("argparse").BooleanOptionalAction,
         default=None,
         help="append the EOD token to every document (default on)",
     )
-    g.add_argument("--seq-length", type=int, default=None, help="order: tokens per sample - 1")
-    g.add_argument("--global-batch", type=int, default=None, help="order: samples per step")
-    g.add_argument("--train-iters", type=int, default=None, help="order: training steps")
-    g.add_argument("--seed", type=int, default=None, help="order: numpy RandomState seed")
-    g.add_argument("--shard-size", type=int, default=None, help="preshuffled shard bytes")
+    g.add_argument(
+        "--seq-length", type=int, default=None, metavar="N", help="order: tokens per sample - 1"
+    )
+    g.add_argument(
+        "--global-batch", type=int, default=None, metavar="N", help="order: samples per step"
+    )
+    g.add_argument(
+        "--train-iters", type=int, default=None, metavar="N", help="order: training steps"
+    )
+    g.add_argument(
+        "--seed", type=int, default=None, metavar="N", help="order: numpy RandomState seed"
+    )
+    g.add_argument(
+        "--shard-size", type=int, default=None, metavar="BYTES", help="preshuffled shard bytes"
+    )
 
 
 def _overrides(args) -> dict:
@@ -108,7 +135,7 @@ class _Progress:
                 unit=" docs" if counting else "",
                 file=sys.stderr,
                 dynamic_ncols=True,
-                bar_format=None if counting else "{desc}: {elapsed} {postfix}",
+                bar_format=None if counting else "{desc}: {elapsed}{postfix}",
             )
         elif status == "done":
             self.close(f"done in {info.get('seconds', 0):.1f}s")
@@ -136,7 +163,6 @@ class _Progress:
 def run(args) -> int:
     from pipeline.build.config import resolve_build_config
     from pipeline.build.runner import BuildPlan, ensure_out_dir, run_build
-    from pipeline.build.state import is_complete
 
     config = resolve_build_config(
         inputs=args.input,
@@ -148,14 +174,7 @@ def run(args) -> int:
         overrides=_overrides(args),
     )
     if args.dry_run:
-        plan = BuildPlan(config)
-        print("# resolved config (pile build --dry-run: nothing was written)")
-        print(config.to_toml())
-        print("# stage plan")
-        for st in plan.stages:
-            state = "up to date" if is_complete(Path(config.out), st.name, st.key) else "will run"
-            print(f"{st.name:<22} {state:<10} key {st.key[:16]}")
-        print(f"{'verify':<22} {'will run':<10} every manifest under {config.out}")
+        _dry_run(BuildPlan(config))
         return 0
 
     out = ensure_out_dir(config.out)
@@ -172,16 +191,59 @@ def run(args) -> int:
     if not args.verbose:
         for h in console:
             h.setLevel(logging.WARNING)
+    ok = False
     try:
         plan, report = run_build(config, progress)
+        ok = True
     finally:
-        progress.close()
+        progress.close(None if ok else "failed")  # the error message follows on its own line
         for h, level in zip(console, saved):
             h.setLevel(level)
         root.removeHandler(fh)
         fh.close()
     _summary(plan, report)
     return 0
+
+
+def _dry_run(plan) -> None:
+    from pipeline.io import human_bytes
+
+    plan.refresh_status()  # read-only: checks records and outputs, writes nothing
+    print("# resolved config (pile build --dry-run: nothing was written)")
+    print(plan.config.to_toml())
+    print("# stage plan")
+    for st in plan.stages:
+        if st.status == "up-to-date":
+            print(f"{st.name:<22} {'up to date':<10} key {st.key[:16]}")
+        else:
+            print(f"{st.name:<22} {'will run':<10} key {st.key[:16]}  ({st.reason})")
+    print(f"{'verify':<22} {'will run':<10} every manifest under {plan.config.out}")
+    print("\n# order and preshuffle outputs")
+    cfg = plan.order_config
+    for v in plan.config.variants:
+        est = plan.estimate(v)
+        if "epochs" in est:
+            order = (
+                f"{est['epochs']:,} epoch(s) of {est['items']:,} documents / {est['tokens']:,} "
+                f"tokens, index maps ~{human_bytes(est['index_map_bytes'])}"
+            )
+        else:
+            order = f"epochs and index-map size not known until tokenize-{v} has run"
+        print(f"{v:<10} order: {order}")
+        print(
+            f"{'':<10} preshuffle: {est['train_samples']:,} samples x {cfg.seq_length + 1} "
+            f"tokens x 2 bytes = {human_bytes(est['preshuffle_bytes'])}"
+        )
+    where = Path(plan.config.out).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    need = sum(
+        est.get("index_map_bytes", 0) + est["preshuffle_bytes"]
+        for est in map(plan.estimate, plan.config.variants)
+    )
+    free = shutil.disk_usage(where).free
+    fit = "" if need <= free else "; will not fit: pick a smaller preset or --train-iters"
+    print(f"needs at least {human_bytes(need)}, {human_bytes(free)} free at {where}{fit}")
 
 
 def _summary(plan, report) -> None:
