@@ -6,7 +6,12 @@ Accepted sources (the format is sniffed from the content):
   manifest's own self-hash (`manifest_sha256`), structure checks by role, cross-checks of its counts
   with the data, and extra files (files next to it that look like artifacts of its prefix but are
   listed by no manifest in that directory);
-- a directory: every `*manifest.json` below it, recursively;
+- a directory: every `*manifest.json` and `*.shard_hashes.txt` (what `pile shard` writes) below it,
+  recursively; any artifact-looking file below it (`.bin`, `.idx`, `.npy`, `.parquet`, `.json`,
+  `.tmp`) that none of them lists is reported as extra: it was not verified. Not artifacts: what
+  `pile build` keeps beside its stage directories (`build.toml`, `report*`, `_state/`, `logs/`,
+  `quarantine/`), which no manifest lists, and the files a stage leaves unlisted on purpose
+  (`UNLISTED_BY_KIND`);
 - a `sha256sum` list (`<hash>  <file>` or `<hash> *<file>`, like the Pile's SHA256SUMS.txt);
 - Pythia's list (`<file> <hash>`, utils/shard_hashes.txt).
 
@@ -48,6 +53,17 @@ SHA256SUM_LINE = re.compile(r"^\\?([0-9a-fA-F]{64}) [ *](.+)$")
 PYTHIA_LINE = re.compile(r"^(.+?)\s+([0-9a-fA-F]{64})$")
 SHARD_NAME = re.compile(r"^(?P<name>.+)-(?P<i>\d{5})-of-(?P<last>\d{5})\.bin$")
 ARTIFACT_SUFFIXES = (".bin", ".idx", ".npy", ".parquet", ".tmp")  # unprefixed manifests
+DIR_ARTIFACT_SUFFIXES = ARTIFACT_SUFFIXES + (".json",)  # scan of a directory argument
+SOURCE_GLOBS = ("*manifest.json", "*.shard_hashes.txt")  # what a directory is verified against
+BUILD_MARKER = "build.toml"
+# Beside its stage directories `pile build` keeps files that name local paths or change from run to
+# run, so no manifest lists them (README "Output layout"): they are not artifacts.
+BUILD_NOT_ARTIFACTS = frozenset(
+    {"build.toml", "report.json", "report.html", "report", "_state", "logs", "quarantine"}
+)
+# Files and directories a stage writes next to its manifest without listing them, by manifest kind:
+# dedup's wall-clock timings.json and its keep_intermediate buckets/ and edges/.
+UNLISTED_BY_KIND = {"dedup": frozenset({"timings.json", "buckets", "edges"})}
 INDEX_MAP_ROLES = ("doc_idx", "sample_idx", "shuffle_idx")
 
 
@@ -89,6 +105,7 @@ class Source:
 class VerifyReport:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)  # how to fix what the problems point at
     sources: list[Source] = field(default_factory=list)
     files_checked: int = 0
     bytes_hashed: int = 0
@@ -196,37 +213,59 @@ def _load_list(path: Path, text: str, root: Path | None) -> Source:
     return src
 
 
-def collect_sources(
-    paths: Sequence[str | os.PathLike], root: str | os.PathLike | None = None
-) -> tuple[list[Source], list[Problem]]:
-    """Parse every PATH (manifest, directory of manifests, or checksum list)."""
-    sources: list[Source] = []
-    problems: list[Problem] = []
+@dataclass
+class _Collected:
+    sources: list[Source] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    dirs: list[Path] = field(default_factory=list)  # directory arguments, scanned for extras
+    source_files: set[Path] = field(default_factory=set)  # resolved, loadable or not
+
+
+def _sources_below(d: Path) -> list[Path]:
+    """Every manifest and shard hash list below `d`, skipping hidden files and directories."""
+    found: set[Path] = set()
+    for pattern in SOURCE_GLOBS:
+        for q in d.rglob(pattern):
+            # hidden relative to d only: d itself may sit below a hidden directory
+            if q.is_file() and not any(x.startswith(".") for x in q.relative_to(d).parts):
+                found.add(q)
+    return sorted(found)
+
+
+def _collect(paths: Sequence[str | os.PathLike], root: str | os.PathLike | None) -> _Collected:
+    out = _Collected()
     rootp = Path(root) if root is not None else None
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found = sorted(
-                q for q in p.rglob("*manifest.json") if not any(x.startswith(".") for x in q.parts)
-            )
+            found = _sources_below(p)
             if not found:
                 raise InputError(
-                    f"{p}: directory holds no *manifest.json; pass a manifest, a checksum list, or "
-                    "the output directory of a pile stage."
+                    f"{p}: directory holds no *manifest.json or *.shard_hashes.txt, so nothing in "
+                    "it can be verified; pass a manifest, a checksum list (with --root DIR if its "
+                    "files are elsewhere), or the output directory of a pile stage."
                 )
-            for q in found:
-                s, pr = _sniff_and_load(q, rootp)
-                sources += s
-                problems += pr
+            out.dirs.append(p)
         elif not p.exists():
             raise InputError(
                 f"{p}: no such file or directory; pass a manifest, a directory or a checksum list."
             )
         else:
-            s, pr = _sniff_and_load(p, rootp)
-            sources += s
-            problems += pr
-    return sources, problems
+            found = [p]
+        for q in found:
+            s, pr = _sniff_and_load(q, rootp)
+            out.sources += s
+            out.problems += pr
+            out.source_files.add(q.resolve())
+    return out
+
+
+def collect_sources(
+    paths: Sequence[str | os.PathLike], root: str | os.PathLike | None = None
+) -> tuple[list[Source], list[Problem]]:
+    """Parse every PATH (manifest, checksum list, or directory of them)."""
+    c = _collect(paths, root)
+    return c.sources, c.problems
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,6 +349,12 @@ def index_tokens(idx_path: str | os.PathLike) -> tuple[int, int]:
     return len(idx), total
 
 
+def _off_by(found: int, expected: int) -> str:
+    # which way it is off: a longer file is not truncated, it holds bytes that do not belong
+    diff = found - expected
+    return f"{diff} bytes too many" if diff > 0 else f"{-diff} bytes too few, truncated"
+
+
 def check_bin(bin_path: str | os.PathLike, idx_path: str | os.PathLike) -> list[str]:
     """`.bin` size must be tokens x itemsize of its `.idx`."""
     try:
@@ -322,7 +367,7 @@ def check_bin(bin_path: str | os.PathLike, idx_path: str | os.PathLike) -> list[
     if have != want:
         return [
             f"{bin_path}: {have} bytes, but {idx_path} describes {tokens} tokens x "
-            f"{idx.dtype.itemsize} bytes = {want}"
+            f"{idx.dtype.itemsize} bytes = {want} ({_off_by(have, want)})"
         ]
     return []
 
@@ -389,6 +434,10 @@ def check_index_map(role: str, path: Path) -> tuple[list[str], str | None]:
 
 # ----------------------------------------------------------------------------------------------
 # verification
+
+
+def _size_message(expected: int, found: int) -> str:
+    return f"size differs: expected {expected} bytes, found {found} ({_off_by(found, expected)})"
 
 
 def _hash_entry(e: Entry, quick: bool) -> Entry:
@@ -496,7 +545,8 @@ def _structure(src: Source, quick: bool) -> tuple[list[Problem], list[str]]:
                     str(first.path.parent / name),
                     "structure",
                     f"the {last + 1} shards hold {total} bytes, but {idx_name} describes "
-                    f"{tokens} tokens x {itemsize} = {tokens * itemsize}",
+                    f"{tokens} tokens x {itemsize} = {tokens * itemsize} "
+                    f"({_off_by(total, tokens * itemsize)})",
                     first.source,
                 )
             )
@@ -585,6 +635,63 @@ def _extras(manifests: list[Source]) -> list[Problem]:
     return unique
 
 
+def _unlisted(c: _Collected) -> list[Problem]:
+    """Artifact-looking files below the directory arguments that no source lists (unverified)."""
+    covered = set(c.source_files)
+    unlisted_here: dict[Path, set[str]] = {}
+    for s in c.sources:
+        covered.update(e.path.resolve() for e in s.entries)
+        kind = (s.manifest or {}).get("kind")
+        if kind in UNLISTED_BY_KIND:
+            unlisted_here.setdefault(s.path.parent.resolve(), set()).update(UNLISTED_BY_KIND[kind])
+    problems: list[Problem] = []
+    seen: set[Path] = set()
+    for d in c.dirs:
+        for here, subdirs, files in os.walk(d):
+            r = Path(here)
+            skip = set(unlisted_here.get(r.resolve(), ()))
+            if (r / BUILD_MARKER).is_file():
+                skip |= BUILD_NOT_ARTIFACTS
+            subdirs[:] = sorted(x for x in subdirs if not x.startswith(".") and x not in skip)
+            for f in sorted(files):
+                if f.startswith(".") or f in skip or not f.endswith(DIR_ARTIFACT_SUFFIXES):
+                    continue
+                full = (r / f).resolve()
+                if full in covered or full in seen:
+                    continue
+                seen.add(full)
+                problems.append(
+                    Problem(
+                        str(r / f),
+                        "extra",
+                        f"no manifest or checksum list under {d} lists it, so it was not verified",
+                    )
+                )
+    return problems
+
+
+def _missing_hints(sources: list[Source], root: str | os.PathLike | None) -> list[str]:
+    """A checksum list whose files are mostly missing is likely resolved against the wrong place."""
+    hints = []
+    for s in sources:
+        if s.kind == "manifest" or not s.entries:
+            continue
+        missing = sum(e.actual_bytes is None for e in s.entries)
+        if missing == 0 or 2 * missing < len(s.entries):
+            continue
+        base = Path(root) if root is not None else s.path.parent
+        n = f"all {missing}" if missing == len(s.entries) else f"{missing} of the {len(s.entries)}"
+        head = f"{n} files listed in {s.path} are not in {base}"
+        if root is None:
+            hints.append(
+                f"{head} (the list's directory); if they are elsewhere, pass --root DIR naming "
+                "the directory that holds them."
+            )
+        else:
+            hints.append(f"{head} (--root); pass a --root DIR that holds them.")
+    return hints
+
+
 def verify_paths(
     paths: Sequence[str | os.PathLike],
     *,
@@ -597,9 +704,10 @@ def verify_paths(
     """Verify every PATH; the report lists each missing, mismatching, malformed or extra file."""
     t0 = time.perf_counter()
     report = VerifyReport()
-    sources, problems = collect_sources(paths, root)
+    collected = _collect(paths, root)
+    sources = collected.sources
     report.sources = sources
-    report.problems += problems
+    report.problems += collected.problems
     entries = [e for s in sources for e in s.entries]
     workers = workers or min(8, 2 * (os.cpu_count() or 1))
     # large files first so that the slowest hash starts early
@@ -622,9 +730,7 @@ def verify_paths(
             continue
         if e.bytes is not None and e.bytes != e.actual_bytes:
             report.problems.append(
-                Problem(
-                    str(e.path), "size", f"{e.actual_bytes} bytes, expected {e.bytes}", e.source
-                )
+                Problem(str(e.path), "size", _size_message(e.bytes, e.actual_bytes), e.source)
             )
             e.ok = False
             continue
@@ -650,7 +756,11 @@ def verify_paths(
         report.warnings += warns
         report.problems += _counts_check(s)
     if extras:
-        report.problems += _extras([s for s in sources if s.kind == "manifest"])
+        flagged = _extras([s for s in sources if s.kind == "manifest"])
+        known = {Path(p.path).resolve() for p in flagged}
+        flagged += [p for p in _unlisted(collected) if Path(p.path).resolve() not in known]
+        report.problems += flagged
+    report.hints += _missing_hints(sources, root)
     for s in sources:
         if s.kind == "manifest":
             raw = s.path.read_bytes()

@@ -226,7 +226,9 @@ def test_pythia_published_list(tmp_path, capsys):
     assert entries[0].sha256.startswith("44fb8e48")
     assert sum(e.role == "bin-shard" for e in entries) == 83 and entries[-1].role == "idx"
     assert main(["verify", "--root", str(tmp_path), str(ref)]) == 4
-    out = capsys.readouterr().out
+    cap = capsys.readouterr()
+    out = cap.out
+    assert "all 84 files listed in" in cap.err and "pass a --root DIR that holds them" in cap.err
     assert out.count("MISSING") == 84
     assert "pile_0.87_deduped_text_document-00082-of-00082.bin: file not found" in out
 
@@ -252,6 +254,153 @@ def test_nonexistent_path(tmp_path, capsys):
 def test_directory_without_manifests(tmp_path, capsys):
     assert main(["verify", str(tmp_path)]) == 3
     assert "holds no *manifest.json" in capsys.readouterr().err
+
+
+def test_directory_of_artifacts_without_manifest_names_it(ds, capsys):
+    (ds / "t.manifest.json").unlink()
+    assert main(["verify", str(ds)]) == 3
+    err = capsys.readouterr().err
+    assert f"{ds}: directory holds no *manifest.json or *.shard_hashes.txt" in err
+
+
+def _other_manifest(d):
+    """A second, valid manifest in `d` (as the index maps' manifest sits beside a dataset's)."""
+    np.save(d / "other.npy", np.arange(3))
+    write_manifest(
+        d / "other.manifest.json",
+        kind="test",
+        config_fingerprint="0" * 64,
+        files=[(d / "other.npy", "sidecar")],
+    )
+
+
+def test_removed_manifest_leaves_its_files_unverified(ds, capsys):
+    _other_manifest(ds)
+    (ds / "t.manifest.json").unlink()
+    assert main(["verify", str(ds)]) == 4
+    out = capsys.readouterr().out
+    extra = sorted(line.split()[1] for line in out.splitlines() if line.startswith("EXTRA"))
+    assert extra == [str(ds / n) + ":" for n in sorted(NAMES[:3])]
+    assert "not verified" in out and "all OK" not in out
+
+
+def test_corrupt_manifest_leaves_its_files_unverified(ds, capsys):
+    (ds / "t.manifest.json").write_text("{not json")
+    assert main(["verify", str(ds)]) == 4
+    out = capsys.readouterr().out
+    assert "MANIFEST  " + str(ds / "t.manifest.json") in out
+    for n in NAMES[:3]:
+        assert f"EXTRA     {ds / n}: no manifest or checksum list under {ds} lists it" in out
+    assert "3 extra, 1 manifest" in out
+
+
+def test_unlisted_json_and_npy_in_a_subdirectory_are_extra(ds, capsys):
+    (ds / "t_text_document.provenance.json").write_text("{}")
+    (ds / "sub").mkdir()
+    np.save(ds / "sub" / "stray.npy", np.arange(2))
+    (ds / "sub" / "notes.txt").write_text("not an artifact")
+    assert main(["verify", str(ds)]) == 4
+    out = capsys.readouterr().out
+    assert out.count("EXTRA") == 2
+    assert "t_text_document.provenance.json" in out and "stray.npy" in out
+    assert "notes.txt" not in out
+
+
+def test_build_directory_top_level_files_are_not_artifacts(ds, tmp_path, capsys):
+    b = tmp_path / "build"
+    shutil.copytree(ds, b / "standard")
+    (b / "build.toml").write_text("[build]\n")
+    (b / "report.json").write_text("{}")
+    (b / "report.html").write_text("<html></html>")
+    for sub, name in [
+        ("report", "per_source.png"),
+        ("_state", "tokenize-standard.json"),
+        ("logs", "dedup_timings.json"),
+        ("quarantine", "00000-00.jsonl.zst.rejected.jsonl"),
+    ]:
+        (b / sub).mkdir()
+        (b / sub / name).write_text("{}")
+    (b / ".lock").write_text("")
+    assert main(["verify", str(b)]) == 0
+    assert "all OK" in capsys.readouterr().out
+    # the same names inside a stage directory are not the build's: flagged
+    (b / "standard" / "report.json").write_text("{}")
+    assert main(["verify", str(b)]) == 4
+    assert "EXTRA     " + str(b / "standard" / "report.json") in capsys.readouterr().out
+
+
+def test_dedup_timings_and_intermediates_are_not_artifacts(tmp_path, capsys):
+    d = tmp_path / "dedup"
+    d.mkdir()
+    (d / "stats.json").write_text("{}")
+    write_manifest(
+        d / "manifest.json",
+        kind="dedup",
+        config_fingerprint="0" * 64,
+        files=[(d / "stats.json", "stats")],
+    )
+    (d / "timings.json").write_text("{}")  # wall clock, unlisted on purpose
+    (d / "edges").mkdir()
+    np.save(d / "edges" / "00000.npy", np.arange(2))  # --keep-intermediate
+    assert main(["verify", str(d)]) == 0
+    (d / "other.json").write_text("{}")
+    assert main(["verify", str(d)]) == 4
+    out = capsys.readouterr().out
+    assert out.count("EXTRA") == 1 and "other.json" in out
+
+
+def test_directory_below_a_hidden_directory(ds, tmp_path, capsys):
+    d = tmp_path / ".cache" / "ds"
+    shutil.copytree(ds, d)
+    assert main(["verify", str(d)]) == 0
+    assert "3 file(s) from 1 source(s)" in capsys.readouterr().out
+
+
+def test_shard_output_directory_is_verified_by_its_hash_list(ds, tmp_path, capsys):
+    from pipeline.shards.split import shard_bin
+
+    res = shard_bin(ds / "t_text_document", tmp_path / "s", num_shards=2)
+    assert main(["verify", str(tmp_path / "s")]) == 0
+    assert "3 file(s) from 1 source(s)" in capsys.readouterr().out
+    with open(res.shards[-1], "ab") as f:
+        f.write(b"\0\0")
+    (tmp_path / "s" / "stray.bin").write_bytes(b"x")
+    assert main(["verify", str(tmp_path / "s")]) == 4
+    out = capsys.readouterr().out
+    assert "SHA256" in out and res.shards[-1].name in out
+    assert "(2 bytes too many)" in out and "truncated" not in out
+    assert "EXTRA     " + str(tmp_path / "s" / "stray.bin") in out
+
+
+def test_missing_list_files_hint_at_root(ds, tmp_path, capsys):
+    lines = [f"{n} {hashlib.sha256((ds / n).read_bytes()).hexdigest()}" for n in NAMES[:3]]
+    lst = tmp_path / "hashes.txt"
+    lst.write_text("\n".join(lines) + "\n")
+    assert main(["verify", str(lst)]) == 4
+    err = capsys.readouterr().err
+    assert f"all 3 files listed in {lst} are not in {tmp_path} (the list's directory)" in err
+    assert "pass --root DIR" in err
+    assert main(["verify", "--root", str(ds), str(lst)]) == 0
+    # one missing file out of three is a missing file, not a wrong directory: no hint
+    (ds / NAMES[2]).unlink()
+    assert main(["verify", "--root", str(ds), str(lst)]) == 4
+    err = capsys.readouterr().err
+    assert "--root" not in err and "rebuild or re-download" in err
+
+
+@pytest.mark.parametrize("delta", [2, -2])
+def test_size_message_says_which_way(ds, capsys, delta):
+    p = ds / "t_text_document.bin"
+    raw = p.read_bytes()
+    p.write_bytes(raw + b"\0" * delta if delta > 0 else raw[:delta])
+    assert main(["verify", str(ds)]) == 4
+    out = capsys.readouterr().out
+    want = f"size differs: expected {len(raw)} bytes, found {len(raw) + delta}"
+    assert want in out
+    if delta > 0:
+        assert "(2 bytes too many)" in out and "truncated" not in out
+    else:
+        assert "(2 bytes too few, truncated)" in out
 
 
 def test_corrupt_manifest_json(ds, capsys):

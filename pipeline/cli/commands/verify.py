@@ -7,11 +7,14 @@ import sys
 NAME = "verify"
 HELP = "check files against manifests, sha256sum lists or Pythia's <file> <sha256> list"
 DESCRIPTION = """\
-Verify every PATH: a pile manifest (*.manifest.json), a directory (every *manifest.json below
-it), a sha256sum list (<hash>  <file>, like the Pile's SHA256SUMS.txt) or Pythia's list
-(<file> <hash>). Files are re-hashed (streaming, in parallel threads) and checked structurally
-(.idx/.bin, sidecar, index maps, shards). Every missing, mismatching, malformed or extra file is
-printed; the exit code is 0 only when everything matches (4 otherwise).
+Verify every PATH: a pile manifest (*.manifest.json), a directory (every *manifest.json and
+`pile shard`'s *.shard_hashes.txt below it), a sha256sum list (<hash>  <file>, like the Pile's
+SHA256SUMS.txt) or Pythia's list (<file> <hash>). Files are re-hashed (streaming, in parallel
+threads) and checked structurally (.idx/.bin, sidecar, index maps, shards). Every missing,
+mismatching, malformed or extra file is printed: in a directory, an artifact (.bin, .idx, .npy,
+.parquet, .json, .tmp) that no manifest or list covers is extra, since nothing verified it. The
+exit code is 0 only when everything matches (4 otherwise; 3 for a directory with nothing to verify
+against).
 """
 
 
@@ -20,11 +23,16 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--root",
         metavar="DIR",
-        help="resolve the files of checksum lists relative to DIR (default: the list's directory)",
+        help="resolve the files of checksum lists relative to DIR (default: the list's own "
+        "directory)",
     )
     p.add_argument("--quick", action="store_true", help="sizes and structure only, no hashing")
     p.add_argument(
-        "--workers", type=int, default=0, help="files hashed in parallel (0 = 2 per core, max 8)"
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="files hashed in parallel (default 0: 2 per core, at most 8)",
     )
     p.add_argument("--no-extra", action="store_true", help="do not report unlisted extra files")
 
@@ -56,8 +64,8 @@ def run(args) -> int:
         print(p)
     print(("quick: " if args.quick else "") + report.summary())
     if not report.ok:
-        raise IntegrityError(
-            f"{len(report.problems)} problem(s) found (listed above); rebuild or re-download the "
-            "named files."
-        )
+        fix = "rebuild or re-download the named files."
+        if report.hints:  # a list resolved against the wrong directory: say that first
+            fix = " ".join(report.hints) + " Otherwise " + fix
+        raise IntegrityError(f"{len(report.problems)} problem(s) found (listed above); {fix}")
     return 0
