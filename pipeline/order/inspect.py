@@ -541,9 +541,15 @@ class PreshuffledData:
             )
         expected = int(self.index.pointers[-1]) + int(self.index.sizes[-1]) * self._itemsize
         if self.bytes.total != expected:
+            total = self.bytes.total
+            how = (
+                f"{total - expected} bytes too many (a shard is too long or from another build)"
+                if total > expected
+                else f"{expected - total} bytes too few (a shard is truncated or missing)"
+            )
             raise IntegrityError(
-                f"{self.prefix}: the .bin data holds {self.bytes.total} bytes but the index needs "
-                f"{expected}; a shard is truncated or missing."
+                f"{self.prefix}: the .bin data holds {total} bytes but the index needs "
+                f"{expected}: {how}. Check the shards with `pile verify`."
             )
         self.source = source
         if source is not None and source.seq_length != self.seq_length:

@@ -243,9 +243,14 @@ class MMIDXIndex:
             )
         expected = HEADER_SIZE + 12 * n + 8 * d
         if size != expected:
+            how = (
+                f"{size - expected} extra bytes: corrupt, or not the index its header describes"
+                if size > expected
+                else f"{expected - size} bytes short: the index is truncated"
+            )
             raise IntegrityError(
                 f"{self.path}: {size} bytes, but a header with {n} items and {d} doc_idx entries "
-                f"needs {expected}; the index is truncated or corrupt."
+                f"needs {expected}; {how}."
             )
         self.dtype = np.dtype(DTYPE_CODES[code])
         self._mm = np.memmap(self.path, dtype=np.uint8, mode="r")

@@ -253,7 +253,12 @@ def test_preshuffled_damage_is_reported(built, tmp_path):
     run_preshuffle(prefix, CFG, out, shard_size=1000)
     with open(shards[-1], "r+b") as f:
         f.truncate(10)
-    with pytest.raises(IntegrityError, match="truncated or missing"):
+    with pytest.raises(IntegrityError, match="bytes too few .a shard is truncated or missing"):
+        open_data(out, CFG)
+    run_preshuffle(prefix, CFG, out, shard_size=1000)
+    with open(shards[-1], "ab") as f:
+        f.write(b"\0" * 6)
+    with pytest.raises(IntegrityError, match="6 bytes too many .a shard is too long"):
         open_data(out, CFG)
 
 

@@ -171,7 +171,10 @@ def test_truncated_header(tmp_path):
 
 def test_truncated_arrays(tmp_path):
     p = _write(tmp_path / "t.idx", HAND_IDX[:-1])
-    with pytest.raises(IntegrityError, match="truncated or corrupt"):
+    with pytest.raises(IntegrityError, match="1 bytes short: the index is truncated"):
+        MMIDXIndex(p)
+    p = _write(tmp_path / "u.idx", HAND_IDX + b"\0\0")
+    with pytest.raises(IntegrityError, match="2 extra bytes: corrupt"):
         MMIDXIndex(p)
 
 
