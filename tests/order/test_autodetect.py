@@ -75,7 +75,7 @@ def test_document_level_maps_dir(ds, capsys, tmp_path):
     assert np.array_equal(step_tokens(out), DocumentData(ds, CFG_B, maps).step(5))
     # without --maps-dir nothing is recorded next to the data: pythia, and its missing maps
     rc, _, err = run_cli(capsys, "inspect", ds, "--step", "5")
-    assert rc == 3 and "not found" in err and "--seq-length 2048 --global-batch 1024" in err
+    assert rc == 3 and "not found" in err and "--preset pythia" in err
 
 
 def test_other_datasets_maps_in_the_same_directory_are_ignored(ds, make_dataset, capsys):
