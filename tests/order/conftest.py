@@ -56,3 +56,10 @@ def make_dataset(tmp_path):
         return prefix, toks
 
     return make
+
+
+@pytest.fixture
+def ds(make_dataset):
+    """A 60-item token dataset with sizes 1..39 (seeded)."""
+    prefix, _ = make_dataset(np.random.RandomState(4).randint(1, 40, 60))
+    return prefix

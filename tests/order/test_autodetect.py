@@ -17,6 +17,7 @@ from pipeline.order.inspect import DocumentData
 from pipeline.order.preshuffle import preshuffled_index_chunks
 from pipeline.order.recorded import index_map_manifests, recorded_config
 from pipeline.shards.mmidx import MMIDXDataset
+from tests.order.helpers import run_cli
 
 FLAGS = ["--seq-length", "16", "--global-batch", "4", "--train-iters", "25", "--seed", "1234"]
 CFG = OrderConfig(seq_length=16, global_batch=4, train_iters=25, seed=1234)
@@ -27,21 +28,9 @@ RECORDED = "default: the config recorded with the data, else pythia"
 
 
 @pytest.fixture
-def ds(make_dataset):
-    prefix, _ = make_dataset(np.random.RandomState(4).randint(1, 40, 60))
-    return prefix
-
-
-@pytest.fixture
 def info_logs(caplog):
     caplog.set_level(logging.INFO, logger="pipeline")
     return caplog
-
-
-def run_cli(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def step_tokens(out: str) -> np.ndarray:

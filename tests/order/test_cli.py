@@ -11,21 +11,10 @@ import pytest
 from pipeline.cli.main import main
 from pipeline.order.indexmap import OrderConfig
 from pipeline.order.inspect import DocumentData
+from tests.order.helpers import run_cli
 
 FLAGS = ["--preset", "sample", "--seq-length", "16", "--global-batch", "4", "--train-iters", "25"]
 CFG = OrderConfig(seq_length=16, global_batch=4, train_iters=25, seed=1234)
-
-
-@pytest.fixture
-def ds(make_dataset):
-    prefix, _ = make_dataset(np.random.RandomState(4).randint(1, 40, 60))
-    return prefix
-
-
-def run_cli(capsys, *argv):
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_order_then_inspect_text_json_npy(ds, capsys, tmp_path):

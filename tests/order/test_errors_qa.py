@@ -25,21 +25,10 @@ from pipeline.order.inspect import (
     step_report,
 )
 from pipeline.order.preshuffle import run_preshuffle
+from tests.order.helpers import run_cli
 
 CFG = OrderConfig(seq_length=16, global_batch=4, train_iters=25, seed=1234)
 CFG_FLAGS = "--seq-length 16 --global-batch 4 --train-iters 25 --seed 1234"
-
-
-@pytest.fixture
-def ds(make_dataset):
-    prefix, _ = make_dataset(np.random.RandomState(4).randint(1, 40, 60))
-    return prefix
-
-
-def run_cli(capsys, *argv):
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 # ---- 1. missing map files: integrity error, the files named, the exact rebuild command --------
