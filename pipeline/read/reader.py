@@ -64,6 +64,8 @@ def _diagnose(raw: bytes) -> dict[str, Any]:
             "invalid-utf8",
             f"invalid UTF-8 at byte {e.start} of the line ({e.reason}); near {_excerpt(raw, e.start)}",
         ) from None
+    if s[:1] in ("\ufeff", "\x1e"):
+        s = s[1:]  # a BOM or record separator before a line: jsonlines (lm_dataformat) skips it
     try:
         obj = json.loads(s)
     except json.JSONDecodeError as e:
@@ -75,18 +77,21 @@ def _diagnose(raw: bytes) -> dict[str, Any]:
 
 
 def _text_of(obj: Any, text_key: str, slow_path: bool) -> str:
-    if not isinstance(obj, dict):
+    if isinstance(obj, str):
+        text = obj  # lm_dataformat's legacy form: the line is the text itself
+    elif not isinstance(obj, dict):
         raise RecordError(
             "not-an-object",
             f"record is a JSON {type(obj).__name__}, expected an object with {text_key!r}",
         )
-    if text_key not in obj:
+    elif text_key not in obj:
         keys = ", ".join(sorted(map(str, obj))[:10])
         raise RecordError(
             "missing-text",
             f"record has no {text_key!r} key (keys: {keys or 'none'}); pass --text-key to name the text field",
         )
-    text = obj[text_key]
+    else:
+        text = obj[text_key]
     if isinstance(text, list) and all(isinstance(t, str) for t in text):
         text = "\n\n".join(text)  # lm_dataformat joins list-valued text this way
     elif not isinstance(text, str):
@@ -108,6 +113,11 @@ def _text_of(obj: Any, text_key: str, slow_path: bool) -> str:
 
 def _source_of(obj: dict[str, Any], set_name_key: str) -> tuple[str, dict[str, Any]]:
     meta = obj.get("meta")
+    if isinstance(meta, str):  # meta serialised as a JSON string (as in some parquet exports)
+        try:
+            meta = orjson.loads(meta)
+        except orjson.JSONDecodeError:
+            pass
     if not isinstance(meta, dict):
         meta = {} if meta is None else {"meta": meta}
     name = meta.get(set_name_key)
@@ -191,6 +201,8 @@ def _iter_jsonl(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quaranti
                 text = obj.get(text_key) if type(obj) is dict else None
                 if slow or type(text) is not str:
                     text = _text_of(obj, text_key, slow)
+                    if type(obj) is not dict:
+                        obj = {}  # a bare string record has no meta
             except RecordError as e:
                 stats.reject(e.kind)
                 msg = f"{path}:{line} (byte offset {offset}): {e.detail}"

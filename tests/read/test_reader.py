@@ -373,3 +373,26 @@ def test_truncated_stream_skip_keeps_the_cut_line(tmp_path, kind):
         assert reason["byte_offset"] == sum(map(len, lines[:n]))
     assert reason["line"] == n + 1 and reason["reason"] == "corrupt-stream"
     assert "--on-error skip" not in reason["detail"] and "re-download" in reason["detail"]
+
+
+def test_what_lm_dataformat_reads_is_read(tmp_path):
+    # jsonlines (lm_dataformat's parser) skips a BOM or record separator before a line, and
+    # lm_dataformat yields a bare JSON string line as the text itself
+    p = tmp_path / "lmd.jsonl"
+    p.write_bytes(
+        b"\xef\xbb\xbf"
+        + pile_line("after a BOM", "ArXiv")
+        + b"\x1e"
+        + pile_line("after a record separator", "Github")
+        + b'"a legacy bare string record"\n'
+        + b'{"text": "string meta", "meta": "{\\"pile_set_name\\": \\"Enron Emails\\"}"}\n'
+        + b'"\\ud800"\n'
+    )
+    out, stats = docs([p], on_error="skip", quarantine_dir=str(tmp_path / "q"))
+    assert [(d.text, d.pile_set_name, d.meta, d.line) for d in out] == [
+        ("after a BOM", "ArXiv", {"pile_set_name": "ArXiv"}, 1),
+        ("after a record separator", "Github", {"pile_set_name": "Github"}, 2),
+        ("a legacy bare string record", "unknown", {}, 3),
+        ("string meta", "Enron Emails", {"pile_set_name": "Enron Emails"}, 4),
+    ]
+    assert stats.rejected_by_reason == {"lone-surrogate": 1}
