@@ -177,38 +177,58 @@ def load_exclude(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     return ids, ids_fingerprint(ids)
 
 
-def exclude_inputs(path: str | os.PathLike) -> list[str] | None:
-    """The input names a dedup output directory was computed over (None for a `.npy`)."""
+def dedup_inputs_of(path: str | os.PathLike) -> tuple[list[str], list[int | None] | None] | None:
+    """(input names, their sizes in bytes or None) a dedup output directory was computed over;
+    None for a `.npy` of ids, which carries no input list."""
     p = Path(path)
     if not p.is_dir():
         return None
     from pipeline.manifest import read_manifest
 
-    inputs = read_manifest(p / "manifest.json").get("inputs")
-    return list(inputs) if isinstance(inputs, list) else None
+    m = read_manifest(p / "manifest.json")
+    inputs = m.get("inputs")
+    if not isinstance(inputs, list):
+        return None
+    sizes = m.get("input_bytes")
+    return list(inputs), (list(sizes) if isinstance(sizes, list) else None)
 
 
 def check_exclude_inputs(
-    where: str, dedup_inputs: Sequence[str], files: Sequence[InputFile]
+    where: str,
+    dedup_inputs: Sequence[str],
+    files: Sequence[InputFile],
+    dedup_bytes: Sequence[int | None] | None = None,
 ) -> None:
     """Doc ids are positions (file index << 40 | line): an exclusion set only means something for
-    the very input list it was computed over, in the same order."""
+    the very input list it was computed over, in the same order, with the same files (a file
+    rewritten under the same name is caught by its size, when the dedup run recorded sizes)."""
     ours = [f.label for f in files]
-    if list(dedup_inputs) == ours:
+    if list(dedup_inputs) != ours:
+        i = next(
+            (k for k, (a, b) in enumerate(zip(dedup_inputs, ours)) if a != b),
+            min(len(dedup_inputs), len(ours)),
+        )
+        theirs_i = dedup_inputs[i] if i < len(dedup_inputs) else "(none)"
+        ours_i = ours[i] if i < len(ours) else "(none)"
+        raise ConfigError(
+            f"--exclude {where}: the dedup set was computed over {len(dedup_inputs)} input "
+            f"file(s) but these are {len(ours)}; they first differ at position {i}: {theirs_i!r} "
+            f"there, {ours_i!r} here. Document ids are positions in the input list, so the set "
+            "would remove the wrong documents: pass the same inputs in the same order as to "
+            "`pile dedup`, or rerun dedup on these inputs."
+        )
+    if dedup_bytes is None or len(dedup_bytes) != len(files):
         return
-    i = next(
-        (k for k, (a, b) in enumerate(zip(dedup_inputs, ours)) if a != b),
-        min(len(dedup_inputs), len(ours)),
-    )
-    theirs_i = dedup_inputs[i] if i < len(dedup_inputs) else "(none)"
-    ours_i = ours[i] if i < len(ours) else "(none)"
-    raise ConfigError(
-        f"--exclude {where}: the dedup set was computed over {len(dedup_inputs)} input file(s) but "
-        f"these are {len(ours)}; they first differ at position {i}: {theirs_i!r} there, {ours_i!r} "
-        "here. Document ids are positions in the input list, so the set would remove the wrong "
-        "documents: pass the same inputs in the same order as to `pile dedup`, or rerun dedup on "
-        "these inputs."
-    )
+    for f, want in zip(files, dedup_bytes):
+        if want is None or not os.path.isfile(f.path):
+            continue
+        have = os.path.getsize(f.path)
+        if have != want:
+            raise ConfigError(
+                f"--exclude {where}: input {f.where} is {have} bytes but was {want} bytes when "
+                "the dedup set was computed: the file changed, so its line numbers (and the "
+                "document ids) no longer match. Rerun `pile dedup` on the current inputs."
+            )
 
 
 def normalize_ids(ids: Any, where: str = "exclude ids") -> np.ndarray:
@@ -468,13 +488,16 @@ def run_tokenize(
     workers: int | None = 1,
     progress: Callable[[dict[str, Any]], None] | None = None,
     exclude_inputs: Sequence[str] | None = None,
+    exclude: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Tokenize `inputs` into `out_dir/{prefix}_text_document.{bin,idx}` + sidecar + manifest.
 
     `exclude_ids` (sorted int64 doc ids, e.g. a dedup set's removed documents) are skipped and
     counted; `exclude_fingerprint` identifies that set in the config fingerprint (default: the
     sha256 of the ids); `exclude_inputs`, the input names the set was computed over (a dedup
-    manifest's "inputs"), must equal these inputs' names, else ConfigError. `progress(result)` is called after each task is merged. Returns the
+    manifest's "inputs"), must equal these inputs' names, else ConfigError. `exclude` is the safe
+    form: a `pile dedup` output directory (or a `.npy` of ids) whose ids, fingerprint, input names
+    and sizes are loaded and checked against these inputs. `progress(result)` is called after each task is merged. Returns the
     manifest's counts.
     """
     config = config or TokenizeConfig()
@@ -505,6 +528,14 @@ def run_tokenize(
         )
     dtype = token_dtype_for_vocab(enc.vocab_size)
 
+    exclude_bytes = None
+    if exclude is not None:
+        if exclude_ids is not None:
+            raise ConfigError("pass either exclude (a dedup directory or .npy) or exclude_ids.")
+        exclude_ids, exclude_fingerprint = load_exclude(exclude)
+        recorded = dedup_inputs_of(exclude)
+        if recorded is not None:
+            exclude_inputs, exclude_bytes = recorded
     if exclude_ids is not None:
         exclude_ids = normalize_ids(exclude_ids)
         exclude_fingerprint = exclude_fingerprint or ids_fingerprint(exclude_ids)
@@ -519,7 +550,8 @@ def run_tokenize(
     if not files:
         raise ConfigError("no input files given; pass one or more INPUT files or directories.")
     if exclude_inputs is not None:
-        check_exclude_inputs("(exclude_inputs)", exclude_inputs, files)
+        where = str(exclude) if exclude is not None else "(exclude_inputs)"
+        check_exclude_inputs(where, exclude_inputs, files, exclude_bytes)
     n_beyond = int(exclude_ids.size - np.searchsorted(exclude_ids, len(files) << LINE_BITS))
 
     out.mkdir(parents=True, exist_ok=True)

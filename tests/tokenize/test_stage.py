@@ -342,3 +342,30 @@ def test_exclude_inputs_must_be_these_inputs(tmp_path, corpus):
         exclude_inputs=["00.jsonl.zst", "01.jsonl.zst"],
     )
     assert counts["excluded"] == 1
+
+
+def test_exclude_input_rewritten_under_the_same_name_is_refused(tmp_path, corpus):
+    from pipeline.read import resolve_inputs
+    from pipeline.tokenize.stage import check_exclude_inputs
+
+    files = resolve_inputs(corpus)
+    names = [f.name for f in files]
+    sizes = [corpus[0].stat().st_size, corpus[1].stat().st_size]
+    check_exclude_inputs("D", names, files, sizes)  # same files: fine
+    check_exclude_inputs("D", names, files, [None, None])  # sizes unknown: names only
+    with pytest.raises(
+        ConfigError, match=r"01.jsonl.zst is \d+ bytes but was 7 bytes.*Rerun `pile dedup`"
+    ):
+        check_exclude_inputs("D", names, files, [sizes[0], 7])
+
+
+def test_exclude_a_dedup_directory_from_the_library(tmp_path, corpus):
+    from pipeline.dedup import DedupConfig, run_dedup
+
+    run_dedup(corpus, tmp_path / "dd", DedupConfig.from_preset("pythia-0.87"))
+    counts = run_tokenize(corpus, tmp_path / "o", "t", exclude=tmp_path / "dd")
+    assert counts["exclude_ids"] == counts["excluded"]
+    with pytest.raises(ConfigError, match="first differ at position 0"):
+        run_tokenize(corpus[::-1], tmp_path / "o2", "t", exclude=tmp_path / "dd")
+    with pytest.raises(ConfigError, match="either exclude"):
+        run_tokenize(corpus, tmp_path / "o3", "t", exclude=tmp_path / "dd", exclude_ids=[1])

@@ -54,14 +54,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from pipeline.read import resolve_inputs
-    from pipeline.tokenize.stage import (
-        TokenizeConfig,
-        check_exclude_inputs,
-        exclude_inputs,
-        load_exclude,
-        run_tokenize,
-    )
+    from pipeline.tokenize.stage import TokenizeConfig, run_tokenize
 
     config = TokenizeConfig.for_tokenizer(
         args.tokenizer,
@@ -70,12 +63,6 @@ def run(args) -> int:
         batch_size=args.batch_size,
     )
     read_config = read_config_from_args(args, args.out)
-    exclude_ids = exclude_fp = None
-    if args.exclude:
-        exclude_ids, exclude_fp = load_exclude(args.exclude)
-        dedup_inputs = exclude_inputs(args.exclude)
-        if dedup_inputs is not None:  # a .npy of ids carries no input list to check against
-            check_exclude_inputs(args.exclude, dedup_inputs, resolve_inputs(args.inputs))
     bar = None
     if sys.stderr.isatty() and not args.quiet:
         from tqdm import tqdm
@@ -93,8 +80,7 @@ def run(args) -> int:
             args.prefix,
             config,
             read_config,
-            exclude_ids=exclude_ids,
-            exclude_fingerprint=exclude_fp,
+            exclude=args.exclude,
             workers=args.workers,
             progress=progress,
         )
