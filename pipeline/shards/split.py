@@ -285,8 +285,10 @@ def unshard(
     if out is None:
         target = shards[0].parent / f"{name}.bin"
     else:
+        # a path ending in .bin is the file; anything else is a directory (made if missing)
         o = Path(out)
-        target = o / f"{name}.bin" if (o.is_dir() or str(out).endswith(os.sep)) else o
+        target = o if o.suffix == ".bin" and not o.is_dir() else o / f"{name}.bin"
+    target.parent.mkdir(parents=True, exist_ok=True)
     whole = hashlib.sha256()
     buf = bytearray(BLOCK)
     view = memoryview(buf)
@@ -316,5 +318,17 @@ def unshard(
                 f"joined {name}.bin has sha256 {digest}, expected {expected_sha256}; no output "
                 "was written."
             )
+    idx = shards[0].parent / f"{name}.idx"
+    idx_target = target.with_suffix(".idx")
+    if idx.is_file() and idx_target != idx:
+        # the .idx travels with the shards (shard_bin copies it there): put it beside the .bin
+        want = hashes.get(idx.name)
+        if want is not None and sha256_file(idx) != want:
+            raise IntegrityError(
+                f"{idx}: sha256 differs from {want} in {hl}; the index is corrupt. Download it "
+                "again."
+            )
+        with atomic_open(idx_target, "wb") as dst, open(idx, "rb") as src:
+            shutil.copyfileobj(src, dst, BLOCK)
     log.info("joined %d shard(s) into %s (sha256 %s)", len(shards), target, digest)
     return target, digest

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.cli.main import main
-from pipeline.shards.mmidx import MMIDXWriter
+from pipeline.shards.mmidx import MMIDXDataset, MMIDXWriter
 from pipeline.shards.split import shard_bin
 
 
@@ -27,3 +27,20 @@ def test_missing_hash_list_error_suggests_a_real_fix(tmp_path, capsys):
     assert (tmp_path / "o.bin").read_bytes() == (
         tmp_path / "d" / "pile_text_document.bin"
     ).read_bytes()
+
+
+def test_unshard_out_directory_gets_bin_and_idx(tmp_path, capsys):
+    w = MMIDXWriter(tmp_path / "d" / "pile_text_document", np.uint16)
+    for n in (3, 9, 4, 7):
+        w.add_item(np.arange(n))
+    w.finalize()
+    shard_bin(tmp_path / "d" / "pile_text_document", tmp_path / "s", num_shards=2)
+    src = tmp_path / "d" / "pile_text_document"
+    # a new path without .bin is a directory; a .bin path is the file itself
+    assert main(["unshard", str(tmp_path / "s"), "--out", str(tmp_path / "new")]) == 0
+    assert main(["unshard", str(tmp_path / "s"), "--out", str(tmp_path / "f" / "x.bin")]) == 0
+    for prefix in (tmp_path / "new" / "pile_text_document", tmp_path / "f" / "x"):
+        for ext in (".bin", ".idx"):
+            assert prefix.with_suffix(ext).read_bytes() == src.with_suffix(ext).read_bytes()
+    joined = MMIDXDataset(tmp_path / "new" / "pile_text_document")
+    assert [len(joined[i]) for i in range(len(joined))] == [3, 9, 4, 7]
