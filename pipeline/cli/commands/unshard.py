@@ -14,7 +14,12 @@ the joined file. Nothing is left behind on a mismatch.
 
 def add_arguments(p) -> None:
     p.add_argument("where", metavar="SHARD_DIR_OR_LIST", help="a shard, their directory, or a list")
-    p.add_argument("--out", metavar="PATH", help="output file or directory (default: next to them)")
+    p.add_argument(
+        "--out",
+        metavar="PATH",
+        help="a .bin path, or a directory (made if missing) for {name}.bin + .idx "
+        "(default: next to the shards)",
+    )
     p.add_argument("--sha256", help="expected sha256 of the joined .bin")
     p.add_argument(
         "--require-hashes", action="store_true", help="fail when no checksum list is found"
