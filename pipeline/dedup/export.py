@@ -1,18 +1,25 @@
-"""`--export-text`: the surviving documents as Pile-format jsonl.zst, metadata intact.
+"""`--export-text`: the surviving documents as jsonl.zst, every field intact.
 
 One output file per input file, in the same document order, named after the input
 (`train/00.jsonl.zst` -> `DEST/00.jsonl.zst`; a `.jsonl`/`.parquet`/... input gets `.jsonl.zst`;
 when two inputs would get the same name every output is prefixed with its 5-digit input index).
-Each line is `{"text": ..., "meta": {...}}` (orjson, keys in that order, the document's whole `meta`
-object as read, so pile_set_name and any other fields survive; the deduped Pile that EleutherAI
-released had lost them). zstd level 3, single-threaded, so the bytes are deterministic. A manifest
-(kind "dedup-export") with the sha256 of every file is written last.
+
+What a kept document becomes:
+  - jsonl inputs: its original line, byte for byte (`pipeline.read.lines.iter_lines`), so top-level
+    ids, `pile_set_name` at the top level, a `meta` held as a string and any other field survive
+    exactly as they were (the deduped Pile that EleutherAI released had lost them). Only lines the
+    reader yields as documents are written: rejected, blank and empty-text lines are not. A last
+    line without its newline gets one.
+  - parquet / datasets inputs: the row as one JSON object (orjson, columns in table order;
+    values orjson cannot encode, e.g. bytes, are written as their str()).
+zstd level 3, single-threaded, so the bytes are deterministic. A manifest (kind "dedup-export")
+with the sha256 of every file is written last.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +30,16 @@ import zstandard
 
 from pipeline.config import combine_fingerprints
 from pipeline.engine import map_ordered
+from pipeline.errors import IntegrityError
 from pipeline.io import atomic_open
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.read import LINE_BITS, InputFile, ReadConfig, iter_file, resolve_inputs
+from pipeline.read.lines import iter_lines
+from pipeline.read.reader import _iter_rows  # the reader's raw rows, in its row order
 
 _SUFFIX = re.compile(r"(\.jsonl|\.json)?(\.zst|\.zstd|\.gz)?$|\.parquet$", re.IGNORECASE)
 ZSTD_LEVEL = 3
+JSONL_KINDS = ("jsonl", "jsonl.zst", "jsonl.gz")
 
 
 def output_names(files: list[InputFile]) -> list[str]:
@@ -52,17 +63,57 @@ class _ExportTask:
     read_config: ReadConfig
 
 
+def _kept_docs(task: _ExportTask) -> Iterator[tuple[int, bool]]:
+    """(1-based line or row, kept?) of every document the reader yields, in order."""
+    removed = task.removed
+    for doc in iter_file(task.file, task.read_config):
+        i = np.searchsorted(removed, doc.doc_id)
+        yield doc.line, not (i < len(removed) and removed[i] == doc.doc_id)
+
+
+def _seek(items: Iterator[tuple], number: int, task: _ExportTask) -> tuple:
+    """Advance `items` ((line or row number, ...) tuples) to `number` and return that item."""
+    for item in items:
+        if item[0] == number:
+            return item
+    raise IntegrityError(  # pragma: no cover - the reader only yields lines that exist
+        f"{task.file.where}: line/row {number} vanished between two reads; the input changed "
+        "during the export. Rerun it on unchanged input."
+    )
+
+
+def _jsonl_records(task: _ExportTask) -> Iterator[bytes | None]:
+    """The original line of each kept document (None for a dropped one)."""
+    lines = iter_lines(task.file.path, task.file.kind)
+    try:
+        for line, kept in _kept_docs(task):
+            raw = _seek(lines, line, task)[2]
+            if not kept:
+                yield None
+            else:
+                yield raw if raw.endswith(b"\n") else raw + b"\n"
+    finally:
+        lines.close()
+
+
+def _table_records(task: _ExportTask) -> Iterator[bytes | None]:
+    """Each kept document's row as one JSON line (None for a dropped one)."""
+    rows = enumerate(_iter_rows(task.file), start=1)
+    for line, kept in _kept_docs(task):
+        row = _seek(rows, line, task)[1]
+        yield orjson.dumps(row, default=str) + b"\n" if kept else None
+
+
 def _export_task(task: _ExportTask) -> dict[str, int]:
     written = dropped = 0
-    removed = task.removed
+    records = _jsonl_records(task) if task.file.kind in JSONL_KINDS else _table_records(task)
     cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=0)
     with atomic_open(Path(task.path), "wb") as raw, cctx.stream_writer(raw, closefd=False) as zw:
-        for doc in iter_file(task.file, task.read_config):
-            i = np.searchsorted(removed, doc.doc_id)
-            if i < len(removed) and removed[i] == doc.doc_id:
+        for rec in records:
+            if rec is None:
                 dropped += 1
                 continue
-            zw.write(orjson.dumps({"text": doc.text, "meta": doc.meta}) + b"\n")
+            zw.write(rec)
             written += 1
     return {"written": written, "dropped": dropped}
 
@@ -99,7 +150,7 @@ def export_text(
         "documents_written": sum(r["written"] for r in results),
         "documents_dropped": sum(r["dropped"] for r in results),
     }
-    fingerprint = combine_fingerprints(dedup_fp, read_config.fingerprint(), "export-text-v1")
+    fingerprint = combine_fingerprints(dedup_fp, read_config.fingerprint(), "export-text-v2")
     write_manifest(
         dest / "manifest.json",
         kind="dedup-export",

@@ -9,15 +9,22 @@ order, so 1 or N workers give byte-identical files):
      and appends the LSH band records to `buckets/<p>/<i>.bin` (pipeline.dedup.edges).
   2. edges: one task per hash partition p: star edges of every bucket -> `edges/<p>.npy`.
   3. verification (main process): candidate pairs checked on the full signatures (optional).
+     With `verify="exact"`, a second pass (one task per input file) re-reads the files and writes
+     the sorted unique shingle hashes of the documents in the surviving pairs to
+     `exact/<i>.hashes.npy` + `.offsets.npy`; the main process then keeps a pair only when the
+     exact Jaccard of the two sets is >= threshold. Memory: the candidates' shingles (memory-mapped).
   4. components (main process): vectorised union-find; keep = smallest doc_id of each cluster.
   5. tables: removed.parquet (doc_id, cluster_id, kept_id, pile_set_name, file, line) sorted by
      doc_id; clusters.parquet (cluster_id, kept_id, size, pile_set_name, file, line of the kept
      document) sorted by cluster_id; the cluster id is the kept (smallest) doc_id.
   6. stats.json (deterministic: counts, duplicates per pile_set_name, cluster-size histogram, the
-     S-curve and expected recall, verification counts), timings.json (wall-clock seconds per step;
+     S-curve and expected recall, verification counts, `criterion`: the rule a removed pair met,
+     see DedupConfig.criterion), timings.json (wall-clock seconds per step;
      kept out of stats.json so every listed output is byte-identical across reruns), and
      manifest.json last (kind "dedup", config fingerprint, sha256 of every output).
-Intermediate buckets/ and edges/ are deleted at the end unless `keep_intermediate`.
+The manifest also records `inputs` (labels) and `input_bytes` (on-disk size of each input, null
+for datasets / hf: directories), so a consumer can tell an input rewritten under the same name.
+Intermediate buckets/, edges/ and exact/ are deleted at the end unless `keep_intermediate`.
 
 A document without shingles (only whitespace after normalisation) is never a candidate and is
 never removed. Keep policy: the smallest global doc_id in each cluster, which depends only on the
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -56,6 +64,7 @@ from pipeline.dedup.shingle import shingle_hashes
 from pipeline.dedup.signatures import (
     DocsTableWriter,
     SignatureArrayWriter,
+    npy_header,
     table_fingerprint,
     write_table,
 )
@@ -214,6 +223,147 @@ def _edge_task(task: _EdgeTask) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------- step 3b: exact
+@dataclass(frozen=True)
+class _ShingleTask:
+    file: InputFile
+    out_dir: str
+    doc_ids: np.ndarray  # sorted candidate doc ids of this file
+    config: DedupConfig
+    read_config: ReadConfig
+
+
+def exact_paths(out_dir: Path, file_index: int) -> tuple[Path, Path]:
+    base = Path(out_dir) / "exact"
+    return base / f"{file_index:06d}.hashes.npy", base / f"{file_index:06d}.offsets.npy"
+
+
+def _shingle_task(task: _ShingleTask) -> dict[str, Any]:
+    """Sorted unique shingle hashes of the file's candidate documents, back to back (uint64
+    [total, 1]); offsets[i] is where doc_ids[i]'s set starts (len(doc_ids) + 1 entries)."""
+    t0 = time.perf_counter()
+    cfg = task.config
+    want = task.doc_ids
+    hashes_path, offsets_path = exact_paths(Path(task.out_dir), task.file.index)
+    offsets = np.zeros(len(want) + 1, dtype=np.int64)
+    found = 0
+    texts: list[str] = []
+    batch_chars = 0
+    with atomic_open(hashes_path, "wb") as fh:
+        fh.write(npy_header(0, 1, "<u8"))  # rewritten with the final length below
+        total = 0
+
+        def flush() -> None:
+            nonlocal texts, batch_chars, total
+            if not texts:
+                return
+            h, n_sh = shingle_hashes(texts, cfg.ngram)
+            starts = np.concatenate([[0], np.cumsum(n_sh)])
+            for k in range(len(texts)):
+                u = np.unique(h[starts[k] : starts[k + 1]]).astype("<u8")
+                fh.write(u.tobytes())
+                total += len(u)
+                offsets[found - len(texts) + k + 1] = total
+            texts, batch_chars = [], 0
+
+        wanted = want.tolist()
+        if wanted:
+            for doc in iter_file(task.file, task.read_config):
+                if found >= len(wanted):
+                    break
+                if doc.doc_id < wanted[found]:
+                    continue
+                if doc.doc_id != wanted[found]:
+                    break  # a candidate the reader no longer yields: reported below
+                texts.append(doc.text)
+                found += 1
+                batch_chars += len(doc.text)
+                if batch_chars >= cfg.batch_chars or len(texts) >= MAX_BATCH_DOCS:
+                    flush()
+            flush()
+        if found != len(want):
+            missing = int(want[found])
+            raise IntegrityError(
+                f"{task.file.where} line {(missing & LINE_MASK) + 1}: candidate document "
+                f"{missing} was not found on the second read; the input changed during "
+                "`pile dedup`. Rerun it on unchanged inputs."
+            )
+        fh.seek(0)
+        fh.write(npy_header(total, 1, "<u8"))  # shape (total, 1): the header has a fixed size
+        fh.seek(0, 2)
+    with atomic_open(offsets_path, "wb") as fo:
+        np.save(fo, offsets, allow_pickle=False)
+    return {"documents": found, "shingles": int(offsets[-1]), "seconds": time.perf_counter() - t0}
+
+
+def exact_jaccard(
+    src: np.ndarray, dst: np.ndarray, sets: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """Exact Jaccard of each pair's shingle-hash sets; `sets[file_index]` = (sorted doc ids,
+    offsets, hashes) as written by the shingle tasks."""
+
+    def get(doc: int) -> np.ndarray:
+        ids, offsets, hashes = sets[doc >> LINE_BITS]
+        i = int(np.searchsorted(ids, doc))
+        return hashes[offsets[i] : offsets[i + 1]]
+
+    out = np.empty(len(src), dtype=np.float64)
+    for k, (u, v) in enumerate(zip(src.tolist(), dst.tolist())):
+        a, b = get(u), get(v)
+        if len(a) > len(b):
+            a, b = b, a
+        if not len(a):
+            out[k] = 0.0
+            continue
+        pos = np.minimum(np.searchsorted(b, a), len(b) - 1)
+        inter = int(np.count_nonzero(b[pos] == a))
+        out[k] = inter / (len(a) + len(b) - inter)
+    return out
+
+
+def _verify_exact(
+    out: Path,
+    files: Sequence[InputFile],
+    src: np.ndarray,
+    dst: np.ndarray,
+    config: DedupConfig,
+    read_config: ReadConfig,
+    workers: int,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    cand = np.unique(np.concatenate([src, dst]))
+    fi = cand >> LINE_BITS
+    remove_tree(out / "exact")
+    (out / "exact").mkdir(parents=True)
+    tasks = [_ShingleTask(f, str(out), cand[fi == f.index], config, read_config) for f in files]
+    results = map_ordered(_shingle_task, tasks, workers)
+    sets = {}
+    for t in tasks:
+        if len(t.doc_ids):
+            h, o = exact_paths(out, t.file.index)
+            sets[t.file.index] = (
+                t.doc_ids,
+                np.load(o, allow_pickle=False),
+                np.load(h, mmap_mode="r", allow_pickle=False)[:, 0],
+            )
+    jac = exact_jaccard(src, dst, sets)
+    keep = jac >= config.threshold - 1e-12
+    info = {
+        "exact_documents": sum(r["documents"] for r in results),
+        "exact_checked_pairs": int(len(src)),
+        "exact_kept_pairs": int(keep.sum()),
+        "exact_dropped_pairs": int(len(src) - keep.sum()),
+    }
+    del sets
+    return src[keep], dst[keep], info
+
+
+def _input_bytes(f: InputFile) -> int | None:
+    """On-disk size of a file input; None for directory inputs (datasets, hf:)."""
+    if f.kind in ("hf-disk", "hf-hub"):
+        return None
+    return os.stat(f.path).st_size
+
+
 # ----------------------------------------------------------------------------- helpers
 def _doc_meta(
     out_dir: Path, files: Sequence[InputFile], ids: np.ndarray
@@ -286,17 +436,18 @@ def run_dedup(
     stale = out / "manifest.json"
     if stale.exists():
         stale.unlink()  # this directory is not a complete result again until the new manifest
-    for d in ("buckets", "edges"):
+    for d in ("buckets", "edges", "exact"):
         remove_tree(out / d)
     timings: dict[str, float] = {}
+    criterion = config.criterion()
     log.info(
-        "dedup: %d input file(s), threshold %.3f, K=%d, bands %d x rows %d, %d-word shingles",
+        "dedup: %d input file(s), K=%d, bands %d x rows %d, %d-word shingles; near-duplicates: %s",
         len(files),
-        config.threshold,
         config.num_perm,
         config.bands,
         config.rows,
         config.ngram,
+        criterion["summary"],
     )
     curve = s_curve(config.bands, config.rows)
     recall = expected_recall(
@@ -349,7 +500,15 @@ def run_dedup(
             kept_pairs=int(len(src)),
             dropped_pairs=candidates - int(len(src)),
         )
+    verification["mode"] = criterion["check"]
     timings["verify"] = time.perf_counter() - t0
+    if config.verify == "exact" and config.verify_candidates:
+        t0 = time.perf_counter()
+        src, dst, info = _verify_exact(out, files, src, dst, config, read_config, workers)
+        verification.update(info)
+        verification["kept_pairs"] = int(len(src))
+        verification["dropped_pairs"] = candidates - int(len(src))
+        timings["verify_exact"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     nodes, root = connected_components(src, dst)
@@ -427,6 +586,8 @@ def run_dedup(
         "documents_in_clusters": int(len(nodes)),
         "removed": int(len(removed_ids)),
         "kept": total_docs - int(len(removed_ids)),
+        # the similarity a joined pair reached (see criterion.check for which similarity)
+        "jaccard_cut": criterion["jaccard_cut"],
     }
     fingerprinted = {
         k: v for k, v in config.to_dict().items() if k not in config._not_fingerprinted
@@ -440,6 +601,7 @@ def run_dedup(
         "s_curve": curve,
         "expected_recall": recall,
         "verification": verification,
+        "criterion": criterion,
         "reader": {
             k: sum(r["reader"][k] for r in sig_results)
             for k in ("lines", "empty", "blank_lines", "rejected")
@@ -452,6 +614,7 @@ def run_dedup(
     if not config.keep_intermediate:
         remove_tree(out / "buckets")
         remove_tree(out / "edges")
+        remove_tree(out / "exact")
 
     t0 = time.perf_counter()
     manifest_files: list[tuple[Path, str]] = []
@@ -470,7 +633,12 @@ def run_dedup(
         files=manifest_files,
         config=fingerprinted,
         counts=counts,
-        extra={"inputs": [f.label for f in files], "read_config": read_config.to_dict()},
+        extra={
+            "inputs": [f.label for f in files],
+            "input_bytes": [_input_bytes(f) for f in files],
+            "read_config": read_config.to_dict(),
+            "criterion": criterion,
+        },
     )
     timings["manifest"] = time.perf_counter() - t0
     timings["total"] = sum(

@@ -8,20 +8,29 @@ from pathlib import Path
 
 from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
 from pipeline.dedup import DedupConfig, export_text, run_dedup
+from pipeline.dedup.config import VERIFY_MODES
 from pipeline.presets import preset_names
 
 NAME = "dedup"
 HELP = "find near-duplicate documents (MinHash + LSH) across all inputs; keep the smallest id"
 DESCRIPTION = """\
 Find near-duplicate documents across all inputs with MinHash signatures of word n-gram shingles
-and LSH banding, check candidate pairs on the full signatures, join them into clusters, and keep
-the document with the smallest global id of each cluster.
+and LSH banding, check candidate pairs, join them into clusters, and keep the document with the
+smallest global id of each cluster.
+
+What is removed: LSH finds candidate pairs around the Jaccard threshold (tuned for recall); by
+default a candidate pair is kept when its MinHash-estimated Jaccard is >= threshold - verify_sigmas
+standard errors (0.8105 for the pythia-0.87 preset), so pairs with a true Jaccard a little below
+the threshold are removed too (Pythia's own dedup did not check candidates at all). --verify exact
+also requires the exact Jaccard of the two shingle sets to be >= the threshold (a second read of
+the inputs). The summary and stats.json (`criterion`, counts.jaccard_cut) state the rule used.
 
 Writes to --out: signatures/ (per input file), removed.parquet (doc_id, cluster_id, kept_id,
 pile_set_name, file, line), clusters.parquet, stats.json (duplicates per pile_set_name, cluster
-sizes, S-curve, expected recall), timings.json and manifest.json (written last).
-With --export-text DIR the surviving documents are also written as Pile-format jsonl.zst with
-their metadata intact.
+sizes, S-curve, expected recall, the removal criterion), timings.json and manifest.json (written
+last; it also records each input's size in bytes).
+With --export-text DIR the surviving documents are also written as jsonl.zst: a jsonl input's
+kept lines byte for byte (all their fields), a parquet / datasets row as one JSON object.
 """
 
 log = logging.getLogger(__name__)
@@ -37,7 +46,12 @@ def add_arguments(p) -> None:
         "'none' for the built-in defaults; the flags below override it",
     )
     g = p.add_argument_group("MinHash / LSH (default: from the preset)")
-    g.add_argument("--threshold", type=float, help="Jaccard similarity threshold, 0 < J < 1")
+    g.add_argument(
+        "--threshold",
+        type=float,
+        help="Jaccard threshold the LSH bands are tuned for, 0 < J < 1 (pairs are removed down to "
+        "the estimate cut unless --verify exact)",
+    )
     g.add_argument("--num-perm", type=int, help="MinHash permutations K")
     g.add_argument("--bands", type=int, help="LSH bands b (b * r <= K); chosen if unset")
     g.add_argument("--rows", type=int, help="rows per band r; chosen if unset")
@@ -45,15 +59,23 @@ def add_arguments(p) -> None:
     g.add_argument("--seed", type=int, help="seed of the MinHash permutations")
     g.add_argument(
         "--no-verify",
-        dest="verify",
+        dest="verify_candidates",
         action="store_false",
         default=None,
-        help="keep every LSH candidate pair without checking it on the full signature",
+        help="join every LSH candidate pair without checking it (pairs far below the threshold "
+        "can be removed)",
     )
     g.add_argument(
         "--verify-sigmas",
         type=float,
-        help="verification cut = threshold - this many standard errors of the estimate",
+        help="estimate check: keep a candidate pair when its MinHash-estimated Jaccard is >= "
+        "threshold - this many standard errors",
+    )
+    g.add_argument(
+        "--verify",
+        choices=VERIFY_MODES,
+        help="'estimate' (the default): the MinHash-estimate check only; 'exact': also require the "
+        "exact shingle-set Jaccard >= threshold (a second read of the inputs)",
     )
     g.add_argument(
         "--partitions", type=int, help="hash partitions of the bucket step (power of two; memory)"
@@ -61,7 +83,8 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--export-text",
         metavar="DIR",
-        help="also write the surviving documents to DIR as jsonl.zst (metadata intact)",
+        help="also write the surviving documents to DIR as jsonl.zst (jsonl lines verbatim, "
+        "table rows as JSON)",
     )
     p.add_argument(
         "--keep-intermediate", action="store_true", help="keep buckets/ and edges/ for inspection"
@@ -99,8 +122,9 @@ def run(args) -> int:
         rows=args.rows,
         ngram=args.ngram,
         seed=args.seed,
-        verify_candidates=args.verify,
+        verify_candidates=args.verify_candidates,
         verify_sigmas=args.verify_sigmas,
+        verify=args.verify,
         partitions=args.partitions,
         keep_intermediate=args.keep_intermediate or None,
         workers=args.workers,
@@ -113,10 +137,17 @@ def run(args) -> int:
         print(_s_curve_text(stats))
         v = stats["verification"]
         if v.get("enabled") and "candidate_pairs" in v:
-            print(
-                f"verification (estimated J >= {v['cut']:.4f}): kept {v['kept_pairs']} of "
-                f"{v['candidate_pairs']} candidate pairs"
+            line = (
+                f"verification (estimated J >= {v['cut']:.4f}"
+                + (
+                    f", then exact J >= {stats['config']['threshold']:g}"
+                    if "exact_checked_pairs" in v
+                    else ""
+                )
+                + f"): kept {v['kept_pairs']} of {v['candidate_pairs']} candidate pairs"
             )
+            print(line)
+        print(f"near-duplicates: {stats['criterion']['summary']}")
         print(
             f"{c['documents']} documents, {c['clusters']} duplicate clusters, "
             f"{c['removed']} removed ({100.0 * c['removed'] / max(c['documents'], 1):.3f}%), "
