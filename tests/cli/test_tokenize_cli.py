@@ -157,3 +157,17 @@ def test_exclude_dedup_dir_must_match_the_input_list(tmp_path, capsys):
     assert "2 input file(s) but these are 1" in capsys.readouterr().err
     assert main([*args, a, b]) == 0
     assert "3 excluded" in capsys.readouterr().out
+
+
+def test_exclude_refuses_an_input_rewritten_since_dedup(tmp_path, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    texts = [" ".join(f"w{i} w{i + 1} w{i + 2}" for i in range(k, k + 30)) for k in range(4)]
+    (d / "a.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    (d / "b.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:2]))
+    assert main(["dedup", str(d), "--out", str(tmp_path / "D")]) == 0
+    (d / "b.jsonl").write_text(json.dumps({"text": "a new unique document"}) + "\n")
+    capsys.readouterr()
+    args = ["tokenize", str(d), "--out", str(tmp_path / "T"), "--prefix", "t"]
+    assert main([*args, "--exclude", str(tmp_path / "D")]) == 2
+    assert "b.jsonl is" in capsys.readouterr().err
