@@ -10,11 +10,14 @@
     [order]      preset = "pythia", seq_length = 2048, global_batch = 1024, train_iters = 143000, seed = 1234
     [preshuffle] shard_size = 4294967296
 
-`resolve_build_config` merges preset < file < flags and validates every value.
+`resolve_build_config` merges default < preset < file < flags and validates every value. Paths
+(inputs, out, the tokenizer) are made absolute, so `OUT/build.toml` rebuilds the same thing from
+any working directory.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 VARIANTS = ("standard", "deduped", "both")
+DEFAULT_OUT = "pile_out"
+# input names that are Pile held-out splits (a path component, a file stem or a `#split`)
+HELD_OUT_NAMES = ("val", "valid", "validation", "test")
 TOP_KEYS = {"input", "out", "variant", "preset", "workers"}
 TABLES = {
     "read": {"text_key", "set_name_key", "on_error"},
@@ -129,7 +135,9 @@ def resolve_build_config(
     config_file: str | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> BuildConfig:
-    """preset < config file < flags. `overrides` holds per-table flag values (None = not given)."""
+    """default < preset < config file < flags. Every flag is None when not given (the CLI has no
+    defaults of its own), so a value in the file is never shadowed by a flag's default.
+    `overrides` holds per-table flag values (None = not given)."""
     data = load_config_file(config_file) if config_file else {}
     inputs = inputs or data.get("input") or []
     if isinstance(inputs, str):
@@ -142,14 +150,11 @@ def resolve_build_config(
                 "no --input given and the bundled sample is missing from the package; "
                 "reinstall the package or pass --input."
             )
-    out = out or data.get("out")
-    if not out:
-        raise ConfigError(
-            "no output directory: pass --out DIR (or `out = ...` in the config file)."
-        )
+    out = out or data.get("out") or DEFAULT_OUT
     variant = variant or data.get("variant") or "both"
     if variant not in VARIANTS:
         raise ConfigError(f"variant {variant!r} is not one of {', '.join(VARIANTS)}.")
+    preset_flag = preset
     preset = preset or data.get("preset") or ("sample" if bundled else "pythia")
     if preset not in preset_names("build"):
         raise ConfigError(
@@ -165,16 +170,43 @@ def resolve_build_config(
         if table in ("order", "dedup"):
             merged["preset"] = stage_presets[table]
         merged.update(data.get(table, {}))
+        if preset_flag and table in ("order", "dedup"):
+            # --preset outranks the file's stage presets (build.toml always names them)
+            merged["preset"] = stage_presets[table]
         for k, v in (overrides or {}).get(table, {}).items():
             if v is not None:
                 merged[k] = v
         tables[table] = merged
+    if tables["tokenize"].get("tokenizer"):
+        tables["tokenize"]["tokenizer"] = os.path.abspath(str(tables["tokenize"]["tokenizer"]))
     return BuildConfig(
-        inputs=tuple(str(Path(i)) if not str(i).startswith("hf:") else str(i) for i in inputs),
-        out=str(out),
+        inputs=tuple(_absolute_input(str(i)) for i in inputs),
+        out=os.path.abspath(str(out)),
         variant=variant,
         preset=preset,
         workers=workers,
         bundled_sample=bundled,
         **tables,
     )
+
+
+def _absolute_input(spec: str) -> str:
+    """An input spec with its path made absolute (`hf:` and `#split` kept)."""
+    if spec.startswith("hf:"):
+        base, sep, split = spec[3:].partition("#")
+        return "hf:" + os.path.abspath(base) + sep + split
+    return os.path.abspath(spec)
+
+
+def held_out_names(names: list[str]) -> list[str]:
+    """The input names (relative to the inputs' root, as `InputFile.name`) that look like
+    held-out splits: a directory, a file stem or a `#split` equal to val / valid / validation /
+    test, case-insensitive."""
+    found = []
+    for name in names:
+        path, _, split = name.partition("#")
+        parts = path.split("/")
+        words = [*parts[:-1], parts[-1].split(".", 1)[0], split]
+        if any(w.lower() in HELD_OUT_NAMES for w in words if w):
+            found.append(name)
+    return found

@@ -39,8 +39,8 @@ def collect(plan: BuildPlan) -> dict[str, Any]:
             "preset": plan.config.preset,
             "variants": list(plan.config.variants),
             "inputs": [f.label for f in plan.inputs],
-            "order": plan.order_config.to_dict(),
-            "dedup": plan.dedup_config.to_dict(),
+            "order": _output_fields(plan.order_config),
+            "dedup": _output_fields(plan.dedup_config),
         },
         "variants": {},
     }
@@ -89,6 +89,12 @@ def collect(plan: BuildPlan) -> dict[str, Any]:
             },
         }
     return data
+
+
+def _output_fields(cfg) -> dict[str, Any]:
+    """The config fields that shape the outputs: worker counts and batch sizes do not, and would
+    make report.json differ between runs that built the same bytes."""
+    return {k: v for k, v in cfg.to_dict().items() if k not in cfg._not_fingerprinted}
 
 
 def _doc_lengths(plan: BuildPlan, variant: str) -> np.ndarray:

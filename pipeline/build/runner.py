@@ -3,13 +3,17 @@
 Stages (for `--variant both`): dedup → tokenize:standard, tokenize:deduped → order:<v> →
 preshuffle:<v> → report, then a verify pass over every manifest. Each stage has a *key*: the sha256
 of its name, its own config fingerprint, the identity of the inputs (path, size, mtime) and the keys
-of the stages it reads. A stage runs unless `OUT/_state/<stage>.json` is complete, holds the same
+of the stages it reads; its record also stores these parts, so a changed key is explained (e.g.
+"input train/02.jsonl.zst changed (mtime)"). Inputs are never hashed: the Pile is ~460 GB. A stage runs unless `OUT/_state/<stage>.json` is complete, holds the same
 key and all of its outputs are intact (pipeline.build.state), and a stage runs whenever one it reads
 runs. Before it runs, the files its previous record names (the outputs of a finished run, or the
 planned outputs of a killed or failed one, whatever its config) and any `*.tmp` are removed, and a
 *running* record listing the files it may write is stored; so a rerun of a killed build produces the
 same bytes as an uninterrupted one, leaves no file of another config behind, and an artifact built
 with another config is never reused.
+
+A build of one variant reports (never deletes) the other variant when its completed stages no
+longer match the current inputs and config (`BuildPlan.stale_variants`).
 
 Fault injection for tests: `PILE_FAULT=<stage>:<point>` (point = start | end) sends SIGKILL to the
 build process at that point; `tokenize:<v>:mid` kills it after the first tokenize task is merged.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 import shutil
 import signal
 import time
@@ -29,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
-from pipeline.build.config import BuildConfig
+from pipeline.build.config import BuildConfig, held_out_names
 from pipeline.build.lock import BuildLock
 from pipeline.build.state import (
+    COMPLETE,
+    KEY_CHANGED,
     check_complete,
     load_record,
     owned_files,
@@ -73,6 +80,9 @@ class Stage:
     reason: str = ""  # why a pending stage runs
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+    # what the key was made of, by part (stored in the completion record): lets a later run say
+    # *why* a key changed (which input file, which config) instead of just that it did
+    basis: dict[str, Any] = field(default_factory=dict)
 
 
 class BuildPlan:
@@ -102,15 +112,25 @@ class BuildPlan:
         tokenizer = tok.pop("tokenizer", None)
         self.tokenize_config = TokenizeConfig.for_tokenizer(tokenizer or None, **tok)
         self.shard_size = config.preshuffle.get("shard_size")
+        stats = [_stat(f.path) for f in self.inputs]
+        # inputs are identified by path, size and mtime, never hashed (the Pile is ~460 GB): a
+        # touched input reruns the build, and the reason names the file
         self.input_identity = combine_fingerprints(
             *(
-                canonical_json([os.path.abspath(f.path), f.kind, f.split, *_stat(f.path)])
-                for f in self.inputs
+                canonical_json([os.path.abspath(f.path), f.kind, f.split, *st])
+                for f, st in zip(self.inputs, stats)
             ),
             self.read_config.fingerprint(),
         )
-        self.stages: list[Stage] = []
-        self._plan()
+        self.input_basis = [
+            [f.label, os.path.abspath(f.path), f.kind, f.split, *st]
+            for f, st in zip(self.inputs, stats)
+        ]
+        held_out = held_out_names([f.label for f in self.inputs])
+        if held_out:
+            log.warning("%s", _held_out_message(held_out, self.inputs))
+        self.stages: list[Stage] = self._plan(config.variants)
+        self.stale: list[StaleVariant] = []  # filled by run_build / the dry run
 
     # -- plan ------------------------------------------------------------------------------
     def prefix(self, variant: str) -> str:
@@ -125,14 +145,25 @@ class BuildPlan:
 
     def _add(
         self,
+        stages: list[Stage],
         name: str,
         parts: list[str],
         run,
         directory: Path,
         planned: list[str],
         upstream: list[Stage],
+        config: dict[str, str],
+        uses_inputs: bool = False,
     ) -> Stage:
         # the package version is part of every key: a new release redoes the stages
+        basis: dict[str, Any] = {
+            "version": __version__,
+            "config": config,
+            "upstream": {u.name: u.key for u in upstream},
+        }
+        if uses_inputs:
+            basis["inputs"] = self.input_basis
+            basis["read"] = self.read_config.fingerprint()
         st = Stage(
             name,
             combine_fingerprints(name, __version__, *parts),
@@ -140,8 +171,9 @@ class BuildPlan:
             directory,
             planned=planned,
             upstream=[u.name for u in upstream],
+            basis=basis,
         )
-        self.stages.append(st)
+        stages.append(st)
         return st
 
     def _rel(self, path: Path) -> str:
@@ -180,61 +212,77 @@ class BuildPlan:
             f"{d}/{PRESHUFFLED_MANIFEST}",
         ]
 
-    def _plan(self) -> None:
-        variants = self.config.variants
+    def _plan(self, variants: tuple[str, ...]) -> list[Stage]:
+        """The stages building `variants`, in dependency order."""
+        stages: list[Stage] = []
         dedup_stage = None
         if "deduped" in variants:
+            dedup_fp = self.dedup_config.fingerprint()
             dedup_stage = self._add(
+                stages,
                 "dedup",
-                [self.dedup_config.fingerprint(), self.input_identity],
+                [dedup_fp, self.input_identity],
                 self._run_dedup,
                 self.out / "dedup",
                 self._planned_dedup(),
                 [],
+                {"dedup": dedup_fp},
+                uses_inputs=True,
             )
+        tok_fp = self.tokenize_config.fingerprint()
         tok_stages = {}
         for v in variants:
-            parts = [self.tokenize_config.fingerprint(), self.input_identity]
+            parts = [tok_fp, self.input_identity]
             up = []
             if v == "deduped":
                 parts.append(dedup_stage.key)
                 up.append(dedup_stage)
             tok_stages[v] = self._add(
+                stages,
                 f"tokenize-{v}",
                 parts,
                 lambda v=v: self._run_tokenize(v),
                 self.out / v,
                 self._planned_tokenize(v),
                 up,
+                {"tokenize": tok_fp},
+                uses_inputs=True,
             )
+        order_fp = self.order_config.fingerprint()
         order_stages = {}
         for v in variants:
             order_stages[v] = self._add(
+                stages,
                 f"order-{v}",
-                [self.order_config.fingerprint(), tok_stages[v].key],
+                [order_fp, tok_stages[v].key],
                 lambda v=v: self._run_order(v),
                 self.out / v,
                 self._planned_order(v),
                 [tok_stages[v]],
+                {"order": order_fp},
             )
-        pre_stages = {}
         for v in variants:
-            pre_stages[v] = self._add(
+            self._add(
+                stages,
                 f"preshuffle-{v}",
-                [self.order_config.fingerprint(), str(self.shard_size), order_stages[v].key],
+                [order_fp, str(self.shard_size), order_stages[v].key],
                 lambda v=v: self._run_preshuffle(v),
                 self.out / v / "preshuffled",
                 self._planned_preshuffle(v),
                 [order_stages[v]],
+                {"order": order_fp, "shard_size": str(self.shard_size)},
             )
         self._add(
+            stages,
             "report",
-            [st.key for st in self.stages],
+            [st.key for st in stages],
             self._run_report,
             self.out,
             ["report.json", "report.html", "report/*.png"],
-            list(self.stages),
+            list(stages),
+            {},
         )
+        return stages
 
     # -- stage bodies ------------------------------------------------------------------------
     def _run_dedup(self) -> tuple[list[Path], dict[str, Any]]:
@@ -373,9 +421,42 @@ class BuildPlan:
                 ok, why = False, f"upstream stage {redo_up[0]} runs"
             else:
                 ok, why = check_complete(self.out, st.name, st.key, refresh=refresh)
+                if why == KEY_CHANGED:
+                    rec = load_record(self.out, st.name) or {}
+                    why = describe_change(rec.get("basis"), st.basis) or why
             st.status, st.reason = ("up-to-date", "") if ok else ("pending", why)
             if not ok:
                 pending.add(st.name)
+
+    def stale_variants(self) -> list[StaleVariant]:
+        """The variants this build does not update (`--variant standard|deduped`) whose completed
+        stages no longer match what the current inputs and config give. They are reported, never
+        deleted: they are the user's data. A variant whose outputs were all removed is not."""
+        current = {st.name for st in self.stages}
+        found: dict[str, StaleVariant] = {}
+        for st in self._plan(("standard", "deduped")):
+            if st.name in current or st.name == "report":
+                continue
+            rec = load_record(self.out, st.name)
+            if not rec or rec.get("status", COMPLETE) != COMPLETE or rec.get("key") == st.key:
+                continue
+            outputs = [self.out / f["name"] for f in rec.get("outputs", []) if "name" in f]
+            if not any(p.exists() for p in outputs):
+                continue
+            variant = "deduped" if st.name == "dedup" else st.name.split("-", 1)[1]
+            item = found.setdefault(variant, StaleVariant(variant, self.out))
+            item.stages.append(st.name)
+            if st.directory.name == "preshuffled":
+                directory = st.directory.parent
+            else:
+                directory = st.directory
+            if directory not in item.dirs:
+                item.dirs.append(directory)
+            if not item.reason:  # the first stale stage in dependency order says why
+                item.reason = describe_change(rec.get("basis"), st.basis) or (
+                    "its inputs or config changed since it was built"
+                )
+        return list(found.values())
 
     def execute(self) -> list[Stage]:
         self.refresh_status(refresh=True)
@@ -393,7 +474,9 @@ class BuildPlan:
             st.seconds = time.perf_counter() - t0
             st.info = _jsonable(info)
             fault_point(st.name, "end")
-            write_record(self.out, st.name, st.key, outputs, {"info": st.info}, st.planned)
+            write_record(
+                self.out, st.name, st.key, outputs, {"info": st.info}, st.planned, basis=st.basis
+            )
             st.status = "done"
             self.progress(st.name, {"status": "done", "seconds": st.seconds})
             log.info("stage %s: done in %.2f s", st.name, st.seconds)
@@ -417,6 +500,87 @@ class BuildPlan:
                     shutil.rmtree(p, ignore_errors=True)
                 elif p.exists():
                     p.unlink()
+
+
+@dataclass
+class StaleVariant:
+    """A variant left out of this build whose outputs describe other inputs or another config."""
+
+    variant: str
+    out: Path
+    dirs: list[Path] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    @property
+    def message(self) -> str:
+        dirs = " and ".join(f"{d.relative_to(self.out).as_posix()}/" for d in self.dirs)
+        toml = shlex.quote(str(self.out / "build.toml"))
+        rm = " ".join(shlex.quote(str(d)) for d in self.dirs)
+        return (
+            f"{dirs} in {self.out} is stale ({self.reason}) and this build does not update it "
+            f"(stages {', '.join(self.stages)}). Rebuild it with `pile build --config {toml} "
+            f"--variant both` (up-to-date stages are skipped), or remove it: `rm -r {rm}`."
+        )
+
+
+def describe_change(old: dict[str, Any] | None, new: dict[str, Any]) -> str | None:
+    """Why a stage key changed, from the basis stored in its record and the current one: the
+    input files whose size or mtime changed, the configs that changed. None when the record has
+    no basis (written by an older version) or nothing differs that it can name."""
+    if not isinstance(old, dict):
+        return None
+    reasons = []
+    if old.get("version") != new["version"]:
+        reasons.append(f"pile version changed ({old.get('version')} -> {new['version']})")
+    if "inputs" in new:
+        reasons += _input_changes(old.get("inputs") or [], new["inputs"])
+        if old.get("read") != new["read"]:
+            reasons.append("read config changed")
+    for part, fp in new["config"].items():
+        if (old.get("config") or {}).get(part) != fp:
+            reasons.append(f"{part} config changed")
+    for name, key in new["upstream"].items():
+        if (old.get("upstream") or {}).get(name) != key:
+            reasons.append(f"upstream stage {name} changed")
+    return "; ".join(reasons) or None
+
+
+def _input_changes(old: list[Any], new: list[list[Any]], show: int = 3) -> list[str]:
+    """`input train/02.jsonl.zst changed (mtime)`, `... added`, `... removed`, by (path, split)."""
+    old = [o for o in old if isinstance(o, list) and len(o) == 6]
+    old_by = {(o[1], o[3]): o for o in old}
+    new_ids = {(n[1], n[3]) for n in new}
+    msgs = []
+    for n in new:
+        o = old_by.get((n[1], n[3]))
+        if o is None:
+            msgs.append(f"input {n[0]} added")
+            continue
+        what = [w for w, i in (("kind", 2), ("size", 4), ("mtime", 5)) if o[i] != n[i]]
+        if what:
+            msgs.append(f"input {n[0]} changed ({', '.join(what)})")
+    msgs += [f"input {o[0]} removed" for o in old if (o[1], o[3]) not in new_ids]
+    if not msgs and [(o[1], o[3]) for o in old] != [(n[1], n[3]) for n in new]:
+        msgs.append("input order changed (document ids follow it)")
+    if len(msgs) > show:
+        msgs = msgs[:show] + [f"{len(msgs) - show} more input change(s)"]
+    return msgs
+
+
+def _held_out_message(names: list[str], inputs: list[Any]) -> str:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    paths = [os.path.abspath(f.path) for f in inputs]
+    root = Path(os.path.commonpath([os.path.dirname(p) for p in paths]))
+    fix = (
+        f"pass --input {shlex.quote(str(root / 'train'))}"
+        if (root / "train").is_dir()
+        else "pass only the training files with --input"
+    )
+    return (
+        f"input(s) {shown} look like held-out splits (val/valid/validation/test): training on "
+        f"them leaks evaluation data. If they are not meant for training, {fix}."
+    )
 
 
 def _stat(path: str) -> list[int]:
@@ -478,6 +642,9 @@ def run_build(
     out = ensure_out_dir(config.out)
     with BuildLock(out):
         plan = BuildPlan(config, progress)
+        plan.stale = plan.stale_variants()
+        for item in plan.stale:
+            log.warning("%s", item.message)
         write_build_toml(config)
         plan.execute()
         report = verify_paths(

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 STATE_DIR = "_state"
 RUNNING = "running"
 COMPLETE = "complete"
+KEY_CHANGED = "config, inputs or an upstream stage changed"
 
 
 def state_path(out_dir: Path, stage: str) -> Path:
@@ -54,7 +55,7 @@ def check_complete(
     if rec is None:
         return False, "no completion record"
     if rec.get("key") != key:
-        return False, "config, inputs or an upstream stage changed"
+        return False, KEY_CHANGED
     # records written before the running/complete split have no status and are complete
     if rec.get("status", COMPLETE) != COMPLETE:
         return False, "an earlier run did not finish"
@@ -109,7 +110,10 @@ def write_record(
     outputs: list[Path],
     info: dict[str, Any] | None = None,
     planned: list[str] | None = None,
+    basis: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The complete record. `basis` (what the key was made of) lets a later run name what
+    changed when the key no longer matches."""
     entries = []
     for e in file_entries(Path(out_dir), sorted(outputs)):
         d = e.to_dict()
@@ -124,6 +128,8 @@ def write_record(
         "planned": sorted(planned or []),
         "info": info or {},
     }
+    if basis is not None:
+        rec["basis"] = basis
     atomic_write_text(state_path(out_dir, stage), canonical_json(rec) + "\n")
     return rec
 

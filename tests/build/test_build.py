@@ -116,6 +116,8 @@ def test_same_bytes_with_two_workers(reference, tmp_path):
     out = tmp_path / "w2"
     assert main(build_args(corpus, out, "--workers", "2")) == 0
     assert _artifacts(tree_hashes(out)) == _artifacts(hashes)
+    # worker counts do not change bytes: the report does not record them
+    assert '"workers"' not in (out / "report.json").read_text()
 
 
 def _artifacts(h: dict[str, str]) -> dict[str, str]:
@@ -507,3 +509,199 @@ def test_order_refused_for_disk_space_then_resumes(reference, tmp_path, monkeypa
     assert main(build_args(corpus, out, "--seed", "7")) == 0
     assert _seed_files(out, 1234) == []
     assert main(["verify", str(out)]) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# second QA pass: config precedence, stale variants, change reasons, absolute build.toml,
+# worker-free report, held-out inputs
+
+
+def _toml(text: str) -> dict:
+    import tomllib
+
+    return tomllib.loads(text.split("# stage plan", 1)[0].split("\n", 1)[1])
+
+
+def test_config_file_out_is_used_and_rerun_from_build_toml_is_a_noop(
+    reference, tmp_path, monkeypatch, capsys
+):
+    _, ref_out, hashes = reference
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["build", "--config", str(ref_out / "build.toml"), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert _toml(text)["out"] == str(ref_out)
+    assert text.count("up to date") == 8 and "will run   key" not in text
+    assert not (tmp_path / "pile_out").exists()
+    assert tree_hashes(ref_out) == hashes
+
+
+def test_precedence_is_flag_then_config_file_then_default(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text('{"text": "x"}\n')
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(
+        'input = ["in"]\nout = "from_file"\nvariant = "standard"\npreset = "sample"\n'
+        'workers = 3\n[read]\ntext_key = "body"\n[order]\nseed = 7\npreset = "sample"\n'
+        "[tokenize]\nappend_eod = false\n"
+    )
+    assert main(["build", "--config", str(cfg), "--dry-run"]) == 0
+    got = _toml(capsys.readouterr().out)
+    assert got["out"] == str(tmp_path / "from_file")
+    assert got["input"] == [str(tmp_path / "in")]
+    assert (got["variant"], got["preset"], got["workers"]) == ("standard", "sample", 3)
+    assert got["read"]["text_key"] == "body" and got["order"]["seed"] == 7
+    assert got["tokenize"]["append_eod"] is False
+    flags = ["--out", "flag_out", "--variant", "deduped", "--preset", "pythia", "--workers", "2"]
+    flags += ["--text-key", "t", "--seed", "9", "--append-eod"]
+    assert main(["build", "--config", str(cfg), *flags, "--dry-run"]) == 0
+    got = _toml(capsys.readouterr().out)
+    assert got["out"] == str(tmp_path / "flag_out")
+    assert (got["variant"], got["preset"], got["workers"]) == ("deduped", "pythia", 2)
+    # --preset outranks the stage presets the file names (build.toml always names them)
+    assert got["order"]["preset"] == "pythia" and got["order"]["seed"] == 9
+    assert got["read"]["text_key"] == "t" and got["tokenize"]["append_eod"] is True
+    assert main(["build", "--input", "in", "--dry-run"]) == 0
+    got = _toml(capsys.readouterr().out)
+    assert got["out"] == str(tmp_path / "pile_out") and got["variant"] == "both"
+    assert got["workers"] == 1 and got["preset"] == "pythia"
+    assert not (tmp_path / "pile_out").exists()
+
+
+def test_build_toml_holds_absolute_paths(reference, tmp_path, monkeypatch, capsys):
+    corpus, ref_out, _ = reference
+    out = _copy_build(ref_out, tmp_path / "rel" / "out")
+    monkeypatch.chdir(tmp_path / "rel")
+    rel_corpus = os.path.relpath(corpus)
+    assert main(["-q", "build", "--input", rel_corpus, "--out", "out", *SMALL]) == 0
+    saved = _toml("\n" + (out / "build.toml").read_text())
+    assert saved["input"] == [str(corpus)] and saved["out"] == str(out)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    capsys.readouterr()
+    assert main(["build", "--config", "../rel/out/build.toml", "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("up to date") == 8
+
+
+def test_touched_input_is_named_as_the_reason(reference, capsys):
+    corpus, ref_out, hashes = reference
+    f = corpus / "01.jsonl.zst"
+    st = f.stat()
+    try:
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        capsys.readouterr()
+        assert main(build_args(corpus, ref_out, "--dry-run")) == 0
+        plan = capsys.readouterr().out.split("# stage plan", 1)[1]
+    finally:
+        os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    for stage in ("dedup", "tokenize-standard"):
+        line = next(ln for ln in plan.splitlines() if ln.startswith(stage + " "))
+        assert "will run" in line and line.endswith("(input 01.jsonl.zst changed (mtime))")
+    assert "(upstream stage dedup runs)" in plan
+    assert "(upstream stage tokenize-standard runs)" in plan
+    assert tree_hashes(ref_out) == hashes
+
+
+def test_input_change_descriptions():
+    from pipeline.build.runner import _input_changes
+
+    old = [["a", "/c/a", "jsonl", None, 10, 1], ["b", "/c/b", "jsonl", None, 20, 2]]
+    assert _input_changes(old, old) == []
+    new = [["a", "/c/a", "jsonl", None, 11, 5], ["c", "/c/c", "jsonl", None, 1, 1]]
+    assert _input_changes(old, new) == [
+        "input a changed (size, mtime)",
+        "input c added",
+        "input b removed",
+    ]
+    assert _input_changes(old, old[::-1]) == ["input order changed (document ids follow it)"]
+    many = [[f"f{i}", f"/c/f{i}", "jsonl", None, 1, 1] for i in range(5)]
+    assert _input_changes([], many)[-1] == "2 more input change(s)"
+
+
+def _dir_hashes(d: Path) -> dict[str, str]:
+    return {
+        p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(d.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_stale_variant_left_out_of_a_build_is_reported(reference, tmp_path, capsys):
+    import shutil
+
+    ref_corpus, _, _ = reference
+    corpus = tmp_path / "corpus"
+    shutil.copytree(ref_corpus, corpus)
+    out = tmp_path / "out"
+    assert main(build_args(corpus, out)) == 0
+    standard = _dir_hashes(out / "standard")
+    write_zst(corpus / "01.jsonl.zst", [pile_line(" ".join(WORDS[i : i + 30])) for i in range(40)])
+    capsys.readouterr()
+    assert main(build_args(corpus, out, "--variant", "deduped", "--dry-run")) == 0
+    text = capsys.readouterr().out
+    warning = (
+        f"WARNING: standard/ in {out} is stale (input 01.jsonl.zst changed (size, mtime)) and "
+        "this build does not update it (stages tokenize-standard, order-standard, "
+        f"preshuffle-standard). Rebuild it with `pile build --config {out / 'build.toml'} "
+        f"--variant both` (up-to-date stages are skipped), or remove it: `rm -r {out / 'standard'}`."
+    )
+    assert warning in text
+    assert main(build_args(corpus, out, "--variant", "deduped")) == 0
+    captured = capsys.readouterr()
+    assert warning in captured.out  # in the final summary
+    assert warning[len("WARNING: ") :] in captured.err  # and logged as a warning
+    assert _dir_hashes(out / "standard") == standard  # reported, never deleted
+    assert main(build_args(corpus, out, "--variant", "deduped", "--dry-run")) == 0
+    assert "# stale variants" in capsys.readouterr().out  # standard still is
+    shutil.rmtree(out / "standard")
+    assert main(build_args(corpus, out, "--variant", "deduped", "--dry-run")) == 0
+    assert "# stale variants" not in capsys.readouterr().out
+
+
+def test_stale_variant_after_a_config_change(reference, tmp_path, capsys):
+    corpus, ref_out, _ = reference
+    out = _copy_build(ref_out, tmp_path / "cfg")
+    capsys.readouterr()
+    assert main(build_args(corpus, out, "--variant", "standard", "--seed", "7", "--dry-run")) == 0
+    text = capsys.readouterr().out
+    assert f"WARNING: deduped/ in {out} is stale (order config changed)" in text
+    assert "(stages order-deduped, preshuffle-deduped)" in text
+    assert main(build_args(corpus, out, "--variant", "standard", "--dry-run")) == 0
+    assert "# stale variants" not in capsys.readouterr().out
+
+
+def test_held_out_names():
+    from pipeline.build.config import held_out_names
+
+    names = [
+        "train/00.jsonl.zst",
+        "val.jsonl.zst",
+        "TEST.jsonl.zst",
+        "Validation/00.parquet",
+        "valid/x.jsonl",
+        "contest.jsonl",
+        "testing/00.jsonl",
+        "ds#test",
+        "ds#train",
+    ]
+    assert held_out_names(names) == [
+        "val.jsonl.zst",
+        "TEST.jsonl.zst",
+        "Validation/00.parquet",
+        "valid/x.jsonl",
+        "ds#test",
+    ]
+
+
+def test_held_out_inputs_warn(tmp_path, capsys):
+    pile = tmp_path / "pile"
+    for name in ("train/00.jsonl.zst", "val.jsonl.zst", "test.jsonl.zst"):
+        write_zst(pile / name, [pile_line("a few words of text")])
+    assert main(["build", "--input", str(pile), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING" in err
+    assert "input(s) test.jsonl.zst, val.jsonl.zst look like held-out splits" in err
+    assert f"pass --input {pile / 'train'}" in err
+    assert main(["build", "--input", str(pile / "train"), "--dry-run"]) == 0
+    assert "held-out" not in capsys.readouterr().err

@@ -29,7 +29,14 @@ def add_arguments(p) -> None:
         metavar="PATH",
         help="input files or directories (default: the bundled sample's train shards)",
     )
-    p.add_argument("--out", default="pile_out", metavar="DIR", help="output directory")
+    # no argparse defaults here: a default would shadow the config file's value (flag > file >
+    # default is resolved in pipeline.build.config)
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="output directory (default: pile_out, or the config file's)",
+    )
     p.add_argument(
         "--variant",
         choices=("standard", "deduped", "both"),
@@ -218,6 +225,7 @@ def _dry_run(plan) -> None:
         else:
             print(f"{st.name:<22} {'will run':<10} key {st.key[:16]}  ({st.reason})")
     print(f"{'verify':<22} {'will run':<10} every manifest under {plan.config.out}")
+    _print_stale(plan.stale_variants())
     print("\n# order and preshuffle outputs")
     cfg = plan.order_config
     for v in plan.config.variants:
@@ -244,6 +252,14 @@ def _dry_run(plan) -> None:
     free = shutil.disk_usage(where).free
     fit = "" if need <= free else "; will not fit: pick a smaller preset or --train-iters"
     print(f"needs at least {human_bytes(need)}, {human_bytes(free)} free at {where}{fit}")
+
+
+def _print_stale(stale) -> None:
+    """Variants this build leaves out whose outputs no longer match the inputs or config."""
+    if stale:
+        print("\n# stale variants (not updated by this build; nothing was deleted)")
+        for item in stale:
+            print(f"WARNING: {item.message}")
 
 
 def _summary(plan, report) -> None:
@@ -274,6 +290,7 @@ def _summary(plan, report) -> None:
             f"{plan.out / 'quarantine'}), {d.get('empty_dropped', 0):,} empty document(s) dropped"
         )
     print(f"verify: {report.summary()}")
+    _print_stale(plan.stale)
     v = plan.config.variants[-1]
     data = plan.out / v / rep["variants"][v]["prefix"]
     print("\nnext:")
