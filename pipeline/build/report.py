@@ -74,6 +74,11 @@ def collect(plan: BuildPlan) -> dict[str, Any]:
         stats = json.loads((plan.out / "dedup" / "stats.json").read_text("utf-8"))
         data["dedup"] = {
             "threshold": stats["config"]["threshold"],
+            # what was removed, in words (older stats.json of a resumed build lack it)
+            "criterion": stats.get("criterion", {}).get(
+                "summary", f"LSH at Jaccard {stats['config']['threshold']:g} + MinHash estimate"
+            ),
+            "jaccard_cut": stats["counts"].get("jaccard_cut"),
             "bands": stats["config"]["bands"],
             "rows": stats["config"]["rows"],
             "num_perm": stats["config"]["num_perm"],
@@ -169,7 +174,7 @@ def make_figures(plan: BuildPlan, data: dict[str, Any]) -> dict[str, bytes]:
         ax.barh(names, [100 * d["duplicate_rate"][n] for n in names], color=COLORS["deduped"])
         ax.invert_yaxis()
         ax.set_xlabel("% of documents removed")
-        ax.set_title(f"duplicate rate per source (Jaccard >= {d['threshold']})")
+        ax.set_title("duplicate rate per source")
         figs["duplicate_rate.png"] = _png(fig)
         plt.close(fig)
 
@@ -214,7 +219,7 @@ def _html(data: dict[str, Any], figures: list[str]) -> str:
         d = data["dedup"]
         dedup = (
             f"<h2>Deduplication</h2><p>MinHash K={d['num_perm']}, LSH {d['bands']} bands x "
-            f"{d['rows']} rows, threshold {d['threshold']}: {d['removed']:,} of "
+            f"{d['rows']} rows; near-duplicates: {e(d['criterion'])}: {d['removed']:,} of "
             f"{d['documents']:,} documents removed in {d['clusters']:,} clusters.</p>"
         )
     imgs = "\n".join(f'<figure><img src="report/{e(f)}" alt="{e(f)}"></figure>' for f in figures)

@@ -178,14 +178,14 @@ class DedupConfig(StageConfig):
         """What a removed pair really satisfied, as numbers and as one sentence (`summary`)."""
         t = f"{self.threshold:g}"
         est = (
-            f"kept when the MinHash estimate is >= {self.verify_cut:.4f} "
+            f"whose MinHash estimate is >= {self.verify_cut:.4f} "
             f"({t} - {self.verify_sigmas:g} sigma)"
         )
         if not self.verify_candidates:
             check = "none"
             summary = (
-                f"LSH candidates at Jaccard {t} ({self.bands} bands x {self.rows} rows), all kept "
-                f"unchecked (pairs well below {t} can be removed)"
+                f"LSH candidates at Jaccard {t} ({self.bands} bands x {self.rows} rows), all "
+                f"joined unchecked (pairs well below {t} can be removed)"
             )
         elif self.verify == "exact":
             check = "exact"

@@ -78,8 +78,7 @@ def test_exact_keeps_pairs_below_threshold_that_the_estimate_removes(tmp_path):
 
     assert est["counts"]["jaccard_cut"] == pytest.approx(0.810549)
     assert est["criterion"]["summary"] == (
-        "LSH candidates at Jaccard 0.87, kept when the MinHash estimate is >= 0.8105 "
-        "(0.87 - 2 sigma)"
+        "LSH candidates at Jaccard 0.87, whose MinHash estimate is >= 0.8105 (0.87 - 2 sigma)"
     )
     assert exact["counts"]["jaccard_cut"] == 0.87
     v = exact["verification"]
@@ -129,12 +128,12 @@ def test_criterion_wording_per_mode():
     c = DedupConfig(verify_candidates=False).criterion()
     assert c["check"] == "none" and c["jaccard_cut"] is None
     assert c["summary"] == (
-        "LSH candidates at Jaccard 0.87 (14 bands x 9 rows), all kept unchecked "
+        "LSH candidates at Jaccard 0.87 (14 bands x 9 rows), all joined unchecked "
         "(pairs well below 0.87 can be removed)"
     )
     c = DedupConfig(threshold=0.8, verify_sigmas=1.0, num_perm=256).criterion()
     assert c["summary"] == (
-        "LSH candidates at Jaccard 0.8, kept when the MinHash estimate is >= 0.7750 (0.8 - 1 sigma)"
+        "LSH candidates at Jaccard 0.8, whose MinHash estimate is >= 0.7750 (0.8 - 1 sigma)"
     )
 
 
@@ -156,7 +155,7 @@ def test_cli_verify_exact_and_summary(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "verification (estimated J >= 0.8105, then exact J >= 0.87): kept 10 of" in text
     assert (
-        "near-duplicates: LSH candidates at Jaccard 0.87, kept when the MinHash estimate is "
+        "near-duplicates: LSH candidates at Jaccard 0.87, whose MinHash estimate is "
         ">= 0.8105 (0.87 - 2 sigma) and the exact Jaccard is >= 0.87\n"
     ) in text
     assert "62 documents, 10 duplicate clusters, 10 removed" in text
@@ -168,7 +167,7 @@ def test_cli_default_summary_states_the_estimate_cut(tmp_path, capsys):
     assert main(["dedup", str(src), "--out", str(tmp_path / "o")]) == 0
     text = capsys.readouterr().out
     assert (
-        "near-duplicates: LSH candidates at Jaccard 0.87, kept when the MinHash estimate is "
+        "near-duplicates: LSH candidates at Jaccard 0.87, whose MinHash estimate is "
         ">= 0.8105 (0.87 - 2 sigma)\n"
     ) in text
 

@@ -281,7 +281,8 @@ def _summary(plan, report) -> None:
         d = rep["dedup"]
         print(
             f"dedup: {d['removed']:,} of {d['documents']:,} documents removed "
-            f"({d['clusters']:,} clusters, Jaccard >= {d['threshold']})"
+            f"({d['clusters']:,} clusters; near-duplicates: "
+            f"{d.get('criterion', 'Jaccard ' + str(d['threshold']))})"
         )
     d = rep["variants"][plan.config.variants[0]]
     if d.get("rejected") or d.get("empty_dropped"):
