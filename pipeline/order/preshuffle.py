@@ -158,16 +158,6 @@ def run_preshuffle(
     dtype = data.dtype
     total_bytes = n * L1 * dtype.itemsize
     names = shard_names(total_bytes, shard_size)
-    manifest_path = out / PRESHUFFLED_MANIFEST
-    if manifest_path.exists():
-        manifest_path.unlink()
-    # stale outputs of an earlier run with another shard count would confuse readers
-    for q in out.glob(PRESHUFFLED_NAME + "*.bin"):
-        m = SHARD_RE.match(q.name)
-        if (
-            q.name == PRESHUFFLED_NAME + ".bin" or (m and m.group("base") == PRESHUFFLED_NAME)
-        ) and (q.name not in names):
-            q.unlink()
     # refuse up front rather than fill the disk halfway (the Pythia preset is ~600 GB whatever
     # the dataset); files about to be replaced count as free
     need = total_bytes + HEADER.size + 12 * n + 8  # shards + the .idx (sizes, pointers, [0])
@@ -180,6 +170,18 @@ def run_preshuffle(
             f"{human_bytes(free)} is free there. Pick a preset or --train-iters that fits "
             "(e.g. --preset sample for small corpora), or free space."
         )
+    manifest_path = out / PRESHUFFLED_MANIFEST
+    # no manifest and no index while shards are rewritten: a killed run must leave nothing that
+    # `inspect` could read as a mix of the old and the new order
+    for stale in (manifest_path, out / (PRESHUFFLED_NAME + ".idx")):
+        stale.unlink(missing_ok=True)
+    # stale outputs of an earlier run with another shard count would confuse readers
+    for q in out.glob(PRESHUFFLED_NAME + "*.bin"):
+        m = SHARD_RE.match(q.name)
+        if (
+            q.name == PRESHUFFLED_NAME + ".bin" or (m and m.group("base") == PRESHUFFLED_NAME)
+        ) and (q.name not in names):
+            q.unlink()
     t0 = time.perf_counter()
     writer = _ShardWriter(out, names, shard_size)
     try:

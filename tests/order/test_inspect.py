@@ -13,6 +13,7 @@ from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.order import reference as ref
 from pipeline.order.indexmap import OrderConfig, index_map_paths, run_order
 from pipeline.order.inspect import (
+    PRESHUFFLED_MANIFEST,
     DocumentData,
     PreshuffledData,
     find_bin_files,
@@ -349,3 +350,26 @@ def test_preshuffle_refuses_up_front_when_shards_cannot_fit(built, tmp_path, mon
     run_preshuffle(prefix, CFG, out, shard_size=1000)
     monkeypatch.setattr(preshuffle.shutil, "disk_usage", lambda p: real(p)._replace(free=1000))
     run_preshuffle(prefix, CFG, out, shard_size=1000)
+
+
+def test_interrupted_preshuffle_leaves_nothing_readable(built, tmp_path, monkeypatch):
+    from pipeline.order import preshuffle
+
+    prefix, _, _ = built
+    out = tmp_path / "pre_int"
+    run_preshuffle(prefix, CFG, out, shard_size=1000)
+    calls = {"n": 0}
+    real = preshuffle.DocumentData.samples
+
+    def dying(self, idx):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise KeyboardInterrupt  # killed after the first block of a rerun
+        return real(self, idx)
+
+    monkeypatch.setattr(preshuffle.DocumentData, "samples", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_preshuffle(prefix, CFG, out, shard_size=1000, block=16)
+    assert not (out / "document.idx").exists() and not (out / PRESHUFFLED_MANIFEST).exists()
+    with pytest.raises((InputError, IntegrityError, ConfigError)):
+        open_data(out, CFG)
