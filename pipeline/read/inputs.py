@@ -13,12 +13,15 @@ Supported: `.jsonl.zst`/`.jsonl.zstd`/`.zst` (the Pile), `.jsonl`/`.json`, `.jso
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pipeline.errors import ConfigError, InputError
 from pipeline.read.document import InputFile
+
+log = logging.getLogger(__name__)
 
 SUFFIX_KINDS = (
     (".jsonl.zst", "jsonl.zst"),
@@ -34,6 +37,22 @@ SUFFIX_KINDS = (
 SUPPORTED = (
     ", ".join(s for s, _ in SUFFIX_KINDS) + ", a save_to_disk directory[#split], hf:DIR[#split]"
 )
+
+
+# files pile writes that a directory walk must not take for input documents
+PILE_ARTIFACTS = (".docs.parquet", ".rejected.jsonl", ".reasons.jsonl")
+
+
+def _is_pile_output(d: Path) -> bool:
+    """A directory pile wrote: it holds a manifest (every stage writes one last)."""
+    try:
+        return any(
+            e.name == "manifest.json" or e.name.endswith((".manifest.json", ".shard_hashes.txt"))
+            for e in os.scandir(d)
+            if e.is_file()
+        )
+    except OSError:
+        return False
 
 
 def file_kind(path: str | os.PathLike) -> str | None:
@@ -95,13 +114,25 @@ def _expand(path_str: str) -> list[tuple[str, str, str | None]]:
             return [(str(p), "hf-disk", None)]
         found = []
         for root, dirs, files in os.walk(p):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            kept_dirs = []
+            for d in sorted(dirs):
+                if d.startswith("."):
+                    continue
+                if _is_pile_output(Path(root) / d):
+                    # an output directory of pile (it has a manifest) below the input: its
+                    # tables and exports are not input documents
+                    log.warning(
+                        "input %s: skipping %s, an output directory of pile", p, Path(root) / d
+                    )
+                    continue
+                kept_dirs.append(d)
+            dirs[:] = kept_dirs
             for name in files:
                 full = Path(root) / name
                 # plain .json beside data files is metadata (ground truth, manifests, dataset
                 # cards): inside a directory only line-delimited names count; give such a file
-                # explicitly to read it.
-                if name.startswith(".") or name.endswith((".tmp", ".json")):
+                # explicitly to read it. pile's own sidecars and quarantine files are not input.
+                if name.startswith(".") or name.endswith((".tmp", ".json", *PILE_ARTIFACTS)):
                     continue
                 kind = file_kind(name)
                 if kind is not None:
@@ -132,6 +163,17 @@ def resolve_inputs(paths: Iterable[str | os.PathLike | InputFile]) -> list[Input
         if isinstance(item, InputFile):
             raise ConfigError("mix of resolved InputFile objects and paths; pass one kind.")
         found.extend(_expand(os.fspath(item)))
+    seen: dict[tuple[str, str | None], int] = {}
+    for i, (path, _, split) in enumerate(found):
+        key = (os.path.realpath(path), split)
+        if key in seen:
+            log.warning(
+                "input %s is given more than once (positions %d and %d): its documents are read "
+                "again, under other ids",
+                path, seen[key], i,
+            )  # fmt: skip
+        else:
+            seen[key] = i
     names = input_names([path for path, _, _ in found])
     return [
         InputFile(

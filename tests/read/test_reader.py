@@ -396,3 +396,26 @@ def test_what_lm_dataformat_reads_is_read(tmp_path):
         ("string meta", "Enron Emails", {"pile_set_name": "Enron Emails"}, 4),
     ]
     assert stats.rejected_by_reason == {"lone-surrogate": 1}
+
+
+def test_directory_walk_skips_pile_outputs_and_warns_on_repeats(tmp_path, caplog):
+    import logging
+
+    d = tmp_path / "corpus"
+    write_zst(d / "00.jsonl.zst", [pile_line("x")])
+    # an output directory of pile below the input (it has a manifest), quarantine files and a
+    # sidecar: none of them are input documents
+    write_zst(d / "out" / "survivors.jsonl.zst", [pile_line("exported")])
+    (d / "out" / "manifest.json").write_text("{}")
+    (d / "q").mkdir()
+    (d / "q" / "00000-00.jsonl.zst.rejected.jsonl").write_bytes(b"{bad\n")
+    (d / "q" / "00000-00.jsonl.zst.reasons.jsonl").write_bytes(b'{"reason": "x"}\n')
+    pq.write_table(pa.table({"text": ["t"]}), d / "p_text_document.docs.parquet")
+    with caplog.at_level(logging.WARNING, logger="pipeline.read.inputs"):
+        files = resolve_inputs([d])
+    assert [f.name for f in files] == ["00.jsonl.zst"]
+    assert "an output directory of pile" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline.read.inputs"):
+        files = resolve_inputs([d, d / "00.jsonl.zst"])
+    assert len(files) == 2 and "given more than once" in caplog.text
