@@ -130,12 +130,13 @@ def _os_error_fix(e: OSError) -> str:
     rerun = "then rerun: finished files are intact and partial *.tmp files are never used."
     if e.errno in (errno.EEXIST, errno.ENOTDIR):
         return (
-            "A file is in the way where a directory is needed: pick another --out or move it away."
+            "A file is in the way where a directory is needed: pick another output location or move "
+            "it away."
         )
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return f"Free space (or pick an --out on a larger disk), {rerun}"
+        return f"Free space (or write the output to a larger disk), {rerun}"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"Check permissions (or pick a writable --out), {rerun}"
+        return f"Check permissions (or pick a writable output location), {rerun}"
     return f"Check free space and permissions, {rerun}"
 
 

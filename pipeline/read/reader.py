@@ -76,13 +76,20 @@ def _diagnose(raw: bytes) -> dict[str, Any]:
     return obj
 
 
+def _a(noun: str) -> str:
+    """'an int', 'a list', 'null' (JSON's name for None)."""
+    if noun == "NoneType":
+        return "null"
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
+
+
 def _text_of(obj: Any, text_key: str, slow_path: bool) -> str:
     if isinstance(obj, str):
         text = obj  # lm_dataformat's legacy form: the line is the text itself
     elif not isinstance(obj, dict):
         raise RecordError(
             "not-an-object",
-            f"record is a JSON {type(obj).__name__}, expected an object with {text_key!r}",
+            f"record is {_a(type(obj).__name__)}, expected a JSON object with {text_key!r}",
         )
     elif text_key not in obj:
         keys = ", ".join(sorted(map(str, obj))[:10])
@@ -97,7 +104,7 @@ def _text_of(obj: Any, text_key: str, slow_path: bool) -> str:
     elif not isinstance(text, str):
         raise RecordError(
             "text-not-string",
-            f"{text_key!r} is a {type(text).__name__}, expected a string or a list of strings",
+            f"{text_key!r} is {_a(type(text).__name__)}, expected a string or a list of strings",
         )
     if slow_path:
         try:

@@ -156,8 +156,8 @@ BAD_LINES = {
     "invalid-json": (b'{"text": "unterminated\n', "invalid JSON"),
     "invalid-utf8": (b'{"text": "caf\xe9"}\n', "invalid UTF-8 at byte 13"),
     "missing-text": (b'{"content": "x"}\n', "no 'text' key"),
-    "text-not-string": (b'{"text": 42}\n', "'text' is a int"),
-    "not-an-object": (b'["text"]\n', "record is a JSON list"),
+    "text-not-string": (b'{"text": 42}\n', "'text' is an int"),
+    "not-an-object": (b'["text"]\n', "record is a list, expected a JSON object"),
     "lone-surrogate": (b'{"text": "a\\ud800b"}\n', "lone surrogate"),
 }
 
