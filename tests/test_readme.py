@@ -41,3 +41,23 @@ def test_library_example_runs_and_matches_pile_build(tmp_path):
     for name in ("pile_0.87_deduped_text_document.bin", "pile_0.87_deduped_text_document.idx"):
         lib = (tmp_path / "lib" / "deduped" / name).read_bytes()
         assert lib == (tmp_path / "cli" / "deduped" / name).read_bytes(), name
+
+
+def test_every_command_option_is_in_the_readme():
+    import argparse
+
+    from pipeline.cli.main import build_parser
+
+    text = README.read_text(encoding="utf-8")
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, parser in sub.choices.items():
+        assert f"pile {name}" in text, name
+        for action in parser._actions:
+            for opt in action.option_strings:
+                if not opt.startswith("--") or opt in ("--help", "--verbose", "--quiet"):
+                    continue
+                bare = opt[2:].removeprefix("no-")
+                if opt not in text and f"--[no-]{bare}" not in text:
+                    missing.append(f"pile {name} {opt}")
+    assert not missing, missing
