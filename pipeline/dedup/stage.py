@@ -72,6 +72,7 @@ from pipeline.engine import map_ordered
 from pipeline.engine.local import imap_ordered
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.io import atomic_open, atomic_write_text
+from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.read import LINE_BITS, InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
 
@@ -414,6 +415,7 @@ def _check_inputs(files: Sequence[InputFile]) -> None:
 
 
 # ----------------------------------------------------------------------------- the stage
+@holds_dir_locks
 def run_dedup(
     inputs: Iterable[Any],
     out_dir: str | Path,
@@ -432,7 +434,8 @@ def run_dedup(
     files = resolve_inputs(inputs)
     _check_inputs(files)
     fingerprint = config.fingerprint()
-    out.mkdir(parents=True, exist_ok=True)
+    # held until return; the lock also makes buckets/, edges/, exact/ below this run's alone
+    lock_dir(out, "dedup")
     stale = out / "manifest.json"
     if stale.exists():
         stale.unlink()  # this directory is not a complete result again until the new manifest

@@ -61,6 +61,7 @@ import numpy as np
 from pipeline.config import StageConfig, combine_fingerprints
 from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.io import atomic_open, human_bytes, sha256_file
+from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.presets import load_preset
 
@@ -428,6 +429,7 @@ def _check_space(
         )
 
 
+@holds_dir_locks
 def run_order(
     prefix: str | os.PathLike,
     config: OrderConfig,
@@ -449,6 +451,7 @@ def run_order(
     paths = index_map_paths(prefix, config, out_dir)
     ident = dataset_identity(prefix, full=True)
     fp = order_fingerprint(config, ident["idx_sha256"])
+    lock_dir(paths["manifest"].parent, "order")  # held until return: one writer per directory
     if reuse and paths["manifest"].exists():
         try:
             m = read_manifest(paths["manifest"])

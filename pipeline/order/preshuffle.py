@@ -30,6 +30,7 @@ import numpy as np
 from pipeline.config import combine_fingerprints
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.io import fsync_dir, human_bytes, tmp_path
+from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import write_manifest
 from pipeline.order.indexmap import OrderConfig, order_fingerprint
 from pipeline.order.inspect import (
@@ -133,6 +134,7 @@ class _ShardWriter:
                 tmp_path(self.out_dir / name).unlink()
 
 
+@holds_dir_locks
 def run_preshuffle(
     prefix: str | os.PathLike,
     config: OrderConfig,
@@ -151,7 +153,7 @@ def run_preshuffle(
     if block < 1:
         raise ConfigError(f"block {block} must be >= 1")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    lock_dir(out, "preshuffle")  # held until return: one writer per directory
     data = DocumentData(prefix, config, maps_dir, check_dataset="full")
     n = config.train_samples
     L1 = config.seq_length + 1

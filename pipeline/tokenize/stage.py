@@ -16,7 +16,7 @@ Outputs in `out_dir` (all written atomically; the manifest last):
 
 Parallelism: the work is split into tasks (one per input file; when there are fewer files than
 2 x workers, jsonl files are also cut into line ranges). Each task writes a partial `.bin`, its
-item sizes and its sidecar rows to `out_dir/.{prefix}.tokenize.tmp/`; the main process appends them
+item sizes and its sidecar rows to `out_dir/.{prefix}.tokenize.{run}.tmp/`; the main process appends them
 in task order (`MMIDXWriter.append_bin_file`) and rewrites the sidecar rows in fixed-size row
 groups, so every output byte is the same for any worker count. The index's doc_idx is written once
 from the merged sizes (0, 1, ..., N), never concatenated from partials (gpt-neox's merge forgot to
@@ -50,6 +50,7 @@ from pipeline.data import TOKENIZER_SHA256
 from pipeline.engine.local import imap_ordered, resolve_workers
 from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.io import sha256_file
+from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import write_manifest
 from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
 from pipeline.read.document import LINE_BITS
@@ -477,6 +478,7 @@ def _add_source(total: dict[str, dict[str, int]], part: dict[str, dict[str, int]
             t[k] = t.get(k, 0) + v
 
 
+@holds_dir_locks
 def run_tokenize(
     inputs: Iterable[str | os.PathLike | InputFile],
     out_dir: str | os.PathLike,
@@ -554,13 +556,15 @@ def run_tokenize(
         check_exclude_inputs(where, exclude_inputs, files, exclude_bytes)
     n_beyond = int(exclude_ids.size - np.searchsorted(exclude_ids, len(files) << LINE_BITS))
 
-    out.mkdir(parents=True, exist_ok=True)
+    lock_dir(out, "tokenize")  # held until return: one writer per directory
     manifest_path = out / names["manifest"]
     if manifest_path.exists():
         manifest_path.unlink()  # the outputs are about to change: no stale "complete" marker
-    tmp_dir = out / f".{prefix}.tokenize.tmp"
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
+    # temp dirs of killed runs (the lock means no live run owns one); the name is unique per run
+    # so a killed run's straggling workers can never write into this run's partials
+    for stale in out.glob(f".{prefix}.tokenize.*tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp_dir = out / f".{prefix}.tokenize.{os.getpid()}-{os.urandom(4).hex()}.tmp"
     tmp_dir.mkdir()
 
     plan = plan_tasks(files, workers)

@@ -1,0 +1,108 @@
+"""Local engine: ordered results, and pool workers that die with the main process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.engine.local import _alive, _start_time, map_ordered
+
+TIMEOUT = 60.0  # generous: only bounds a hang, the workers normally exit within ~1 s
+
+
+def descendants(pid: int) -> set[int]:
+    """Pids of every process below `pid` (psutil if installed, else /proc)."""
+    try:
+        import psutil
+    except ImportError:
+        kids: dict[int, list[int]] = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    stat = (d / "stat").read_text()
+                except OSError:
+                    continue
+                ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
+                kids.setdefault(ppid, []).append(int(d.name))
+        out: set[int] = set()
+        todo = [pid]
+        while todo:
+            for c in kids.get(todo.pop(), []):
+                out.add(c)
+                todo.append(c)
+        return out
+    return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+
+
+def running(pids: set[int]) -> set[int]:
+    """The pids of `pids` that still exist and are not zombies."""
+    return {p for p in pids if _start_time(p) is not None}
+
+
+def wait_for(cond, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {TIMEOUT:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_results_in_task_order_for_any_worker_count():
+    assert map_ordered(_square, range(7), 1) == map_ordered(_square, range(7), 3)
+
+
+def test_alive_tracks_pid_start_time_and_zombies():
+    me = os.getpid()
+    assert _alive(me, _start_time(me))
+    assert not _alive(me, "0")  # same pid, another start time: the pid was reused
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    start = _start_time(p.pid)
+    assert _alive(p.pid, start)
+    p.kill()
+    # killed but not reaped yet (a zombie) already counts as dead
+    wait_for(lambda: not _alive(p.pid, start), "the killed child to count as dead")
+    p.wait()
+    assert not _alive(p.pid, start)
+
+
+BLOCKER = """
+import os, time
+from pathlib import Path
+
+def block(i):
+    Path(os.environ["PILE_TEST_MARKS"], str(os.getpid())).write_text(str(i))
+    while True:
+        time.sleep(0.1)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to list processes")
+def test_workers_exit_when_the_main_process_is_killed(tmp_path):
+    (tmp_path / "blocker.py").write_text(BLOCKER)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PILE_TEST_MARKS": str(marks)}
+    code = "import blocker; from pipeline.engine import map_ordered; map_ordered(blocker.block, range(4), 2)"
+    p = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        wait_for(lambda: len(list(marks.iterdir())) >= 2, "both workers to start a task")
+        workers = {int(m.name) for m in marks.iterdir()}
+        tree = descendants(p.pid)  # workers, forkserver, resource tracker
+        assert workers <= tree
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        wait_for(lambda: not running(tree), f"processes {sorted(running(tree))} to exit")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

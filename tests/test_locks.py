@@ -1,0 +1,202 @@
+"""One writer per output directory: stages and builds lock DIR/.lock; killed runs leave nothing
+that blocks or corrupts the next one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zstandard
+
+from pipeline.build.lock import BuildLock
+from pipeline.cli.main import main
+from pipeline.dedup import run_dedup
+from pipeline.lock import BuildLocked, DirLock, holds_dir_locks, lock_dir
+from pipeline.order import OrderConfig, run_order, run_preshuffle
+from pipeline.shards.mmidx import MMIDXWriter
+from pipeline.tokenize.stage import output_names, run_tokenize
+
+TIMEOUT = 60.0  # only bounds a hang
+CFG = OrderConfig(seq_length=16, global_batch=4, train_iters=5, seed=1)
+
+
+def write_corpus(path: Path, n: int = 40, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    words = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "eta", "theta"]
+    docs = [" ".join(rng.choice(words, size=int(rng.integers(5, 40)))) for _ in range(n)]
+    data = b"".join(
+        json.dumps({"text": t, "meta": {"pile_set_name": "A"}}).encode() + b"\n" for t in docs
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(zstandard.ZstdCompressor().compress(data))
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return [write_corpus(tmp_path / "in" / f"{i:02d}.jsonl.zst", seed=i) for i in range(2)]
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    prefix = tmp_path / "ds" / "d_text_document"
+    prefix.parent.mkdir()
+    w = MMIDXWriter(prefix, np.uint16)
+    sizes = np.random.RandomState(3).randint(1, 30, 50)
+    w.add_items(np.arange(int(sizes.sum())) % 1000, sizes)
+    w.finalize()
+    return prefix
+
+
+def test_lock_names_holder_and_is_removed_on_release(tmp_path):
+    d = tmp_path / "d"
+    with DirLock(d, "tokenize"):
+        holder = json.loads((d / ".lock").read_text())
+        assert holder["pid"] == os.getpid() and holder["what"] == "tokenize"
+        # flock is per open file description: even this process cannot take it twice
+        with pytest.raises(BuildLocked, match=rf"pid {os.getpid()} .*\(pile tokenize\)") as e:
+            DirLock(d).acquire()
+        assert e.value.exit_code == 5
+    assert not (d / ".lock").exists()
+    with BuildLock(d):  # free again
+        pass
+
+
+def test_lock_file_of_a_dead_holder_does_not_block(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / ".lock").write_text(json.dumps({"pid": 999999999, "host": "x"}))
+    with DirLock(d) as lk:
+        assert json.loads(lk.path.read_text())["pid"] == os.getpid()
+
+
+def test_holds_dir_locks_releases_on_error(tmp_path):
+    @holds_dir_locks
+    def failing(d):
+        lock_dir(d, "tokenize")
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        failing(tmp_path / "d")
+    assert not (tmp_path / "d" / ".lock").exists()
+    with pytest.raises(RuntimeError, match="holds_dir_locks"):
+        lock_dir(tmp_path / "d", "tokenize")
+
+
+def test_tokenize_cli_refused_while_a_build_holds_the_directory(tmp_path, corpus, capsys):
+    out = tmp_path / "out"
+    with BuildLock(out):
+        rc = main(["tokenize", str(corpus[0].parent), "--out", str(out), "--prefix", "p"])
+    assert rc == 5
+    assert f"pid {os.getpid()}" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == []  # nothing touched, lock file gone
+
+
+def test_dedup_refused_while_locked(tmp_path, corpus):
+    with DirLock(tmp_path / "dd"), pytest.raises(BuildLocked, match=f"pid {os.getpid()}"):
+        run_dedup(corpus, tmp_path / "dd", workers=1)
+
+
+def test_order_refused_while_locked(tmp_path, dataset):
+    with DirLock(dataset.parent), pytest.raises(BuildLocked, match=f"pid {os.getpid()}"):
+        run_order(dataset, CFG)
+    with DirLock(tmp_path / "maps"), pytest.raises(BuildLocked):
+        run_order(dataset, CFG, tmp_path / "maps")
+    run_order(dataset, CFG)  # released: runs
+    assert not (dataset.parent / ".lock").exists()
+
+
+def test_preshuffle_refused_while_locked(tmp_path, dataset):
+    run_order(dataset, CFG)
+    with DirLock(tmp_path / "pre"), pytest.raises(BuildLocked, match=f"pid {os.getpid()}"):
+        run_preshuffle(dataset, CFG, tmp_path / "pre", shard_size=None)
+    assert not (tmp_path / "pre" / "document.idx").exists()
+    run_preshuffle(dataset, CFG, tmp_path / "pre", shard_size=None)
+    assert (tmp_path / "pre" / "document.idx").exists()
+
+
+# A tokenize run whose workers block after writing their first partial, so it can be killed
+# mid-run deterministically. Workers import this module to unpickle the task function.
+SLOW = """
+import os, time
+from pathlib import Path
+import pipeline.tokenize.stage as st
+_real = st._run_task
+
+def slow(task):
+    _real(task)
+    Path(os.environ["PILE_TEST_MARKS"], str(os.getpid())).write_text("")
+    while True:
+        time.sleep(0.1)
+
+st._run_task = slow
+"""
+
+
+def _tree(pid: int) -> set[int]:
+    try:
+        import psutil
+    except ImportError:
+        pytest.skip("psutil not installed")
+    return {p.pid for p in psutil.Process(pid).children(recursive=True)}
+
+
+def _running(pids: set[int]) -> set[int]:
+    import psutil
+
+    out = set()
+    for p in pids:
+        try:
+            if psutil.Process(p).status() != psutil.STATUS_ZOMBIE:
+                out.add(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _wait(cond, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not cond():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {TIMEOUT:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_killed_tokenize_run_locks_then_leaves_nothing_behind(tmp_path, corpus, capsys):
+    (tmp_path / "pile_slow.py").write_text(SLOW)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    out = tmp_path / "out"
+    argv = ["tokenize", str(corpus[0].parent), "--out", str(out), "--prefix", "t"]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "PILE_TEST_MARKS": str(marks)}
+    code = f"import sys, pile_slow; from pipeline.cli.main import main; sys.exit(main({argv + ['--workers', '2']!r}))"
+    p = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
+    try:
+        _wait(lambda: len(list(marks.iterdir())) >= 2, "both workers to write a partial")
+        tree = _tree(p.pid)
+        # a second run into the same directory is refused, naming the live one
+        assert main(argv) == 5
+        assert f"pid {p.pid}" in capsys.readouterr().err
+        assert len(list(out.glob(".t.tokenize.*.tmp"))) == 1  # the first run's, untouched
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait()
+        _wait(lambda: not _running(tree), "the killed run's workers to exit")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # the rerun (with its own temp dir) removes the dead run's and matches a clean run
+    assert main([*argv, "--workers", "2"]) == 0
+    clean = tmp_path / "clean"
+    run_tokenize(corpus, clean, "t", workers=2)
+    names = output_names("t")
+    for k in ("bin", "idx", "sidecar", "manifest"):
+        assert (out / names[k]).read_bytes() == (clean / names[k]).read_bytes(), k
+    assert sorted(q.name for q in out.iterdir() if q.name.startswith(".")) == []
