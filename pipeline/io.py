@@ -86,7 +86,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def sha256_file(path: str | os.PathLike, chunk: int = HASH_CHUNK) -> str:
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
-        buf = bytearray(chunk)
+        # a zero-filled 8 MiB buffer per call costs more than hashing a small file: size it to
+        # the file (+1 so one read reaches EOF; a file that grew meanwhile just takes more reads)
+        buf = bytearray(max(1, min(chunk, os.fstat(f.fileno()).st_size + 1)))
         view = memoryview(buf)
         while True:
             n = f.readinto(buf)

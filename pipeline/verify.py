@@ -5,10 +5,11 @@ Accepted sources (the format is sniffed from the content):
 - a pile manifest (`*.manifest.json` / `manifest.json`): every listed file's size and sha256, the
   manifest's own self-hash (`manifest_sha256`), structure checks by role, cross-checks of its counts
   with the data, and extra files (files next to it that look like artifacts of its prefix but are
-  listed by no manifest in that directory);
+  listed by no manifest or `*.shard_hashes.txt` in that directory);
 - a directory: every `*manifest.json` and `*.shard_hashes.txt` (what `pile shard` writes) below it,
-  recursively; any artifact-looking file below it (`.bin`, `.idx`, `.npy`, `.parquet`, `.json`,
-  `.tmp`) that none of them lists is reported as extra: it was not verified. Not artifacts: what
+  recursively; any artifact-looking file below it (`.bin`, `.idx`, `.npy`, `.parquet`, `.json`)
+  that none of them lists is reported as extra: it was not verified. `*.tmp` files and `.*.tmp`
+  directories (what a killed run leaves) are reported together as one "interrupted" problem. Not artifacts: what
   `pile build` keeps beside its stage directories (`build.toml`, `report*`, `_state/`, `logs/`,
   `quarantine/`), which no manifest lists, and the files a stage leaves unlisted on purpose
   (`UNLISTED_BY_KIND`);
@@ -16,8 +17,14 @@ Accepted sources (the format is sniffed from the content):
 - Pythia's list (`<file> <hash>`, utils/shard_hashes.txt).
 
 List entries are resolved relative to the list's directory, or to `root` when given. Hashing streams
-each file in 8 MiB reads (OpenSSL sha256 via hashlib, which releases the GIL) and runs files in
-parallel threads. `quick=True` checks sizes and structure only.
+each file in reads of up to 8 MiB (OpenSSL sha256 via hashlib, which releases the GIL) and runs
+files in parallel threads, small files batched per task. `quick=True` checks sizes and structure
+only.
+
+Stale checks (`pipeline.order.checks.MANIFEST_CHECKS[kind]`): index maps whose recorded dataset
+`.idx` (bytes, sha256; quick: head/tail hash) differs from the `.idx` next to them, and preshuffled
+data whose recorded order fingerprint differs from the index maps it names or from its dataset's
+`.idx` now. Each file is hashed at most once.
 
 Structure checks (`check_index`, `check_bin`, ...): `.idx` header and size (pipeline.shards.mmidx),
 sizes > 0, pointers = itemsize x exclusive cumsum(sizes), doc_idx starts at 0, is non-decreasing
@@ -41,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import InputError, IntegrityError
+from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.io import sha256_file
 from pipeline.manifest import MANIFEST_FORMAT, check_self_hash, read_manifest
 from pipeline.shards.mmidx import MMIDXIndex
@@ -65,12 +72,15 @@ BUILD_NOT_ARTIFACTS = frozenset(
 # dedup's wall-clock timings.json and its keep_intermediate buckets/ and edges/.
 UNLISTED_BY_KIND = {"dedup": frozenset({"timings.json", "buckets", "edges"})}
 INDEX_MAP_ROLES = ("doc_idx", "sample_idx", "shuffle_idx")
+BATCH_BYTES = 4 << 20  # files hashed by one thread-pool task: at least this many bytes ...
+BATCH_FILES = 256  # ... or this many files (small files hashed one per task are slower)
 
 
 @dataclass(frozen=True)
 class Problem:
     path: str  # the file the problem is about
-    kind: str  # missing | size | sha256 | structure | extra | manifest | unreadable
+    kind: str  # missing | size | sha256 | structure | stale | extra | manifest | unreadable |
+    # interrupted
     message: str
     source: str = ""  # the manifest or list that listed it
 
@@ -200,7 +210,7 @@ def _load_list(path: Path, text: str, root: Path | None) -> Source:
         role = None
         if name.endswith(".idx"):
             role = "idx"
-        elif SHARD_NAME.match(Path(name).name):
+        elif SHARD_NAME.match(os.path.basename(name)):
             role = "bin-shard"
         elif name.endswith(".bin"):
             role = "bin"
@@ -219,6 +229,24 @@ class _Collected:
     problems: list[Problem] = field(default_factory=list)
     dirs: list[Path] = field(default_factory=list)  # directory arguments, scanned for extras
     source_files: set[Path] = field(default_factory=set)  # resolved, loadable or not
+    temporaries: set[Path] = field(default_factory=set)  # resolved `*.tmp` of interrupted runs
+
+
+def _temporaries(d: Path) -> list[Path]:
+    """`*.tmp` files and `.*.tmp` directories below `d`: what an interrupted run leaves behind.
+
+    Every stage writes `<name>.tmp` then renames it (pipeline.io), and tokenize works in a hidden
+    `.{prefix}.tokenize.tmp/`; their presence means a run was killed before it finished.
+    """
+    found: list[Path] = []
+    for here, subdirs, files in os.walk(d):
+        r = Path(here)
+        tmp_dirs = [x for x in subdirs if x.endswith(".tmp")]
+        found += [r / x for x in tmp_dirs]
+        # not into temp dirs (their content is one leftover) nor other hidden directories
+        subdirs[:] = sorted(x for x in subdirs if not x.startswith(".") and x not in tmp_dirs)
+        found += [r / f for f in files if f.endswith(".tmp")]
+    return sorted(found)
 
 
 def _sources_below(d: Path) -> list[Path]:
@@ -235,11 +263,30 @@ def _sources_below(d: Path) -> list[Path]:
 def _collect(paths: Sequence[str | os.PathLike], root: str | os.PathLike | None) -> _Collected:
     out = _Collected()
     rootp = Path(root) if root is not None else None
+    if rootp is not None and not rootp.is_dir():
+        what = "is not a directory" if rootp.exists() else "does not exist"
+        raise ConfigError(
+            f"--root {rootp}: the directory {what}; pass the directory that holds the files the "
+            "checksum list names."
+        )
     for p in paths:
         p = Path(p)
         if p.is_dir():
             found = _sources_below(p)
-            if not found:
+            tmps = _temporaries(p)
+            if tmps:
+                out.temporaries.update(t.resolve() for t in tmps)
+                names = ", ".join(str(t) for t in tmps[:10]) + (", ..." if len(tmps) > 10 else "")
+                out.problems.append(
+                    Problem(
+                        str(p),
+                        "interrupted",
+                        f"{len(tmps)} temporary file(s) of an interrupted run: {names}; rerun the "
+                        "command that writes them (it replaces them; delete them if you abandon "
+                        "that run)",
+                    )
+                )
+            if not found and not tmps:
                 raise InputError(
                     f"{p}: directory holds no *manifest.json or *.shard_hashes.txt, so nothing in "
                     "it can be verified; pass a manifest, a checksum list (with --root DIR if its "
@@ -459,7 +506,9 @@ def _hash_entry(e: Entry, quick: bool) -> Entry:
 
 
 def _data_pair(name: str, suffix: str) -> str:
-    return name[: -len(Path(name).suffix)] + suffix if Path(name).suffix else name + suffix
+    # string operations, not Path: this runs once per listed file (lists of many small files)
+    stem, ext = os.path.splitext(name)
+    return stem + suffix if ext else name + suffix
 
 
 def _structure(src: Source, quick: bool) -> tuple[list[Problem], list[str]]:
@@ -483,7 +532,7 @@ def _structure(src: Source, quick: bool) -> tuple[list[Problem], list[str]]:
             add(e, check_index(e.path, one_doc_per_item=token_dataset))
         elif role == "bin":
             idx_name = _data_pair(e.name, ".idx")
-            idx_path = e.path.with_name(Path(idx_name).name)
+            idx_path = e.path.with_name(os.path.basename(idx_name))
             if idx_name in by_name and idx_name in present or idx_path.exists():
                 add(e, check_bin(e.path, idx_path))
         elif role == "sidecar" and e.name.endswith(".parquet"):
@@ -500,8 +549,10 @@ def _structure(src: Source, quick: bool) -> tuple[list[Problem], list[str]]:
     # byte shards: every index 0..last listed, and (with the .idx listed) sizes adding up
     groups: dict[tuple[str, str], list[tuple[int, int, Entry]]] = {}
     for e in src.entries:
-        m = SHARD_NAME.match(Path(e.name).name)
-        if m and e.role in (None, "bin-shard"):
+        if e.role not in (None, "bin-shard"):
+            continue
+        m = SHARD_NAME.match(os.path.basename(e.name))
+        if m:
             parent = str(Path(e.name).parent)
             groups.setdefault((parent, m.group("name")), []).append(
                 (int(m.group("i")), int(m.group("last")), e)
@@ -579,14 +630,66 @@ def _counts_check(src: Source) -> list[Problem]:
     return out
 
 
-def _extras(manifests: list[Source]) -> list[Problem]:
-    """Files next to a manifest that look like its artifacts but no manifest there lists."""
+def _manifest_checks(
+    sources: list[Source], entries: list[Entry], quick: bool
+) -> tuple[list[Problem], list[str]]:
+    """Cross-checks of a manifest with the dataset it was built from (index maps, preshuffled).
+
+    Each file is hashed at most once: a file some source listed and verify hashed reuses that
+    hash (the tokenize manifest next to index maps lists their `.idx`).
+    """
+    try:
+        from pipeline.order.checks import MANIFEST_CHECKS
+    except ImportError:
+        return [], []
+    known: dict[Path, str] = {}
+
+    def sha256_of(path: Path) -> str:
+        if not known:  # built on first use: most runs have no such manifest
+            known.update(
+                (e.path.resolve(), e.actual_sha256) for e in entries if e.actual_sha256 is not None
+            )
+            known[Path()] = ""  # marks it built even when nothing was hashed
+        key = path.resolve()
+        if key not in known:
+            known[key] = sha256_file(path)
+        return known[key]
+
+    problems: list[Problem] = []
+    warnings: list[str] = []
+    for s in sources:
+        fn = MANIFEST_CHECKS.get((s.manifest or {}).get("kind"))
+        if fn is None:
+            continue
+        try:
+            found, warns = fn(s.path, s.manifest, sha256_of, quick)
+        except OSError as e:
+            warnings.append(f"{s.path}: not checked against its dataset ({e})")
+            continue
+        problems += [Problem(path, "stale", msg) for path, msg in found]
+        warnings += warns
+    return problems, warnings
+
+
+def _extras(manifests: list[Source], covered: frozenset[Path] = frozenset()) -> list[Problem]:
+    """Files next to a manifest that look like its artifacts but no manifest or list there lists.
+
+    `pile shard` writes its byte shards and their `*.shard_hashes.txt` next to the dataset and
+    its manifest; the list (and `covered`, every file some verified source lists) counts too.
+    """
     problems: list[Problem] = []
     by_dir: dict[Path, list[Source]] = {}
     for s in manifests:
         by_dir.setdefault(s.path.parent.resolve(), []).append(s)
     for d, srcs in sorted(by_dir.items()):
         listed: set[Path] = set()
+        for h in sorted(d.glob("*.shard_hashes.txt")):
+            try:
+                lst = _load_list(h, h.read_text(encoding="utf-8"), None)
+            except (OSError, UnicodeDecodeError, InputError):
+                continue
+            listed.add(h.resolve())
+            listed.update(e.path.resolve() for e in lst.entries)
         all_manifests = sorted(d.glob("*manifest.json"))
         for m in all_manifests:
             listed.add(m.resolve())
@@ -606,7 +709,9 @@ def _extras(manifests: list[Source]) -> list[Problem]:
                 except OSError:
                     continue
                 for c in children:
-                    if not c.is_file() or c.name.startswith(".") or c.resolve() in listed:
+                    if not c.is_file() or c.name.startswith("."):
+                        continue
+                    if c.resolve() in listed or c.resolve() in covered:
                         continue
                     if sd == d and prefix:
                         if not (
@@ -635,12 +740,15 @@ def _extras(manifests: list[Source]) -> list[Problem]:
     return unique
 
 
-def _unlisted(c: _Collected) -> list[Problem]:
+def _covered(c: _Collected) -> frozenset[Path]:
+    """Every file a source lists, and the sources themselves (resolved)."""
+    return frozenset(c.source_files) | {e.path.resolve() for s in c.sources for e in s.entries}
+
+
+def _unlisted(c: _Collected, covered: frozenset[Path]) -> list[Problem]:
     """Artifact-looking files below the directory arguments that no source lists (unverified)."""
-    covered = set(c.source_files)
     unlisted_here: dict[Path, set[str]] = {}
     for s in c.sources:
-        covered.update(e.path.resolve() for e in s.entries)
         kind = (s.manifest or {}).get("kind")
         if kind in UNLISTED_BY_KIND:
             unlisted_here.setdefault(s.path.parent.resolve(), set()).update(UNLISTED_BY_KIND[kind])
@@ -692,6 +800,37 @@ def _missing_hints(sources: list[Source], root: str | os.PathLike | None) -> lis
     return hints
 
 
+def _batches(entries: list[Entry]) -> list[list[Entry]]:
+    """Entries grouped into thread-pool tasks of about BATCH_BYTES, largest files first.
+
+    One task per small file made the threaded run slower than one thread: task hand-off and
+    the GIL (hashlib keeps it for updates under 2 KiB) cost more than hashing a few kB. Sizes a
+    checksum list does not give are taken with stat (one call per file, far cheaper than that).
+    """
+
+    def size(e: Entry) -> int:
+        if e.bytes is not None:
+            return e.bytes
+        try:
+            return e.path.stat().st_size
+        except OSError:
+            return 0
+
+    sized = sorted(((size(e), i) for i, e in enumerate(entries)), reverse=True)
+    batches: list[list[Entry]] = []
+    cur: list[Entry] = []
+    total = 0
+    for n, i in sized:
+        cur.append(entries[i])
+        total += n
+        if total >= BATCH_BYTES or len(cur) >= BATCH_FILES:
+            batches.append(cur)
+            cur, total = [], 0
+    if cur:
+        batches.append(cur)
+    return batches
+
+
 def verify_paths(
     paths: Sequence[str | os.PathLike],
     *,
@@ -710,18 +849,17 @@ def verify_paths(
     report.problems += collected.problems
     entries = [e for s in sources for e in s.entries]
     workers = workers or min(8, 2 * (os.cpu_count() or 1))
-    # large files first so that the slowest hash starts early
-    order = sorted(range(len(entries)), key=lambda i: -(entries[i].bytes or 0))
     if workers <= 1 or len(entries) <= 1:
-        for i in order:
-            _hash_entry(entries[i], quick)
+        for e in sorted(entries, key=lambda e: -(e.bytes or 0)):
+            _hash_entry(e, quick)
             if progress:
-                progress(entries[i])
+                progress(e)
     else:
         with ThreadPoolExecutor(max_workers=workers) as ex:
-            for e in ex.map(lambda i: _hash_entry(entries[i], quick), order):
-                if progress:
-                    progress(e)
+            for batch in ex.map(lambda b: [_hash_entry(e, quick) for e in b], _batches(entries)):
+                for e in batch:
+                    if progress:
+                        progress(e)
     for e in entries:
         report.files_checked += 1
         if e.actual_bytes is None:
@@ -755,10 +893,17 @@ def verify_paths(
         report.problems += pr
         report.warnings += warns
         report.problems += _counts_check(s)
-    if extras:
-        flagged = _extras([s for s in sources if s.kind == "manifest"])
+    pr, warns = _manifest_checks(sources, entries, quick)
+    report.problems += pr
+    report.warnings += warns
+    manifests = [s for s in sources if s.kind == "manifest"]
+    if extras and (manifests or collected.dirs):  # lists named as files have no extras to find
+        covered = _covered(collected)
+        flagged = _extras(manifests, covered)
         known = {Path(p.path).resolve() for p in flagged}
-        flagged += [p for p in _unlisted(collected) if Path(p.path).resolve() not in known]
+        flagged += [p for p in _unlisted(collected, covered) if Path(p.path).resolve() not in known]
+        # reported once above as the leftovers of an interrupted run
+        flagged = [p for p in flagged if Path(p.path).resolve() not in collected.temporaries]
         report.problems += flagged
     report.hints += _missing_hints(sources, root)
     for s in sources:

@@ -17,6 +17,7 @@ sizes and seq_length are known (offsets within the document, every sample seq_le
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -194,4 +195,170 @@ CHECKS: dict[str, Callable[[Path], list[str]]] = {
     "doc_idx": check_doc_idx,
     "sample_idx": check_sample_idx,
     "shuffle_idx": check_shuffle_idx,
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# cross-checks of a manifest with the dataset it was built from (`MANIFEST_CHECKS[kind]`)
+
+HashOf = Callable[[Path], str]  # sha256 of a file; verify passes one that reuses hashes it has
+
+
+def _order_config(cfg: dict):
+    """The OrderConfig a manifest records, or None when its config is not a valid one."""
+    from pipeline.errors import ConfigError
+    from pipeline.order.indexmap import ORDER_FIELDS, OrderConfig
+
+    try:
+        return OrderConfig(**{k: cfg[k] for k in ORDER_FIELDS})
+    except (KeyError, TypeError, ConfigError):
+        return None
+
+
+def _rebuild_maps(prefix: Path, maps_dir: Path, cfg: dict) -> str:
+    """The `pile order` command that rebuilds the maps of `cfg` for `prefix` in `maps_dir`."""
+    from pipeline.order.indexmap import order_command
+
+    config = _order_config(cfg)
+    if config is None:
+        return f"pile order {prefix} with the settings it was built with"
+    out_dir = maps_dir if maps_dir.resolve() != prefix.parent.resolve() else None
+    return order_command(prefix, config, out_dir)
+
+
+def check_maps_dataset(
+    manifest_path: Path, doc: dict, sha256_of: HashOf, quick: bool = False
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """(problems as (path, message), warnings) of index maps whose dataset `.idx` changed.
+
+    The index-map manifest records the `.idx` identity (bytes, head/tail hash, sha256) of the
+    dataset next to `dataset.prefix`; `load_order` refuses maps whose dataset differs, so verify
+    must not call them OK. `quick` compares bytes and the head/tail hash only (no full hash).
+    """
+    from pipeline.order.indexmap import dataset_identity
+
+    ds = doc.get("dataset")
+    if not isinstance(ds, dict) or not isinstance(ds.get("prefix"), str):
+        return [], []
+    prefix = Path(os.path.normpath(manifest_path.parent / ds["prefix"]))
+    idx = Path(str(prefix) + ".idx")
+    if not idx.is_file():
+        return [], [
+            f"{manifest_path}: its dataset {idx} is not there, so the index maps were not checked "
+            "against it"
+        ]
+    keys = ["idx_bytes"] + (["idx_quick_sha256"] if quick else ["idx_sha256"])
+    found = {"idx_bytes": idx.stat().st_size}
+    if found["idx_bytes"] == ds.get("idx_bytes"):
+        if quick:
+            found.update(dataset_identity(prefix, full=False))
+        else:
+            found["idx_sha256"] = sha256_of(idx)
+    for k in keys:
+        if k in ds and k in found and ds[k] != found[k]:
+            return [
+                (
+                    str(manifest_path),
+                    f"index maps were built from a different dataset: {idx} {k} is {found[k]}, "
+                    f"the maps record {ds[k]}; rebuild them with "
+                    f"`{_rebuild_maps(prefix, manifest_path.parent, doc.get('config', {}))}`",
+                )
+            ], []
+    return [], []
+
+
+def _maps_of(prefix: Path, maps_dir: Path, cfg: dict) -> list[tuple[Path, dict]]:
+    """Index-map manifests in `maps_dir` built for `prefix` with the order settings `cfg`."""
+    from pipeline.errors import IntegrityError
+    from pipeline.manifest import read_manifest
+    from pipeline.order.indexmap import MANIFEST_KIND, ORDER_FIELDS
+
+    out = []
+    for m in sorted(maps_dir.glob(f"{prefix.name}_*indexmap_*.manifest.json")):
+        try:
+            doc = read_manifest(m)
+        except (IntegrityError, OSError, ValueError):
+            continue
+        ds = doc.get("dataset") or {}
+        if doc.get("kind") != MANIFEST_KIND or not isinstance(ds.get("prefix"), str):
+            continue
+        if (m.parent / ds["prefix"]).resolve() != prefix.resolve():
+            continue
+        mc = doc.get("config") or {}
+        if all(mc.get(k) == cfg.get(k) for k in ORDER_FIELDS):
+            out.append((m, doc))
+    return out
+
+
+def _preshuffle_command(prefix: Path, maps_dir: Path, out_dir: Path, cfg: dict) -> str:
+    """The `pile preshuffle` command that rewrites `out_dir` with the settings `cfg` records."""
+    from pipeline.order.preshuffle import PYTHIA_SHARD_SIZE
+
+    args = [_rebuild_maps(prefix, prefix.parent, cfg).replace("pile order", "pile preshuffle", 1)]
+    if maps_dir.resolve() != prefix.parent.resolve():
+        args.append(f"--maps-dir {maps_dir}")
+    shard_size = cfg.get("shard_size", PYTHIA_SHARD_SIZE)
+    if shard_size is None:
+        args.append("--no-shard")
+    elif shard_size != PYTHIA_SHARD_SIZE:
+        args.append(f"--shard-size {shard_size}")
+    return " ".join(args + [f"--out-dir {out_dir}"])
+
+
+def check_preshuffled_source(
+    manifest_path: Path, doc: dict, sha256_of: HashOf, quick: bool = False
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Preshuffled data whose recorded order differs from the index maps (or dataset) it names.
+
+    `source.order_fingerprint` is the index-map manifest's config_fingerprint at preshuffle time
+    (config + the dataset `.idx` sha256); maps rebuilt since, or a re-tokenized dataset, change
+    it, and then the preshuffled samples are not those the maps (or the dataset) give.
+    """
+    from pipeline.config import combine_fingerprints
+
+    src = doc.get("source")
+    cfg = doc.get("config") or {}
+    if not isinstance(src, dict) or not isinstance(src.get("prefix"), str):
+        return [], []
+    recorded = src.get("order_fingerprint")
+    prefix = Path(os.path.normpath(manifest_path.parent / src["prefix"]))
+    maps_dir = (
+        Path(os.path.normpath(manifest_path.parent / src["maps_dir"]))
+        if isinstance(src.get("maps_dir"), str)
+        else prefix.parent
+    )
+    fix = f"then re-run `{_preshuffle_command(prefix, maps_dir, manifest_path.parent, cfg)}`"
+    for m, mdoc in _maps_of(prefix, maps_dir, cfg):
+        if "idx_sha256" not in (mdoc.get("dataset") or {}):
+            continue  # preshuffle then records the bare config fingerprint: nothing to compare
+        if mdoc.get("config_fingerprint") != recorded:
+            return [
+                (
+                    str(manifest_path),
+                    f"preshuffled from another order than the index maps {m} (order fingerprint "
+                    f"{recorded}, the maps have {mdoc.get('config_fingerprint')}); {fix}",
+                )
+            ], []
+    config = _order_config(cfg)
+    idx = Path(str(prefix) + ".idx")
+    if quick or config is None or not idx.is_file() or not recorded:
+        return [], []
+    current = combine_fingerprints(config.fingerprint(), sha256_of(idx))
+    if current != recorded and recorded != config.fingerprint():
+        return [
+            (
+                str(manifest_path),
+                f"preshuffled from a different dataset: {idx} changed since (order fingerprint "
+                f"now {current}, recorded {recorded}); rebuild the index maps with "
+                f"`{_rebuild_maps(prefix, maps_dir, cfg)}`, {fix}",
+            )
+        ], []
+    return [], []
+
+
+MANIFEST_CHECKS: dict[
+    str, Callable[[Path, dict, HashOf, bool], tuple[list[tuple[str, str]], list[str]]]
+] = {
+    "index-maps": check_maps_dataset,
+    "preshuffled": check_preshuffled_source,
 }

@@ -12,9 +12,11 @@ Verify every PATH: a pile manifest (*.manifest.json), a directory (every *manife
 SHA256SUMS.txt) or Pythia's list (<file> <hash>). Files are re-hashed (streaming, in parallel
 threads) and checked structurally (.idx/.bin, sidecar, index maps, shards). Every missing,
 mismatching, malformed or extra file is printed: in a directory, an artifact (.bin, .idx, .npy,
-.parquet, .json, .tmp) that no manifest or list covers is extra, since nothing verified it. The
-exit code is 0 only when everything matches (4 otherwise; 3 for a directory with nothing to verify
-against).
+.parquet, .json) that no manifest or list covers is extra, since nothing verified it; *.tmp files
+and .*.tmp directories are the leftovers of an interrupted run. Index maps and preshuffled data are
+checked against the dataset they were built from (stale when it changed since). The exit code is 0
+only when everything matches (4 otherwise; 3 for a directory with nothing to verify against; 2 for
+a --root that is not a directory).
 """
 
 
