@@ -47,7 +47,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
     except OSError as e:
         raise PipelineError(
             f"cannot create output directory {path.parent}: {e.strerror}. "
-            "Choose a writable --out directory."
+            "Choose a writable output location."
         ) from e
     tmp = tmp_path(path)
     try:
