@@ -46,12 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.io import sha256_file
 from pipeline.manifest import MANIFEST_FORMAT, check_self_hash, read_manifest
-from pipeline.shards.mmidx import MMIDXIndex
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +323,10 @@ def check_index(idx_path: str | os.PathLike, one_doc_per_item: bool = False) -> 
     (Pythia's pre-shuffled `document.idx`: its builder never ended a document). With
     `one_doc_per_item` (a token dataset) it must be exactly 0, 1, ..., N.
     """
+    import numpy as np  # here, not at the top: verifying a checksum list needs no numpy
+
+    from pipeline.shards.mmidx import MMIDXIndex
+
     try:
         idx = MMIDXIndex(idx_path)
     except IntegrityError as e:
@@ -389,6 +390,10 @@ def check_index(idx_path: str | os.PathLike, one_doc_per_item: bool = False) -> 
 
 def index_tokens(idx_path: str | os.PathLike) -> tuple[int, int]:
     """(number of items, number of tokens) of a valid `.idx`, summed in int64 chunks."""
+    import numpy as np
+
+    from pipeline.shards.mmidx import MMIDXIndex
+
     idx = MMIDXIndex(idx_path)
     total = 0
     for s in range(0, len(idx), CHUNK):
@@ -404,6 +409,8 @@ def _off_by(found: int, expected: int) -> str:
 
 def check_bin(bin_path: str | os.PathLike, idx_path: str | os.PathLike) -> list[str]:
     """`.bin` size must be tokens x itemsize of its `.idx`."""
+    from pipeline.shards.mmidx import MMIDXIndex
+
     try:
         idx = MMIDXIndex(idx_path)
         _, tokens = index_tokens(idx_path)
@@ -423,8 +430,11 @@ def check_sidecar(
     path: str | os.PathLike, idx_path: str | os.PathLike | None, full: bool
 ) -> list[str]:
     """Sidecar rows = items of the `.idx`; with `full`, its tokens column equals the sizes."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from pipeline.shards.mmidx import MMIDXIndex
 
     try:
         pf = pq.ParquetFile(path)
@@ -460,6 +470,8 @@ def check_sidecar(
 
 def check_npy(path: Path) -> list[str]:
     """A `.npy` that no specific check covers must at least be a readable array."""
+    import numpy as np
+
     try:
         np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as e:
@@ -586,6 +598,8 @@ def _structure(src: Source, quick: bool) -> tuple[list[Problem], list[str]]:
             continue
         try:
             _, tokens = index_tokens(idx_entry.path)
+            from pipeline.shards.mmidx import MMIDXIndex
+
             itemsize = MMIDXIndex(idx_entry.path).dtype.itemsize
         except IntegrityError:
             continue
@@ -638,10 +652,11 @@ def _manifest_checks(
     Each file is hashed at most once: a file some source listed and verify hashed reuses that
     hash (the tokenize manifest next to index maps lists their `.idx`).
     """
-    try:
-        from pipeline.order.checks import MANIFEST_CHECKS
-    except ImportError:
-        return [], []
+    kinds = {(s.manifest or {}).get("kind") for s in sources}
+    if not kinds & {"index-maps", "preshuffled"}:
+        return [], []  # nothing to cross-check: do not pay for importing the order stage
+    from pipeline.order.checks import MANIFEST_CHECKS
+
     known: dict[Path, str] = {}
 
     def sha256_of(path: Path) -> str:
