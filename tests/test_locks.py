@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,8 @@ from pipeline.lock import BuildLocked, DirLock, holds_dir_locks, lock_dir
 from pipeline.order import OrderConfig, run_order, run_preshuffle
 from pipeline.shards.mmidx import MMIDXWriter
 from pipeline.tokenize.stage import output_names, run_tokenize
+from tests.procs import descendants, running, wait_for
 
-TIMEOUT = 60.0  # only bounds a hang
 CFG = OrderConfig(seq_length=16, global_batch=4, train_iters=5, seed=1)
 
 
@@ -140,35 +139,6 @@ st._run_task = slow
 """
 
 
-def _tree(pid: int) -> set[int]:
-    try:
-        import psutil
-    except ImportError:
-        pytest.skip("psutil not installed")
-    return {p.pid for p in psutil.Process(pid).children(recursive=True)}
-
-
-def _running(pids: set[int]) -> set[int]:
-    import psutil
-
-    out = set()
-    for p in pids:
-        try:
-            if psutil.Process(p).status() != psutil.STATUS_ZOMBIE:
-                out.add(p)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
-def _wait(cond, what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {TIMEOUT:.0f} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_killed_tokenize_run_locks_then_leaves_nothing_behind(tmp_path, corpus, capsys):
     (tmp_path / "pile_slow.py").write_text(SLOW)
     marks = tmp_path / "marks"
@@ -179,15 +149,15 @@ def test_killed_tokenize_run_locks_then_leaves_nothing_behind(tmp_path, corpus, 
     code = f"import sys, pile_slow; from pipeline.cli.main import main; sys.exit(main({argv + ['--workers', '2']!r}))"
     p = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
     try:
-        _wait(lambda: len(list(marks.iterdir())) >= 2, "both workers to write a partial")
-        tree = _tree(p.pid)
+        wait_for(lambda: len(list(marks.iterdir())) >= 2, "both workers to write a partial")
+        tree = descendants(p.pid)
         # a second run into the same directory is refused, naming the live one
         assert main(argv) == 5
         assert f"pid {p.pid}" in capsys.readouterr().err
         assert len(list(out.glob(".t.tokenize.*.tmp"))) == 1  # the first run's, untouched
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
-        _wait(lambda: not _running(tree), "the killed run's workers to exit")
+        wait_for(lambda: not running(tree), "the killed run's workers to exit")
     finally:
         if p.poll() is None:
             p.kill()

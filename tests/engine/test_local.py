@@ -6,51 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from pipeline.engine.local import _alive, _start_time, map_ordered
-
-TIMEOUT = 60.0  # generous: only bounds a hang, the workers normally exit within ~1 s
-
-
-def descendants(pid: int) -> set[int]:
-    """Pids of every process below `pid` (psutil if installed, else /proc)."""
-    try:
-        import psutil
-    except ImportError:
-        kids: dict[int, list[int]] = {}
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                try:
-                    stat = (d / "stat").read_text()
-                except OSError:
-                    continue
-                ppid = int(stat[stat.rfind(")") + 2 :].split()[1])
-                kids.setdefault(ppid, []).append(int(d.name))
-        out: set[int] = set()
-        todo = [pid]
-        while todo:
-            for c in kids.get(todo.pop(), []):
-                out.add(c)
-                todo.append(c)
-        return out
-    return {p.pid for p in psutil.Process(pid).children(recursive=True)}
-
-
-def running(pids: set[int]) -> set[int]:
-    """The pids of `pids` that still exist and are not zombies."""
-    return {p for p in pids if _start_time(p) is not None}
-
-
-def wait_for(cond, what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not cond():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {TIMEOUT:.0f} s waiting for {what}")
-        time.sleep(0.05)
+from tests.procs import descendants, running, wait_for
 
 
 def test_results_in_task_order_for_any_worker_count():
