@@ -38,6 +38,40 @@ class BuildLocked(PipelineError):
 DirLocked = BuildLocked
 
 
+# directories this process holds locked: a build's stages write below its own OUT
+_OWN: set[Path] = set()
+
+
+def _check_ancestors(d: Path) -> None:
+    """Refuse to write inside a directory another live run holds (a stage command into a running
+    build's OUT/standard, say): a shared-lock probe fails while its `.lock` is held."""
+    for a in Path(d).resolve().parents:
+        if a in _OWN:
+            continue
+        lock = a / LOCK_NAME
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            except ValueError:
+                owner = {}
+            what = owner.get("what")
+            raise BuildLocked(
+                f"{d} is inside {a}, which is being written by pid {owner.get('pid', '?')} on "
+                f"{owner.get('host', '?')}{f' (pile {what})' if what else ''}; lock {lock}. "
+                "Wait for that run to finish, or write elsewhere."
+            ) from None
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
 class DirLock:
     def __init__(self, out_dir: str | os.PathLike, what: str = "build") -> None:
         self.path = Path(out_dir) / LOCK_NAME
@@ -46,6 +80,7 @@ class DirLock:
 
     def acquire(self) -> DirLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _check_ancestors(self.path.parent)
         for _ in range(100):  # retries only when a holder unlinked the file under us
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -78,6 +113,7 @@ class DirLock:
             info = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what}
             os.pwrite(fd, json.dumps(info).encode(), 0)
             self._fd = fd
+            _OWN.add(self.path.parent.resolve())
             return self
         raise BuildLocked(f"could not lock {self.path}: it keeps being replaced; rerun.")
 
@@ -90,6 +126,7 @@ class DirLock:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         os.close(self._fd)
         self._fd = None
+        _OWN.discard(self.path.parent.resolve())
 
     def __enter__(self) -> DirLock:
         return self.acquire()

@@ -170,3 +170,36 @@ def test_killed_tokenize_run_locks_then_leaves_nothing_behind(tmp_path, corpus, 
     for k in ("bin", "idx", "sidecar", "manifest"):
         assert (out / names[k]).read_bytes() == (clean / names[k]).read_bytes(), k
     assert sorted(q.name for q in out.iterdir() if q.name.startswith(".")) == []
+
+
+def test_a_stage_inside_a_directory_another_run_holds_is_refused(tmp_path, corpus, capsys):
+    out = tmp_path / "build_out"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pipeline.lock import DirLock; "
+            f"DirLock({str(out)!r}, 'build').acquire(); print('locked', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        rc = main(
+            ["tokenize", str(corpus[0].parent), "--out", str(out / "standard"), "--prefix", "pile"]
+        )
+        assert rc == 5
+        err = capsys.readouterr().err
+        assert "is inside" in err and f"pid {holder.pid}" in err and "(pile build)" in err
+        assert not (out / "standard" / "pile_text_document.bin").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: the same command now runs
+    assert (
+        main(
+            ["tokenize", str(corpus[0].parent), "--out", str(out / "standard"), "--prefix", "pile"]
+        )
+        == 0
+    )
