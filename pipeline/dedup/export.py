@@ -19,7 +19,7 @@ with the sha256 of every file is written last.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import zstandard
 
 from pipeline.config import combine_fingerprints
 from pipeline.engine import map_ordered
-from pipeline.errors import IntegrityError
+from pipeline.errors import ConfigError, IntegrityError
 from pipeline.io import atomic_open
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.read import LINE_BITS, InputFile, ReadConfig, iter_file, resolve_inputs
@@ -118,6 +118,24 @@ def _export_task(task: _ExportTask) -> dict[str, int]:
     return {"written": written, "dropped": dropped}
 
 
+def check_export_dest(dest: Path, dedup_dir: Path, files: Sequence[InputFile]) -> None:
+    """The export must not overwrite what it reads: the inputs, or the dedup run's own files."""
+    d = dest.resolve()
+    if d == dedup_dir.resolve():
+        raise ConfigError(
+            f"--export-text {dest}: that is the dedup output directory (--out); its manifest "
+            "would be replaced. Export to another directory."
+        )
+    for f in files:
+        p = Path(f.path).resolve()
+        if p == d or d in p.parents or p in d.parents:
+            raise ConfigError(
+                f"--export-text {dest}: it holds, or is inside, the input {f.where}; the "
+                "export would overwrite or later be read as input. Export to a directory "
+                "outside the inputs."
+            )
+
+
 def export_text(
     inputs: Iterable[Any],
     dedup_dir: str | Path,
@@ -134,6 +152,7 @@ def export_text(
     removed = load_removed_ids(dedup_dir, expected_fingerprint)
     dedup_fp = read_manifest(Path(dedup_dir) / "manifest.json")["config_fingerprint"]
     dest = Path(dest)
+    check_export_dest(dest, Path(dedup_dir), files)
     dest.mkdir(parents=True, exist_ok=True)
     stale = dest / "manifest.json"
     if stale.exists():

@@ -85,3 +85,21 @@ def test_export_rejects_a_dedup_run_of_another_config(tmp_path):
 
     with pytest.raises(IntegrityError, match="config fingerprint"):
         export_text([src], tmp_path / "d", tmp_path / "e", expected_fingerprint="0" * 64)
+
+
+def test_export_never_overwrites_inputs_or_the_dedup_directory(tmp_path, capsys):
+    from pipeline.cli.main import main
+
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.jsonl").write_text('{"text": "one two three four five six"}\n')
+    before = (d / "a.jsonl").read_bytes()
+    for dest in (d, d / "a.jsonl", tmp_path / "dd"):
+        rc = main(["dedup", str(d), "--out", str(tmp_path / "dd"), "--export-text", str(dest)])
+        assert rc == 2, dest
+    err = capsys.readouterr().err
+    assert "holds, or is inside, the input" in err and "that is the dedup output directory" in err
+    assert (d / "a.jsonl").read_bytes() == before and sorted(p.name for p in d.iterdir()) == [
+        "a.jsonl"
+    ]
+    assert not (tmp_path / "dd").exists()  # refused before any work

@@ -130,6 +130,11 @@ def run(args) -> int:
         workers=args.workers,
     )
     read_config = read_config_from_args(args, args.out)
+    if args.export_text:  # refuse before hours of work, not after
+        from pipeline.dedup.export import check_export_dest
+        from pipeline.read import resolve_inputs
+
+        check_export_dest(Path(args.export_text), Path(args.out), resolve_inputs(args.inputs))
     stats = run_dedup(args.inputs, args.out, config, read_config, workers=args.workers)
     c = stats["counts"]
     quiet = getattr(args, "quiet", False)
