@@ -44,15 +44,22 @@ PILE_ARTIFACTS = (".docs.parquet", ".rejected.jsonl", ".reasons.jsonl")
 
 
 def _is_pile_output(d: Path) -> bool:
-    """A directory pile wrote: it holds a manifest (every stage writes one last)."""
+    """A directory pile wrote: it holds one of pile's manifests (every stage writes one last),
+    recognised by its self-hash field, not by name alone (datasets ship other manifest.json)."""
     try:
-        return any(
-            e.name == "manifest.json" or e.name.endswith((".manifest.json", ".shard_hashes.txt"))
-            for e in os.scandir(d)
-            if e.is_file()
-        )
+        entries = [e for e in os.scandir(d) if e.is_file()]
     except OSError:
         return False
+    for e in entries:
+        if e.name == "manifest.json" or e.name.endswith(".manifest.json"):
+            try:
+                with open(e.path, "rb") as fh:
+                    head = fh.read(1 << 20)
+            except OSError:
+                continue
+            if b'"manifest_sha256"' in head:
+                return True
+    return False
 
 
 def file_kind(path: str | os.PathLike) -> str | None:

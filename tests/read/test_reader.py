@@ -406,16 +406,23 @@ def test_directory_walk_skips_pile_outputs_and_warns_on_repeats(tmp_path, caplog
     # an output directory of pile below the input (it has a manifest), quarantine files and a
     # sidecar: none of them are input documents
     write_zst(d / "out" / "survivors.jsonl.zst", [pile_line("exported")])
-    (d / "out" / "manifest.json").write_text("{}")
+    from pipeline.manifest import write_manifest
+
+    write_manifest(
+        d / "out" / "manifest.json", kind="dedup-export", config_fingerprint="x", files=[]
+    )
+    # a dataset's own manifest.json (not pile's) does not hide its data
+    write_zst(d / "part1" / "01.jsonl.zst", [pile_line("y")])
+    (d / "part1" / "manifest.json").write_text('{"shards": ["01.jsonl.zst"]}')
     (d / "q").mkdir()
     (d / "q" / "00000-00.jsonl.zst.rejected.jsonl").write_bytes(b"{bad\n")
     (d / "q" / "00000-00.jsonl.zst.reasons.jsonl").write_bytes(b'{"reason": "x"}\n')
     pq.write_table(pa.table({"text": ["t"]}), d / "p_text_document.docs.parquet")
     with caplog.at_level(logging.WARNING, logger="pipeline.read.inputs"):
         files = resolve_inputs([d])
-    assert [f.name for f in files] == ["00.jsonl.zst"]
+    assert [f.name for f in files] == ["00.jsonl.zst", "part1/01.jsonl.zst"]
     assert "an output directory of pile" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="pipeline.read.inputs"):
         files = resolve_inputs([d, d / "00.jsonl.zst"])
-    assert len(files) == 2 and "given more than once" in caplog.text
+    assert len(files) == 3 and "given more than once" in caplog.text
