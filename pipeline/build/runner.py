@@ -517,10 +517,12 @@ class StaleVariant:
         dirs = " and ".join(f"{d.relative_to(self.out).as_posix()}/" for d in self.dirs)
         toml = shlex.quote(str(self.out / "build.toml"))
         rm = " ".join(shlex.quote(str(d)) for d in self.dirs)
+        many = len(self.dirs) > 1
+        is_, it = ("are", "them") if many else ("is", "it")
         return (
-            f"{dirs} in {self.out} is stale ({self.reason}) and this build does not update it "
-            f"(stages {', '.join(self.stages)}). Rebuild it with `pile build --config {toml} "
-            f"--variant both` (up-to-date stages are skipped), or remove it: `rm -r {rm}`."
+            f"{dirs} in {self.out} {is_} stale ({self.reason}) and this build does not update "
+            f"{it} (stages {', '.join(self.stages)}). Rebuild {it} with `pile build --config "
+            f"{toml} --variant both` (up-to-date stages are skipped), or remove {it}: `rm -r {rm}`."
         )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -153,6 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as e:
         print(f"pile {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:
+        # the reader of our output went away (`pile stats --json | head`): stop quietly, as
+        # Unix tools do on SIGPIPE, and keep Python from complaining when it flushes stdout
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except OSError as e:
         # disk full, read-only or unwritable output, vanished input: say what and where; every
         # artifact is written as *.tmp and renamed when complete, so nothing half-written remains

@@ -705,3 +705,13 @@ def test_held_out_inputs_warn(tmp_path, capsys):
     assert f"pass --input {pile / 'train'}" in err
     assert main(["build", "--input", str(pile / "train"), "--dry-run"]) == 0
     assert "held-out" not in capsys.readouterr().err
+
+
+def test_stale_warning_grammar_for_two_directories(tmp_path):
+    from pipeline.build.runner import StaleVariant
+
+    sv = StaleVariant(
+        out=tmp_path, dirs=[tmp_path / "dedup", tmp_path / "deduped"], stages=["dedup"], reason="x"
+    )
+    assert "dedup/ and deduped/ in" in sv.message and " are stale (x) " in sv.message
+    assert "does not update them" in sv.message and "remove them:" in sv.message

@@ -117,3 +117,20 @@ def test_stats_all_rejected_exit_3_and_names_the_quarantine(tmp_path, capsys, mo
     assert "100.00%" not in cap.out  # an empty total has no share
     assert (tmp_path / "quarantine" / "00000-bad.jsonl.rejected.jsonl").read_text().count("\n") == 2
     assert main(["stats", str(p), "--on-error", "skip", "--text-key", "content"]) == 0
+
+
+def test_a_closed_pipe_ends_quietly_like_sigpipe():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import pipeline.cli.commands.stats as st\n"
+        "from pipeline.cli.main import main\n"
+        "def run(args):\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "st.run = run\n"
+        "sys.exit(main(['stats']))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 141 and "Broken pipe" not in res.stderr, res.stderr
