@@ -711,7 +711,11 @@ def test_stale_warning_grammar_for_two_directories(tmp_path):
     from pipeline.build.runner import StaleVariant
 
     sv = StaleVariant(
-        out=tmp_path, dirs=[tmp_path / "dedup", tmp_path / "deduped"], stages=["dedup"], reason="x"
+        variant="deduped",
+        out=tmp_path,
+        dirs=[tmp_path / "dedup", tmp_path / "deduped"],
+        stages=["dedup"],
+        reason="x",
     )
     assert "dedup/ and deduped/ in" in sv.message and " are stale (x) " in sv.message
     assert "does not update them" in sv.message and "remove them:" in sv.message
