@@ -139,6 +139,18 @@ def resolve_build_config(
     defaults of its own), so a value in the file is never shadowed by a flag's default.
     `overrides` holds per-table flag values (None = not given)."""
     data = load_config_file(config_file) if config_file else {}
+    if config_file:
+        # relative paths in a config file mean relative to that file, wherever pile runs from
+        base = os.path.dirname(os.path.abspath(config_file))
+        if isinstance(data.get("input"), str):
+            data["input"] = [data["input"]]
+        if data.get("input"):
+            data["input"] = [_absolute_input(str(i), base) for i in data["input"]]
+        if data.get("out"):
+            data["out"] = os.path.join(base, os.path.expanduser(str(data["out"])))
+        tok = data.get("tokenize", {})
+        if tok.get("tokenizer"):
+            tok["tokenizer"] = os.path.join(base, os.path.expanduser(str(tok["tokenizer"])))
     inputs = inputs or data.get("input") or []
     if isinstance(inputs, str):
         inputs = [inputs]
@@ -190,12 +202,18 @@ def resolve_build_config(
     )
 
 
-def _absolute_input(spec: str) -> str:
-    """An input spec with its path made absolute (`hf:` and `#split` kept)."""
+def _absolute_input(spec: str, base: str | None = None) -> str:
+    """An input spec with its path made absolute, relative to `base` (default: the current
+    directory); `hf:` and `#split` are kept."""
+
+    def absolute(path: str) -> str:
+        path = os.path.expanduser(path)
+        return os.path.abspath(os.path.join(base, path) if base else path)
+
     if spec.startswith("hf:"):
-        base, sep, split = spec[3:].partition("#")
-        return "hf:" + os.path.abspath(base) + sep + split
-    return os.path.abspath(spec)
+        rest, sep, split = spec[3:].partition("#")
+        return "hf:" + absolute(rest) + sep + split
+    return absolute(spec)
 
 
 def held_out_names(names: list[str]) -> list[str]:

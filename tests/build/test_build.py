@@ -719,3 +719,20 @@ def test_stale_warning_grammar_for_two_directories(tmp_path):
     )
     assert "dedup/ and deduped/ in" in sv.message and " are stale (x) " in sv.message
     assert "does not update them" in sv.message and "remove them:" in sv.message
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_the_file(tmp_path, monkeypatch):
+    from pipeline.build.config import resolve_build_config
+
+    cfg_dir = tmp_path / "project"
+    cfg_dir.mkdir()
+    corpus = make_corpus(cfg_dir)  # cfg_dir/corpus
+    cfg = cfg_dir / "c.toml"
+    cfg.write_text('input = ["corpus"]\nout = "runs/one"\npreset = "sample"\n')
+    monkeypatch.chdir("/")
+    bc = resolve_build_config(config_file=str(cfg))
+    assert bc.inputs == (str(corpus),) and bc.out == str(cfg_dir / "runs" / "one")
+    # flags stay relative to where pile runs
+    monkeypatch.chdir(tmp_path)
+    bc = resolve_build_config(config_file=str(cfg), out="elsewhere")
+    assert bc.out == str(tmp_path / "elsewhere")
