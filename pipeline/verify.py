@@ -246,6 +246,34 @@ def _temporaries(d: Path) -> list[Path]:
     return sorted(found)
 
 
+def _live_writer(d: Path) -> str | None:
+    """'pid N (pile build)' when a live run holds a `.lock` in or above `d` or below it, else
+    None: its `*.tmp` files are work in progress, not leftovers (pipeline.lock)."""
+    import fcntl
+
+    candidates = [a / ".lock" for a in [d.resolve(), *d.resolve().parents]]
+    candidates += sorted(d.rglob(".lock"))
+    for lock in candidates:
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            except ValueError:
+                owner = {}
+            what = owner.get("what")
+            return f"pid {owner.get('pid', '?')}{f' (pile {what})' if what else ''}, lock {lock}"
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    return None
+
+
 def _sources_below(d: Path) -> list[Path]:
     """Every manifest and shard hash list below `d`, skipping hidden files and directories."""
     found: set[Path] = set()
@@ -274,15 +302,19 @@ def _collect(paths: Sequence[str | os.PathLike], root: str | os.PathLike | None)
             if tmps:
                 out.temporaries.update(t.resolve() for t in tmps)
                 names = ", ".join(str(t) for t in tmps[:10]) + (", ..." if len(tmps) > 10 else "")
-                out.problems.append(
-                    Problem(
-                        str(p),
-                        "interrupted",
+                live = _live_writer(p)
+                if live:
+                    msg = (
+                        f"a run is writing here now ({live}); its {len(tmps)} temporary file(s) "
+                        "are work in progress: verify again when it has finished"
+                    )
+                else:
+                    msg = (
                         f"{len(tmps)} temporary file(s) of an interrupted run: {names}; rerun the "
                         "command that writes them (it replaces them; delete them if you abandon "
-                        "that run)",
+                        "that run)"
                     )
-                )
+                out.problems.append(Problem(str(p), "in-progress" if live else "interrupted", msg))
             if not found and not tmps:
                 raise InputError(
                     f"{p}: directory holds no *manifest.json or *.shard_hashes.txt, so nothing in "
