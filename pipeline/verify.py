@@ -329,7 +329,9 @@ def _collect(paths: Sequence[str | os.PathLike], root: str | os.PathLike | None)
         else:
             found = [p]
         for q in found:
-            s, pr = _sniff_and_load(q, rootp)
+            # --root is where an explicitly given checksum list's files are; a list found
+            # inside a directory names files next to itself
+            s, pr = _sniff_and_load(q, rootp if q == p else None)
             out.sources += s
             out.problems += pr
             out.source_files.add(q.resolve())

@@ -409,3 +409,14 @@ def test_corrupt_manifest_json(ds, capsys):
     assert main(["verify", str(p)]) == 4
     out = capsys.readouterr().out
     assert "MANIFEST" in out and "t.manifest.json" in out
+
+
+def test_root_applies_to_a_given_list_not_to_lists_found_in_a_directory(ds, tmp_path, capsys):
+    from pipeline.shards.split import shard_bin
+
+    shard_bin(ds / "t_text_document", tmp_path / "s", num_shards=2)
+    lines = [f"{n} {hashlib.sha256((ds / n).read_bytes()).hexdigest()}" for n in NAMES[:2]]
+    lst = tmp_path / "elsewhere.txt"
+    lst.write_text("\n".join(lines) + "\n")
+    # the directory's own shard list resolves next to itself; --root is for elsewhere.txt
+    assert main(["verify", str(tmp_path / "s"), str(lst), "--root", str(ds)]) == 0
