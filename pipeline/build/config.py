@@ -18,6 +18,7 @@ any working directory.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,6 +226,8 @@ def held_out_names(names: list[str]) -> list[str]:
         path, _, split = name.partition("#")
         parts = path.split("/")
         words = [*parts[:-1], parts[-1].split(".", 1)[0], split]
-        if any(w.lower() in HELD_OUT_NAMES for w in words if w):
+        # whole words of each part: `test-00`, `pile_val`, `validation_set` count, `contest` not
+        tokens = [t for w in words for t in re.split(r"[^0-9a-zA-Z]+", w) if t]
+        if any(t.lower() in HELD_OUT_NAMES for t in tokens):
             found.append(name)
     return found

@@ -126,7 +126,10 @@ class BuildPlan:
             [f.label, os.path.abspath(f.path), f.kind, f.split, *st]
             for f, st in zip(self.inputs, stats)
         ]
-        held_out = held_out_names([f.label for f in self.inputs])
+        # names with the inputs' root folder itself (`--input pile/val` is named `val/...`)
+        dirs = [os.path.dirname(os.path.abspath(f.path)) for f in self.inputs]
+        root = os.path.basename(os.path.commonpath(dirs)) if dirs else ""
+        held_out = held_out_names([f"{root}/{f.label}" if root else f.label for f in self.inputs])
         if held_out:
             log.warning("%s", _held_out_message(held_out, self.inputs))
         self.stages: list[Stage] = self._plan(config.variants)

@@ -684,6 +684,10 @@ def test_held_out_names():
         "testing/00.jsonl",
         "ds#test",
         "ds#train",
+        "test-00.jsonl.zst",
+        "validation_set/a.jsonl",
+        "pile_val.jsonl.zst",
+        "latest.jsonl",
     ]
     assert held_out_names(names) == [
         "val.jsonl.zst",
@@ -691,6 +695,9 @@ def test_held_out_names():
         "Validation/00.parquet",
         "valid/x.jsonl",
         "ds#test",
+        "test-00.jsonl.zst",
+        "validation_set/a.jsonl",
+        "pile_val.jsonl.zst",
     ]
 
 
@@ -701,10 +708,14 @@ def test_held_out_inputs_warn(tmp_path, capsys):
     assert main(["build", "--input", str(pile), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
     err = capsys.readouterr().err
     assert "WARNING" in err
-    assert "input(s) test.jsonl.zst, val.jsonl.zst look like held-out splits" in err
+    assert "input(s) pile/test.jsonl.zst, pile/val.jsonl.zst look like held-out splits" in err
     assert f"pass --input {pile / 'train'}" in err
     assert main(["build", "--input", str(pile / "train"), "--dry-run"]) == 0
     assert "held-out" not in capsys.readouterr().err
+    # a folder named like a split, given itself, is caught too
+    write_zst(tmp_path / "pl" / "val" / "00.jsonl.zst", [pile_line("held out")])
+    assert main(["build", "--input", str(tmp_path / "pl" / "val"), "--dry-run"]) == 0
+    assert "val/00.jsonl.zst look like held-out splits" in capsys.readouterr().err
 
 
 def test_stale_warning_grammar_for_two_directories(tmp_path):
