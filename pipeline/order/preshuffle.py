@@ -153,8 +153,9 @@ def run_preshuffle(
     if block < 1:
         raise ConfigError(f"block {block} must be >= 1")
     out = Path(out_dir)
-    lock_dir(out, "preshuffle")  # held until return: one writer per directory
+    # the inputs first: a refused call creates no directory
     data = DocumentData(prefix, config, maps_dir, check_dataset="full")
+    lock_dir(out, "preshuffle")  # held until return: one writer per directory
     n = config.train_samples
     L1 = config.seq_length + 1
     dtype = data.dtype

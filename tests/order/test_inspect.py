@@ -373,3 +373,11 @@ def test_interrupted_preshuffle_leaves_nothing_readable(built, tmp_path, monkeyp
     assert not (out / "document.idx").exists() and not (out / PRESHUFFLED_MANIFEST).exists()
     with pytest.raises((InputError, IntegrityError, ConfigError)):
         open_data(out, CFG)
+
+
+def test_refused_preshuffle_creates_no_directory(built, tmp_path):
+    prefix, _, _ = built
+    other = OrderConfig(seq_length=16, global_batch=4, train_iters=7, seed=99)  # no maps built
+    with pytest.raises((InputError, IntegrityError, ConfigError)):
+        run_preshuffle(prefix, other, tmp_path / "never")
+    assert not (tmp_path / "never").exists()
