@@ -42,34 +42,49 @@ DirLocked = BuildLocked
 _OWN: set[Path] = set()
 
 
+def _owner(fd: int) -> str:
+    """'pid N on HOST (pile WHAT)' from the JSON a lock holder writes into its `.lock`."""
+    try:
+        owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
+    except ValueError:
+        owner = {}
+    what = owner.get("what")
+    return (
+        f"pid {owner.get('pid', '?')} on {owner.get('host', '?')}"
+        f"{f' (pile {what})' if what else ''}"
+    )
+
+
+def lock_holder(lock: str | os.PathLike) -> str | None:
+    """Who holds the lock file `lock` now ('pid N on HOST (pile WHAT)'), or None when it is
+    free or absent: a shared-lock probe fails only while a live run holds it."""
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _owner(fd)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _check_ancestors(d: Path) -> None:
     """Refuse to write inside a directory another live run holds (a stage command into a running
-    build's OUT/standard, say): a shared-lock probe fails while its `.lock` is held."""
+    build's OUT/standard, say)."""
     for a in Path(d).resolve().parents:
         if a in _OWN:
             continue
-        lock = a / LOCK_NAME
-        try:
-            fd = os.open(lock, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
-            except ValueError:
-                owner = {}
-            what = owner.get("what")
+        holder = lock_holder(a / LOCK_NAME)
+        if holder:
             raise BuildLocked(
-                f"{d} is inside {a}, which is being written by pid {owner.get('pid', '?')} on "
-                f"{owner.get('host', '?')}{f' (pile {what})' if what else ''}; lock {lock}. "
+                f"{d} is inside {a}, which is being written by {holder}; lock {a / LOCK_NAME}. "
                 "Wait for that run to finish, or write elsewhere."
-            ) from None
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+            )
 
 
 class DirLock:
@@ -90,15 +105,10 @@ class DirLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                try:
-                    owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
-                except ValueError:
-                    owner = {}
+                holder = _owner(fd)
                 os.close(fd)
-                what = owner.get("what")
                 raise BuildLocked(
-                    f"{self.path.parent} is being built by pid {owner.get('pid', '?')} on "
-                    f"{owner.get('host', '?')}{f' (pile {what})' if what else ''}; lock "
+                    f"{self.path.parent} is being built by {holder}; lock "
                     f"{self.path}. Wait for it to finish, or stop that process; the lock is "
                     "released automatically when it exits."
                 ) from None

@@ -247,30 +247,16 @@ def _temporaries(d: Path) -> list[Path]:
 
 
 def _live_writer(d: Path) -> str | None:
-    """'pid N (pile build)' when a live run holds a `.lock` in or above `d` or below it, else
-    None: its `*.tmp` files are work in progress, not leftovers (pipeline.lock)."""
-    import fcntl
+    """Who is writing in `d` now (a live run's `.lock` in, above or below it), else None: its
+    `*.tmp` files are work in progress, not leftovers (pipeline.lock)."""
+    from pipeline.lock import LOCK_NAME, lock_holder
 
-    candidates = [a / ".lock" for a in [d.resolve(), *d.resolve().parents]]
-    candidates += sorted(d.rglob(".lock"))
+    candidates = [a / LOCK_NAME for a in [d.resolve(), *d.resolve().parents]]
+    candidates += sorted(d.rglob(LOCK_NAME))
     for lock in candidates:
-        try:
-            fd = os.open(lock, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            try:
-                owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
-            except ValueError:
-                owner = {}
-            what = owner.get("what")
-            return f"pid {owner.get('pid', '?')}{f' (pile {what})' if what else ''}, lock {lock}"
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
+        holder = lock_holder(lock)
+        if holder:
+            return f"{holder}, lock {lock}"
     return None
 
 

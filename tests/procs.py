@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 import time
 
 import psutil
@@ -33,3 +36,25 @@ def wait_for(cond, what: str, timeout: float = TIMEOUT) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(directory, what: str = "build"):
+    """Another live process holding `directory`'s pile lock; yields its Popen, kills it after."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from pipeline.lock import DirLock; "
+            f"DirLock({str(directory)!r}, {what!r}).acquire(); print('locked', flush=True); "
+            "time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()

@@ -21,7 +21,7 @@ from pipeline.lock import BuildLocked, DirLock, holds_dir_locks, lock_dir
 from pipeline.order import OrderConfig, run_order, run_preshuffle
 from pipeline.shards.mmidx import MMIDXWriter
 from pipeline.tokenize.stage import output_names, run_tokenize
-from tests.procs import descendants, running, wait_for
+from tests.procs import descendants, lock_held_elsewhere, running, wait_for
 
 CFG = OrderConfig(seq_length=16, global_batch=4, train_iters=5, seed=1)
 
@@ -174,18 +174,7 @@ def test_killed_tokenize_run_locks_then_leaves_nothing_behind(tmp_path, corpus, 
 
 def test_a_stage_inside_a_directory_another_run_holds_is_refused(tmp_path, corpus, capsys):
     out = tmp_path / "build_out"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pipeline.lock import DirLock; "
-            f"DirLock({str(out)!r}, 'build').acquire(); print('locked', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(out) as holder:
         rc = main(
             ["tokenize", str(corpus[0].parent), "--out", str(out / "standard"), "--prefix", "pile"]
         )
@@ -193,9 +182,6 @@ def test_a_stage_inside_a_directory_another_run_holds_is_refused(tmp_path, corpu
         err = capsys.readouterr().err
         assert "is inside" in err and f"pid {holder.pid}" in err and "(pile build)" in err
         assert not (out / "standard" / "pile_text_document.bin").exists()
-    finally:
-        holder.kill()
-        holder.wait()
     # the holder is gone: the same command now runs
     assert (
         main(

@@ -189,31 +189,16 @@ def test_small_files_are_batched_large_ones_alone(tmp_path):
 
 
 def test_temporaries_of_a_live_run_are_reported_as_in_progress(tmp_path):
-    import subprocess
-    import sys
-
     from pipeline.verify import verify_paths
+    from tests.procs import lock_held_elsewhere
 
     d = tmp_path / "out"
     (d / "standard").mkdir(parents=True)
     (d / "standard" / "pile_text_document.bin.tmp").write_bytes(b"partial")
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import time; from pipeline.lock import DirLock; "
-            f"DirLock({str(d)!r}, 'build').acquire(); print('locked', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with lock_held_elsewhere(d) as holder:
         rep = verify_paths([d])
         assert [p.kind for p in rep.problems] == ["in-progress"]
-        assert f"pid {holder.pid} (pile build)" in rep.problems[0].message
-    finally:
-        holder.kill()
-        holder.wait()
+        msg = rep.problems[0].message
+        assert f"pid {holder.pid} on " in msg and "(pile build)" in msg
     rep = verify_paths([d])  # the writer is gone: now they are leftovers of an interrupted run
     assert [p.kind for p in rep.problems] == ["interrupted"]
