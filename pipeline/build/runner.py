@@ -389,11 +389,12 @@ class BuildPlan:
         map bytes need the token count, known only when tokenize-<variant> is up to date (call
         `refresh_status` first); the pre-shuffled size (uint16 tokens) never depends on it."""
         from pipeline.order.indexmap import index_map_bytes, num_epochs_for
+        from pipeline.order.preshuffle import preshuffled_bytes
 
         cfg = self.order_config
         est: dict[str, Any] = {
             "train_samples": cfg.train_samples,
-            "preshuffle_bytes": cfg.train_samples * (cfg.seq_length + 1) * 2,
+            "preshuffle_bytes": preshuffled_bytes(cfg)[0],
         }
         tok = self.stage(f"tokenize-{variant}")
         if tok is None or tok.status != "up-to-date":

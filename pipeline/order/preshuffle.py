@@ -59,6 +59,12 @@ def shard_names(
     return [f"{name}-{i:05d}-of-{last:05d}.bin" for i in range(last + 1)]
 
 
+def preshuffled_bytes(config: OrderConfig, itemsize: int = 2) -> tuple[int, int]:
+    """(bytes of the shards, bytes of `document.idx`) that run_preshuffle writes for `config`."""
+    n = config.train_samples
+    return n * (config.seq_length + 1) * itemsize, HEADER.size + 12 * n + 8  # sizes, pointers, [0]
+
+
 def preshuffled_index_chunks(
     n_samples: int, sample_tokens: int, dtype, chunk: int = IDX_CHUNK
 ) -> Iterator[bytes]:
@@ -159,11 +165,11 @@ def run_preshuffle(
     n = config.train_samples
     L1 = config.seq_length + 1
     dtype = data.dtype
-    total_bytes = n * L1 * dtype.itemsize
+    total_bytes, idx_bytes = preshuffled_bytes(config, dtype.itemsize)
     names = shard_names(total_bytes, shard_size)
     # refuse up front rather than fill the disk halfway (the Pythia preset is ~600 GB whatever
     # the dataset); files about to be replaced count as free
-    need = total_bytes + HEADER.size + 12 * n + 8  # shards + the .idx (sizes, pointers, [0])
+    need = total_bytes + idx_bytes
     replaced = [*names, PRESHUFFLED_NAME + ".idx"]
     reclaim = sum((out / name).stat().st_size for name in replaced if (out / name).is_file())
     free = shutil.disk_usage(out).free + reclaim

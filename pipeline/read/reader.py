@@ -284,7 +284,7 @@ def _iter_rows(f: InputFile) -> Iterator[dict[str, Any]]:
 def _iter_table(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quarantine | None):
     base_id = f.index << LINE_BITS
     skip = config.on_error == "skip"
-    where = f"{f.path}#{f.split}" if f.split else f.path
+    where = f.where
     count_bytes = stats.count_bytes
     row_no = 0
     try:
