@@ -165,3 +165,35 @@ def test_skippable_frames_are_skipped(tmp_path):
     p = tmp_path / "s.jsonl.zst"
     p.write_bytes(skippable + frame + skippable + frame)
     assert len(docs([p])[0]) == 10
+
+
+def deep(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize(
+    "record, reason",
+    [
+        ('{"text": "deep record", "x": ' + deep(1100) + "}", "too-deep"),
+        ('{"text": "deep meta", "meta": ' + deep(1030) + "}", "too-deep"),
+        ('{"text": "deep list", "meta": {"l": ' + "[" * 5000 + "]" * 5000 + "}}", "too-deep"),
+        ('{"text": "name", "meta": {"pile_set_name": "Pile-\\ud800"}}', "lone-surrogate"),
+        ('{"text": "top name", "pile_set_name": "\\udfff"}', "lone-surrogate"),
+    ],
+)
+def test_deep_json_and_lone_surrogate_names_are_clean_rejections(tmp_path, record, reason):
+    good = b'{"text": "fine", "meta": {"pile_set_name": "A"}}\n'
+    p = tmp_path / "r.jsonl"
+    p.write_bytes(good + record.encode() + b"\n" + good)
+    with pytest.raises(InputError, match=rf"{p}:2 \(byte offset {len(good)}\): ") as e:
+        docs([p])
+    assert "--on-error skip" in str(e.value)
+    q = tmp_path / "q"
+    out, stats = docs([p], on_error="skip", quarantine_dir=str(q))
+    assert [d.line for d in out] == [1, 3] and stats.rejected_by_reason == {reason: 1}
+    check_counts(stats)
+    assert (q / "00000-r.jsonl.rejected.jsonl").read_bytes() == record.encode() + b"\n"
+    (why,) = map(json.loads, (q / "00000-r.jsonl.reasons.jsonl").read_text().splitlines())
+    assert why["reason"] == reason and why["line"] == 2
+    # the counts of a skipped run serialise (a surrogate would break stats.json)
+    json.dumps(stats.to_dict()).encode("utf-8")
