@@ -86,13 +86,32 @@ class BuildConfig(StageConfig):
         return "\n".join(lines) + "\n"
 
 
+_TOML_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
+_TOML_SHORT = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def _toml_escape(m: re.Match) -> str:
+    c = m.group()
+    return _TOML_SHORT.get(c) or f"\\u{ord(c):04X}"
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # a TOML basic string: escape backslash, quote and every control character (a newline in a
+        # path would otherwise end the string and the file would not parse)
+        return '"' + _TOML_ESCAPE.sub(_toml_escape, v) + '"'
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if v is None:
@@ -192,6 +211,8 @@ def resolve_build_config(
         tables[table] = merged
     if tables["tokenize"].get("tokenizer"):
         tables["tokenize"]["tokenizer"] = os.path.abspath(str(tables["tokenize"]["tokenizer"]))
+    for path in [*map(str, inputs), str(out), str(tables["tokenize"].get("tokenizer") or "")]:
+        _check_utf8(path)
     return BuildConfig(
         inputs=tuple(_absolute_input(str(i)) for i in inputs),
         out=os.path.abspath(str(out)),
@@ -201,6 +222,19 @@ def resolve_build_config(
         bundled_sample=bundled,
         **tables,
     )
+
+
+def _check_utf8(path: str) -> None:
+    """OUT/build.toml records every path, and TOML is UTF-8: a path whose bytes are not UTF-8
+    (decoded by Python with surrogate escapes) cannot be written there, nor named in reports."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(path)
+        raise ConfigError(
+            f"path {raw!r} is not valid UTF-8, so build.toml cannot record it; rename it "
+            "(e.g. convmv -f latin1 -t utf8 --notest PATH) or link it under a UTF-8 name."
+        ) from None
 
 
 def _absolute_input(spec: str, base: str | None = None) -> str:
