@@ -4,7 +4,8 @@
     variant = "both"                 # standard | deduped | both
     preset = "pythia"                # build preset: which order and dedup presets to use
     workers = 2
-    [read]       text_key = "text", set_name_key = "pile_set_name", on_error = "raise"
+    [read]       text_key = "text", set_name_key = "pile_set_name", on_error = "raise",
+                 max_line_bytes = 268435456
     [dedup]      preset = "pythia-0.87", threshold = 0.87, num_perm = 128, ...   (overrides)
     [tokenize]   append_eod = true, tokenizer = "/path/to/20B_tokenizer.json"
     [order]      preset = "pythia", seq_length = 2048, global_batch = 1024, train_iters = 143000, seed = 1234
@@ -40,7 +41,7 @@ DEFAULT_OUT = "pile_out"
 HELD_OUT_NAMES = ("val", "valid", "validation", "test")
 TOP_KEYS = {"input", "out", "variant", "preset", "workers"}
 TABLES = {
-    "read": {"text_key", "set_name_key", "on_error"},
+    "read": {"text_key", "set_name_key", "on_error", "max_line_bytes"},
     "dedup": None,  # checked by the dedup stage's own config
     "tokenize": {"append_eod", "tokenizer", "backend", "batch_size"},
     "order": {"preset", "seq_length", "global_batch", "train_iters", "seed"},

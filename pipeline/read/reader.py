@@ -235,9 +235,9 @@ def _long_line(
     """Reject a line over `max_line_bytes` while streaming it: raise naming its size, or copy it
     verbatim into the quarantine piece by piece (memory stays at one decompressed chunk)."""
     limit = config.max_line_bytes
-    stats.reject("line-too-long")
     if q is None:
         size = ll.drain()  # streamed and dropped, to name the size
+        stats.reject("line-too-long")
         raise InputError(
             f"{f.path}:{line} (byte offset {offset}): the line is {size:,} bytes, more than the "
             f"reader's limit of {limit:,} bytes. If the record is genuine, raise the limit "
@@ -248,10 +248,9 @@ def _long_line(
         q.add_stream(ll.chunks())
     except StreamError as e:
         # damaged before the line ended: its bytes are in quarantine, the damage is its reason
-        stats.rejected_by_reason["line-too-long"] -= 1
-        stats.rejected -= 1
         e.partial = None  # already quarantined
         raise
+    stats.reject("line-too-long")
     detail = (
         f"line of {ll.size:,} bytes, more than the reader's limit of {limit:,} bytes "
         "(--max-line-bytes)"
