@@ -150,8 +150,8 @@ def _check_name(name: str, set_key: str) -> None:
     except UnicodeEncodeError as e:
         raise RecordError(
             "lone-surrogate",
-            f"meta.{set_key} holds a lone surrogate escape (U+{ord(name[e.start]):04X}) at "
-            f"character {e.start}, which is not encodable as UTF-8",
+            f"the source name ({set_key!r}) holds a lone surrogate escape "
+            f"(U+{ord(name[e.start]):04X}) at character {e.start}, which is not encodable as UTF-8",
         ) from None
 
 
