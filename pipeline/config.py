@@ -53,4 +53,6 @@ class StageConfig:
 
 def combine_fingerprints(*parts: str) -> str:
     """Fingerprint of a stage that depends on upstream fingerprints plus its own."""
-    return hashlib.sha256("\n".join(parts).encode("ascii")).hexdigest()
+    # parts may hold input names (any Unicode; surrogate escapes for undecodable path bytes):
+    # UTF-8 with surrogatepass is the same bytes as ASCII for ASCII parts, so fingerprints stay
+    return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()

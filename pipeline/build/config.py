@@ -4,7 +4,8 @@
     variant = "both"                 # standard | deduped | both
     preset = "pythia"                # build preset: which order and dedup presets to use
     workers = 2
-    [read]       text_key = "text", set_name_key = "pile_set_name", on_error = "raise"
+    [read]       text_key = "text", set_name_key = "pile_set_name", on_error = "raise",
+                 max_line_bytes = 268435456
     [dedup]      preset = "pythia-0.87", threshold = 0.87, num_perm = 128, ...   (overrides)
     [tokenize]   append_eod = true, tokenizer = "/path/to/20B_tokenizer.json"
     [order]      preset = "pythia", seq_length = 2048, global_batch = 1024, train_iters = 143000, seed = 1234
@@ -40,7 +41,7 @@ DEFAULT_OUT = "pile_out"
 HELD_OUT_NAMES = ("val", "valid", "validation", "test")
 TOP_KEYS = {"input", "out", "variant", "preset", "workers"}
 TABLES = {
-    "read": {"text_key", "set_name_key", "on_error"},
+    "read": {"text_key", "set_name_key", "on_error", "max_line_bytes"},
     "dedup": None,  # checked by the dedup stage's own config
     "tokenize": {"append_eod", "tokenizer", "backend", "batch_size"},
     "order": {"preset", "seq_length", "global_batch", "train_iters", "seed"},
@@ -86,13 +87,32 @@ class BuildConfig(StageConfig):
         return "\n".join(lines) + "\n"
 
 
+_TOML_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
+_TOML_SHORT = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
+
+
+def _toml_escape(m: re.Match) -> str:
+    c = m.group()
+    return _TOML_SHORT.get(c) or f"\\u{ord(c):04X}"
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        # a TOML basic string: escape backslash, quote and every control character (a newline in a
+        # path would otherwise end the string and the file would not parse)
+        return '"' + _TOML_ESCAPE.sub(_toml_escape, v) + '"'
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if v is None:
@@ -192,6 +212,8 @@ def resolve_build_config(
         tables[table] = merged
     if tables["tokenize"].get("tokenizer"):
         tables["tokenize"]["tokenizer"] = os.path.abspath(str(tables["tokenize"]["tokenizer"]))
+    for path in [*map(str, inputs), str(out), str(tables["tokenize"].get("tokenizer") or "")]:
+        _check_utf8(path)
     return BuildConfig(
         inputs=tuple(_absolute_input(str(i)) for i in inputs),
         out=os.path.abspath(str(out)),
@@ -201,6 +223,19 @@ def resolve_build_config(
         bundled_sample=bundled,
         **tables,
     )
+
+
+def _check_utf8(path: str) -> None:
+    """OUT/build.toml records every path, and TOML is UTF-8: a path whose bytes are not UTF-8
+    (decoded by Python with surrogate escapes) cannot be written there, nor named in reports."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(path)
+        raise ConfigError(
+            f"path {raw!r} is not valid UTF-8, so build.toml cannot record it; rename it "
+            "(e.g. convmv -f latin1 -t utf8 --notest PATH) or link it under a UTF-8 name."
+        ) from None
 
 
 def _absolute_input(spec: str, base: str | None = None) -> str:

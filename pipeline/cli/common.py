@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from pipeline.read import ReadConfig
+from pipeline.read.config import DEFAULT_MAX_LINE_BYTES
 
 
 def add_read_arguments(
@@ -31,6 +32,14 @@ def add_read_arguments(
         help="where --on-error skip keeps rejected records verbatim with their reasons "
         "(default: OUT/quarantine for commands with --out, else ./quarantine)",
     )
+    g.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=DEFAULT_MAX_LINE_BYTES,
+        metavar="N",
+        help="longest input line (one JSON record) read; a longer one is rejected while it "
+        "streams, never held in memory (with --on-error skip: copied to the quarantine)",
+    )
 
 
 def read_config_from_args(
@@ -44,6 +53,7 @@ def read_config_from_args(
         set_name_key=args.set_name_key,
         on_error=args.on_error,
         quarantine_dir=quarantine,
+        max_line_bytes=args.max_line_bytes,
     )
 
 

@@ -13,8 +13,10 @@ Supported: `.jsonl.zst`/`.jsonl.zstd`/`.zst` (the Pile), `.jsonl`/`.json`, `.jso
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -62,6 +64,44 @@ def _is_pile_output(d: Path) -> bool:
     return False
 
 
+def _why(path: Path, e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return (
+            "it is a symbolic link loop (it leads back to itself); point the link at a file or "
+            "remove it"
+        )
+    if e.errno == errno.ENOENT and path.is_symlink():
+        return f"it is a broken symbolic link (to {os.readlink(path)!r}); fix or remove it"
+    if e.errno == errno.ENOENT:
+        return "it does not exist. Check the path"
+    return f"it cannot be read ({e.strerror}); check its permissions"
+
+
+def _not_regular(path: Path, allow_dir: bool = False) -> str | None:
+    """Why `path` (followed through links) is not an input file pile can read, or None."""
+    try:
+        st = path.stat()
+    except OSError as e:
+        return _why(path, e)
+    if stat.S_ISREG(st.st_mode) or (allow_dir and stat.S_ISDIR(st.st_mode)):
+        return None
+    what = (
+        "a FIFO (named pipe)"
+        if stat.S_ISFIFO(st.st_mode)
+        else "a device"
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+        else "a socket"
+        if stat.S_ISSOCK(st.st_mode)
+        else "a directory"
+        if stat.S_ISDIR(st.st_mode)
+        else "not a regular file"
+    )
+    return (
+        f"it is {what}, not a regular file: pile reads each input more than once (statistics, "
+        "dedup, tokenize), so write the data to a file and give that file"
+    )
+
+
 def file_kind(path: str | os.PathLike) -> str | None:
     name = str(path).lower()
     for suffix, kind in SUFFIX_KINDS:
@@ -107,8 +147,9 @@ def _expand(path_str: str) -> list[tuple[str, str, str | None]]:
         base, _, split = path_str.rpartition("#")
         if _is_save_to_disk(Path(base)):
             p = Path(base)
-    if not p.exists():
-        raise InputError(f"input {path_str!r} does not exist. Check the path.")
+    problem = _not_regular(p, allow_dir=True)
+    if problem:
+        raise InputError(f"input {path_str!r}: {problem}.")
     if p.is_dir():
         if _is_save_to_disk(p):
             if (p / "dataset_dict.json").is_file():
@@ -120,17 +161,36 @@ def _expand(path_str: str) -> list[tuple[str, str, str | None]]:
                 )
             return [(str(p), "hf-disk", None)]
         found = []
-        for root, dirs, files in os.walk(p):
+        # Directory symlinks are followed (a corpus assembled from links is common); each real
+        # directory is walked once, so a link back to an ancestor (a loop) or a second link to the
+        # same directory is reported and not followed again.
+        walked: dict[tuple[int, int], Path] = {}
+        top = p.stat()
+        walked[(top.st_dev, top.st_ino)] = p
+        for root, dirs, files in os.walk(p, followlinks=True):
             kept_dirs = []
             for d in sorted(dirs):
                 if d.startswith("."):
                     continue
-                if _is_pile_output(Path(root) / d):
+                sub = Path(root) / d
+                try:
+                    st = sub.stat()
+                except OSError as e:
+                    log.warning("input %s: skipping %s: %s", p, sub, _why(sub, e))
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in walked:
+                    log.warning(
+                        "input %s: not following %s: it leads to %s, already walked (a symbolic "
+                        "link loop, or a second link to one directory)",
+                        p, sub, walked[key],
+                    )  # fmt: skip
+                    continue
+                walked[key] = sub
+                if _is_pile_output(sub):
                     # an output directory of pile (it has a manifest) below the input: its
                     # tables and exports are not input documents
-                    log.warning(
-                        "input %s: skipping %s, an output directory of pile", p, Path(root) / d
-                    )
+                    log.warning("input %s: skipping %s, an output directory of pile", p, sub)
                     continue
                 kept_dirs.append(d)
             dirs[:] = kept_dirs
@@ -142,8 +202,14 @@ def _expand(path_str: str) -> list[tuple[str, str, str | None]]:
                 if name.startswith(".") or name.endswith((".tmp", ".json", *PILE_ARTIFACTS)):
                     continue
                 kind = file_kind(name)
-                if kind is not None:
-                    found.append((full.relative_to(p).as_posix(), str(full), kind))
+                if kind is None:
+                    continue
+                problem = _not_regular(full)
+                if problem:
+                    # never opened: a FIFO would block the run, a device never end
+                    log.warning("input %s: skipping %s: %s", p, full, problem)
+                    continue
+                found.append((full.relative_to(p).as_posix(), str(full), kind))
         if not found:
             raise InputError(
                 f"directory {path_str!r} holds no input files (supported: {SUPPORTED})."

@@ -28,7 +28,7 @@ from pipeline.errors import InputError
 from pipeline.read.config import ReadConfig
 from pipeline.read.document import LINE_BITS, Document, InputFile
 from pipeline.read.inputs import resolve_inputs
-from pipeline.read.lines import StreamError, iter_lines
+from pipeline.read.lines import LongLine, StreamError, iter_lines
 from pipeline.read.stats import ReadStats
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,13 @@ def _diagnose(raw: bytes) -> dict[str, Any]:
         raise RecordError(
             "invalid-json",
             f"invalid JSON: {e.msg} at column {e.colno}; line starts {_excerpt(raw)}",
+        ) from None
+    except RecursionError:
+        # orjson stops at depth 1024 and Python's json at its recursion limit: no stage needs
+        # data nested that deep, and a traceback is no answer
+        raise RecordError(
+            "too-deep",
+            f"JSON nested deeper than the parsers allow (1024 levels); line starts {_excerpt(raw)}",
         ) from None
     return obj
 
@@ -135,6 +142,28 @@ def _source_of(obj: dict[str, Any], set_name_key: str) -> tuple[str, dict[str, A
     return name, meta
 
 
+def _check_name(name: str, set_key: str) -> None:
+    """The source name is written to tables and reports as UTF-8: a lone surrogate escape
+    (possible only on the slow path, which Python's json parsed) is rejected here, by name."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise RecordError(
+            "lone-surrogate",
+            f"the source name ({set_key!r}) holds a lone surrogate escape "
+            f"(U+{ord(name[e.start]):04X}) at character {e.start}, which is not encodable as UTF-8",
+        ) from None
+
+
+def _printable(s: str) -> str:
+    """`s` made encodable as UTF-8 (a path with undecodable bytes holds surrogate escapes)."""
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class _Quarantine:
     """Lazily opened pair of files per input; written as .tmp and renamed when the input ends."""
 
@@ -148,22 +177,36 @@ class _Quarantine:
         self._raw = None
         self._reasons = None
 
-    def add(
-        self, file: str, line: int, offset: int | None, kind: str, detail: str, raw: bytes
-    ) -> None:
+    def _open(self) -> None:
         if self._raw is None:
             self.raw_path.parent.mkdir(parents=True, exist_ok=True)
             self._raw = open(str(self.raw_path) + ".tmp", "wb")  # noqa: SIM115
             self._reasons = open(str(self.reason_path) + ".tmp", "wb")  # noqa: SIM115
+
+    def add(
+        self, file: str, line: int, offset: int | None, kind: str, detail: str, raw: bytes
+    ) -> None:
+        self._open()
         self._raw.write(raw + b"\n")
+        self._reason(file, line, offset, kind, detail)
+
+    def add_stream(self, pieces: Iterator[bytes]) -> None:
+        """Write a long line verbatim piece by piece (never whole in memory); its reason follows
+        with `_reason` once its size is known."""
+        self._open()
+        for piece in pieces:
+            self._raw.write(piece)
+        self._raw.write(b"\n")
+
+    def _reason(self, file: str, line: int, offset: int | None, kind: str, detail: str) -> None:
         self._reasons.write(
             orjson.dumps(
                 {
-                    "file": file,
+                    "file": _printable(file),
                     "line": line,
                     "byte_offset": offset,
                     "reason": kind,
-                    "detail": detail,
+                    "detail": _printable(detail),
                 }
             )
             + b"\n"
@@ -180,6 +223,42 @@ class _Quarantine:
         self._raw = self._reasons = None
 
 
+def _long_line(
+    f: InputFile,
+    config: ReadConfig,
+    stats: ReadStats,
+    q: _Quarantine | None,
+    line: int,
+    offset: int,
+    ll: LongLine,
+) -> None:
+    """Reject a line over `max_line_bytes` while streaming it: raise naming its size, or copy it
+    verbatim into the quarantine piece by piece (memory stays at one decompressed chunk)."""
+    limit = config.max_line_bytes
+    if q is None:
+        size = ll.drain()  # streamed and dropped, to name the size
+        stats.reject("line-too-long")
+        raise InputError(
+            f"{f.path}:{line} (byte offset {offset}): the line is {size:,} bytes, more than the "
+            f"reader's limit of {limit:,} bytes. If the record is genuine, raise the limit "
+            "(--max-line-bytes, or max_line_bytes in [read] of build.toml); or rerun with "
+            "--on-error skip to quarantine it."
+        )
+    try:
+        q.add_stream(ll.chunks())
+    except StreamError as e:
+        # damaged before the line ended: its bytes are in quarantine, the damage is its reason
+        e.partial = None  # already quarantined
+        raise
+    stats.reject("line-too-long")
+    detail = (
+        f"line of {ll.size:,} bytes, more than the reader's limit of {limit:,} bytes "
+        "(--max-line-bytes)"
+    )
+    log.warning("skipped %s:%d (byte offset %d): %s", f.path, line, offset, detail)
+    q._reason(f.path, line, offset, "line-too-long", detail)
+
+
 def _iter_jsonl(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quarantine | None):
     path = f.path
     text_key = config.text_key
@@ -192,7 +271,10 @@ def _iter_jsonl(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quaranti
     line = 0
     offset = 0
     try:
-        for line, offset, raw in iter_lines(path, f.kind):
+        for line, offset, raw in iter_lines(path, f.kind, config.max_line_bytes):
+            if type(raw) is not bytes:
+                _long_line(f, config, stats, q, line, offset, raw)
+                continue
             slow = False
             try:
                 try:
@@ -210,6 +292,12 @@ def _iter_jsonl(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quaranti
                     text = _text_of(obj, text_key, slow)
                     if type(obj) is not dict:
                         obj = {}  # a bare string record has no meta
+                meta = obj.get("meta")
+                name = meta.get(set_key) if type(meta) is dict else None
+                if type(name) is not str or not name:
+                    name, meta = _source_of(obj, set_key)
+                if slow:
+                    _check_name(name, set_key)
             except RecordError as e:
                 stats.reject(e.kind)
                 msg = f"{path}:{line} (byte offset {offset}): {e.detail}"
@@ -221,10 +309,6 @@ def _iter_jsonl(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quaranti
                 raw = raw[:-1] if raw.endswith(b"\n") else raw
                 q.add(path, line, offset, e.kind, e.detail, raw)  # type: ignore[union-attr]
                 continue
-            meta = obj.get("meta")
-            name = meta.get(set_key) if type(meta) is dict else None
-            if type(name) is not str or not name:
-                name, meta = _source_of(obj, set_key)
             src = sources.get(name) or stats.source(name)
             if not text:
                 stats.empty += 1
@@ -238,15 +322,20 @@ def _iter_jsonl(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quaranti
             src.documents += 1
             yield Document(base_id | (line - 1), text, name, meta, path, line)
     except StreamError as e:
-        if not skip:
+        if not skip or e.fatal:
             raise
-        # A damaged stream cannot be read past the damage: keep the unfinished line it cut off,
-        # record the loss and go on.
+        # A damaged stream cannot be read past the damage: every line before it was read; keep
+        # the unfinished line it cut off (its bytes, possibly none), record the loss and go on.
+        # The damaged line counts as read, so lines = documents + empty + blank + rejected.
+        line = e.line
         stats.reject("corrupt-stream")
         detail = f"{e.detail}; the rest of the file is lost: re-download it"
         log.error("skipped the rest of %s", detail)
-        partial = e.partial[:-1] if e.partial.endswith(b"\n") else e.partial
-        q.add(path, e.line, e.offset, "corrupt-stream", detail, partial)  # type: ignore[union-attr]
+        if e.partial is None:  # a long line, already streamed into the quarantine
+            q._reason(path, e.line, e.offset, "corrupt-stream", detail)  # type: ignore[union-attr]
+        else:
+            partial = e.partial[:-1] if e.partial.endswith(b"\n") else e.partial
+            q.add(path, e.line, e.offset, "corrupt-stream", detail, partial)  # type: ignore[union-attr]
     finally:
         stats.lines += line
 
