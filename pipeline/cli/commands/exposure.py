@@ -72,15 +72,20 @@ def run(args) -> int:
             out = json.dumps(report) + "\n"
         else:
             lines = [f"Pythia checkpoints of {ex.data.prefix} (train_iters={T})"]
+            beyond = [r["checkpoint"] for r in rows if r["beyond"]]
             for r in rows:
                 if r["beyond"]:
-                    lines.append(f"{r['checkpoint']:>11}  beyond the data's {T} steps")
                     continue
                 docs = sum(s["documents_seen"] for s in r["sources"])
                 more = sum(s["seen_more_than_once"] for s in r["sources"])
                 lines.append(
                     f"{r['checkpoint']:>11}  {r['samples']:>12} samples {r['tokens']:>15} tokens "
                     f"{docs:>11} documents seen ({more} more than once)"
+                )
+            if beyond:
+                lines.append(
+                    f"{len(beyond)} checkpoints {beyond[0]} .. {beyond[-1]}: beyond the data's "
+                    f"{T} training steps"
                 )
             out = "\n".join(lines) + "\n"
     sys.stdout.write(out)
