@@ -264,7 +264,7 @@ def _maps_identity(maps: OrderMaps) -> dict[str, Any]:
         )
         out[role] = {"name": p.name, "bytes": p.stat().st_size, "sha256": sha}
     if maps.manifest:
-        out["manifest_sha256"] = maps.manifest.get("manifest_sha256")
+        out["maps_manifest_sha256"] = maps.manifest.get("manifest_sha256")
     return out
 
 
@@ -387,7 +387,7 @@ def read(
     if doc.get("kind") != KIND or doc.get("config", {}).get("version") != VERSION:
         return None
     rec = doc.get("index_maps") or {}
-    if maps.manifest and rec.get("manifest_sha256") != maps.manifest.get("manifest_sha256"):
+    if maps.manifest and rec.get("maps_manifest_sha256") != maps.manifest.get("manifest_sha256"):
         log.info("%s: index maps were rebuilt since; rebuilding", paths["manifest"])
         return None
     if _stale(doc, maps.paths, full=False):

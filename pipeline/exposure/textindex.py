@@ -271,3 +271,22 @@ def search(
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
+
+
+def check(manifest_path: Path, doc: dict, sha256_of=None, quick: bool = False):
+    """`pile verify`: an n-gram index whose dataset `.idx` (beside it) changed is stale."""
+    ds = doc.get("dataset") or {}
+    idx = manifest_path.parent / str(ds.get("idx", ""))
+    if not ds.get("idx") or not idx.exists():
+        return [], [f"{manifest_path}: its dataset {ds.get('idx')} is not beside it; not cross-checked"]
+    now = _identity(str(idx)[: -len(".idx")])
+    for k in ("idx_bytes", "idx_quick_sha256"):
+        if now.get(k) != ds.get(k):
+            return [
+                (
+                    str(manifest_path),
+                    f"built from another {idx.name} ({k} {ds.get(k)}, now {now.get(k)}); delete "
+                    "it and rerun `pile find --text` to rebuild",
+                )
+            ], []
+    return [], []
