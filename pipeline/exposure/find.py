@@ -119,8 +119,8 @@ def summarize(occ: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
     whole = None
     for e in range(epochs):
         copy = [o for o in occ if o["epoch"] == e]
-        if copy and all(o["step"] is not None for o in copy):
-            last = max(o["step"] for o in copy)
+        last = _whole_by(copy)
+        if last is not None:
             whole = last if whole is None else min(whole, last)
     return {
         "first_step": first,
@@ -130,6 +130,24 @@ def summarize(occ: list[dict[str, Any]], epochs: int) -> dict[str, Any]:
         "first_checkpoint_whole": None if whole is None else whole + 1,
         "beyond_training": len(occ) - len(trained),
     }
+
+
+def _whole_by(pieces: list[dict[str, Any]]) -> int | None:
+    """The first step by which the trained pieces of one copy cover all its tokens (a token
+    shared by two samples counts at the earlier one), or None."""
+    if not pieces:
+        return None
+    a0 = min(p["item_tokens"][0] for p in pieces)
+    b1 = max(p["item_tokens"][1] for p in pieces)
+    for n in sorted({p["step"] for p in pieces if p["step"] is not None}):
+        reach = a0
+        for a, b in sorted(p["item_tokens"] for p in pieces if p["step"] is not None and p["step"] <= n):
+            if a > reach:
+                break
+            reach = max(reach, b)
+        if reach >= b1:
+            return n
+    return None
 
 
 def find_item(loc: Locator, item: int) -> dict[str, Any]:

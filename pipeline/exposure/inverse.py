@@ -190,8 +190,19 @@ def position_steps(
         s1 = min(s0 + chunk, num_total)
         rows = np.asarray(sample_idx[s0 : s1 + 1]).astype(np.int64)
         k0, o0, k1, o1 = rows[:-1, 0], rows[:-1, 1], rows[1:, 0], rows[1:, 1]
-        g = np.asarray(inv_shuffle[s0:s1]).astype(np.int64)
-        step = np.where(g < trained, g // gb, T).astype(np.int32)
+        # steps of samples s0-1 .. s1 (neighbours decide who covers a shared boundary token)
+        a, b = max(0, s0 - 1), min(num_total, s1 + 1)
+        g = np.asarray(inv_shuffle[a:b]).astype(np.int64)
+        ext = np.where(g < trained, g // gb, T).astype(np.int32)
+        step = ext[s0 - a : s0 - a + (s1 - s0)]
+        prev = ext[: s1 - s0] if s0 > 0 else np.concatenate([step[:1], step[:-1]])
+        nxt = ext[s0 - a + 1 : s0 - a + 1 + (s1 - s0)]
+        if nxt.size < s1 - s0:  # the last sample has no successor: its end token is its own
+            nxt = np.concatenate([nxt, step[nxt.size :]])
+        # flat token s*L is the last of sample s-1 and the first of sample s: it is trained on
+        # at the earlier of the two steps
+        b_start = np.minimum(prev, step)
+        b_end = np.minimum(step, nxt)
         nseg = k1 - k0 + 1
         r = np.repeat(np.arange(s1 - s0, dtype=np.int64), nseg)
         firstseg = np.zeros(s1 - s0, dtype=np.int64)
@@ -203,16 +214,26 @@ def position_steps(
         start = np.where(pos == k0[r], o0[r], 0)
         end = np.where(pos == k1[r], o1[r] + 1, size)
         st = step[r]
+        lens = end - start
         tokens += np.bincount(
-            st.astype(np.int64) * n_sets + codes[item], weights=end - start, minlength=tokens.size
+            st.astype(np.int64) * n_sets + codes[item], weights=lens, minlength=tokens.size
         ).astype(np.int64)
+        # the step by which all of a segment's tokens were trained on: its interior tokens at
+        # this sample's step, a shared boundary token at the earlier of its two samples' steps
+        is_first = pos == k0[r]
+        is_last = pos == k1[r]
+        interior = lens - is_first - is_last > 0
+        full = np.where(interior, st, -1)
+        full = np.where(is_first, np.maximum(full, b_start[r]), full)
+        full = np.where(is_last, np.maximum(full, b_end[r]), full)
+        full = full.astype(np.int32)
         new = np.empty(pos.size, dtype=bool)
         new[0] = True
         np.not_equal(pos[1:], pos[:-1], out=new[1:])
         runs = np.flatnonzero(new)
         u = pos[runs]
         first[u] = np.minimum(first[u], np.minimum.reduceat(st, runs))
-        last[u] = np.maximum(last[u], np.maximum.reduceat(st, runs))
+        last[u] = np.maximum(last[u], np.maximum.reduceat(full, runs))
     # positions no sample reaches, and the tail item the last sample covers only in part
     last[last < 0] = T
     k_end, o_end = (int(x) for x in sample_idx[num_total])

@@ -27,6 +27,10 @@ def write_dataset(prefix: Path, sizes, seed: int = 0, vocab: int = 50) -> np.nda
     toks = rs.randint(1, vocab, int(sizes.sum())).astype(np.uint16)
     ends = np.cumsum(sizes) - 1
     toks[ends] = 0
+    # a planted repeat: 12 tokens of item 4 also inside item 10 (text search finds both)
+    starts = ends + 1 - sizes
+    if sizes.size > 10 and sizes[4] > 14 and sizes[10] > 14:
+        toks[starts[10] + 1 : starts[10] + 13] = toks[starts[4] + 1 : starts[4] + 13]
     w = MMIDXWriter(prefix, np.uint16)
     w.add_items(toks, sizes)
     w.finalize()
@@ -56,3 +60,36 @@ def built(tmp_path_factory):
     run_order(prefix, CONFIG)
     run_preshuffle(prefix, CONFIG, d / "preshuffled", shard_size=4096)
     return {"dir": d, "prefix": prefix, "sizes": sizes, "tokens": toks, "config": CONFIG}
+
+
+class Model:
+    """Brute-force replay of the training stream: flat tokens in doc_idx order, labelled with
+    their doc_idx position and offset, cut into samples exactly as the definition says."""
+
+    def __init__(self, built) -> None:
+        from pipeline.order import load_order
+
+        cfg = built["config"]
+        self.cfg = cfg
+        self.maps = load_order(built["prefix"], cfg)
+        sizes = built["sizes"].astype(np.int64)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        toks = built["tokens"]
+        doc_idx = np.asarray(self.maps.doc_idx).astype(np.int64)
+        self.doc_idx = doc_idx
+        self.epoch = np.asarray(self.maps.doc_epoch).astype(np.int64)
+        self.flat = np.concatenate([toks[starts[i] : starts[i + 1]] for i in doc_idx])
+        self.pos = np.repeat(np.arange(doc_idx.size), sizes[doc_idx])
+        self.off = np.concatenate([np.arange(sizes[i]) for i in doc_idx])
+        self.F = np.concatenate([[0], np.cumsum(sizes[doc_idx])])
+        self.shuffle = np.asarray(self.maps.shuffle_idx).astype(np.int64)
+        L = cfg.seq_length
+        self.L = L
+        self.trained = cfg.train_samples
+
+    def sample_span(self, g: int) -> slice:
+        s = int(self.shuffle[g])
+        return slice(s * self.L, s * self.L + self.L + 1)
+
+    def sample_tokens(self, g: int) -> np.ndarray:
+        return self.flat[self.sample_span(g)]

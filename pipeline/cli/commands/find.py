@@ -148,8 +148,11 @@ def find_text(ex, q: np.ndarray, args) -> dict:
         if trained:
             occ.append(o)
     occ.sort(key=lambda d: (d["sample"], d["offset"]))
-    first = min((o["step"] for o in occ), default=None)
+    # seen as a whole sequence only inside one sample; pieces split across two samples count
+    # for first_step_any
+    first = min((o["step"] for o in occ if not o["split"]), default=None)
     return {
+        "first_step_any": min((o["step"] for o in occ), default=None),
         "matches": int(hits.size),
         "mapped": min(int(hits.size), args.limit),
         "search": "index" if index is not None else "scan",
