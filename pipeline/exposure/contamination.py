@@ -155,8 +155,7 @@ def exact_overlaps(
                     q = queries[qi]
                     # a 64-bit hash collision must not count: compare the tokens
                     if any(
-                        np.array_equal(toks[p : p + w], q[j : j + w])
-                        for j in range(q.size - w + 1)
+                        np.array_equal(toks[p : p + w], q[j : j + w]) for j in range(q.size - w + 1)
                     ):
                         out[qi].append((tt, w))
     return out
@@ -285,7 +284,7 @@ def run_contamination(
         hit_exact, hit_near = set(), set()
         for qi, hits in sorted(exact.items()):
             by_item: dict[int, list[int]] = defaultdict(list)
-            for t, w in hits:
+            for t, _w in hits:
                 by_item[int(stream.item_of(np.array([t]))[0])].append(t)
             grams = max(1, qtok[qi].size - min(n, qtok[qi].size) + 1)
             for item, ts in sorted(by_item.items()):
@@ -297,8 +296,12 @@ def run_contamination(
                     hit_exact.add(qi)
                 rows.append(
                     _row(ex, name, ids[qi], qi, "exact", item, documents, doc_info)
-                    | {"ngrams": len(set(ts)), "ngram_fraction": min(1.0, len(set(ts)) / grams),
-                       "jaccard": None, "first_step": first}  # fmt: skip
+                    | {
+                        "ngrams": len(set(ts)),
+                        "ngram_fraction": min(1.0, len(set(ts)) / grams),
+                        "jaccard": None,
+                        "first_step": first,
+                    }  # fmt: skip
                 )
         for qi, item, est in near:
             first = first_step_of(item, 0, int(stream.sizes[item]))

@@ -141,7 +141,9 @@ def _whole_by(pieces: list[dict[str, Any]]) -> int | None:
     b1 = max(p["item_tokens"][1] for p in pieces)
     for n in sorted({p["step"] for p in pieces if p["step"] is not None}):
         reach = a0
-        for a, b in sorted(p["item_tokens"] for p in pieces if p["step"] is not None and p["step"] <= n):
+        for a, b in sorted(
+            p["item_tokens"] for p in pieces if p["step"] is not None and p["step"] <= n
+        ):
             if a > reach:
                 break
             reach = max(reach, b)

@@ -178,7 +178,7 @@ def position_steps(
     [train_iters + 1, n_sets] tokens per step and source. One pass over the samples in stream
     order: sample s spans positions sample_idx[s, 0] .. sample_idx[s + 1, 0] (non-decreasing)."""
     cfg = maps.config
-    T, gb, L = cfg.train_iters, cfg.global_batch, cfg.seq_length
+    T, gb = cfg.train_iters, cfg.global_batch
     trained = cfg.train_samples
     doc_idx, sample_idx = maps.doc_idx, maps.sample_idx
     n_pos = len(doc_idx)
@@ -279,11 +279,10 @@ def _maps_identity(maps: OrderMaps) -> dict[str, Any]:
         p = maps.paths[role]
         entry = listed.get(role)
         sha = (
-            entry["sha256"]
-            if entry and entry.get("bytes") == p.stat().st_size
-            else sha256_file(p)
+            entry["sha256"] if entry and entry.get("bytes") == p.stat().st_size else sha256_file(p)
         )
-        out[role] = {"name": p.name, "bytes": p.stat().st_size, "sha256": sha}
+        st = p.stat()
+        out[role] = {"name": p.name, "bytes": st.st_size, "sha256": sha, "mtime_ns": st.st_mtime_ns}
     if maps.manifest:
         out["maps_manifest_sha256"] = maps.manifest.get("manifest_sha256")
     return out
@@ -383,10 +382,16 @@ def _stale(doc: dict[str, Any], maps_paths: dict[str, Path], full: bool, sha_of=
             continue
         if rec.get("bytes") != p.stat().st_size:
             out.append(
-                (str(p), f"{p.stat().st_size} bytes; the inverse maps were built from "
-                         f"{rec.get('bytes')} bytes")  # fmt: skip
+                (
+                    str(p),
+                    f"{p.stat().st_size} bytes; the inverse maps were built from "
+                    f"{rec.get('bytes')} bytes",
+                )  # fmt: skip
             )
-        elif full and rec.get("sha256") != sha_of(p):
+        elif (full or rec.get("mtime_ns") != p.stat().st_mtime_ns) and rec.get("sha256") != sha_of(
+            p
+        ):
+            # quick: a map whose mtime changed is re-hashed (maps without a manifest of ours)
             out.append((str(p), "sha256 differs from the one the inverse maps were built from"))
     return out
 
@@ -475,7 +480,9 @@ def check(manifest_path: Path, doc: dict, sha256_of=sha256_file, quick: bool = F
         if tuple(shape) != tuple(want):
             problems.append((str(p), f"shape {tuple(shape)}, the manifest's counts say {want}"))
     if problems:
-        problems = [(p, m + f"; rebuild with `pile exposure` ({manifest_path.name})") for p, m in problems]
+        problems = [
+            (p, m + f"; rebuild with `pile exposure` ({manifest_path.name})") for p, m in problems
+        ]
     return problems, []
 
 

@@ -138,7 +138,9 @@ def build_index(
         try:
             step = (CHUNK_TOKENS // stride) * stride
             for a in range(0, n_anchors * stride, step):
-                anchors = np.arange(a // stride, min(n_anchors, (a + step) // stride), dtype=np.int64)
+                anchors = np.arange(
+                    a // stride, min(n_anchors, (a + step) // stride), dtype=np.int64
+                )
                 if not anchors.size:
                     continue
                 toks = stream.read(a, int(anchors[-1]) * stride + k)
@@ -200,9 +202,9 @@ def open_index(
     doc = None
     if ps["manifest"].exists():
         doc = read_manifest(ps["manifest"])
-        if doc.get("kind") != KIND or doc.get("dataset", {}).get(
-            "idx_quick_sha256"
-        ) != _identity(stream.prefix).get("idx_quick_sha256"):
+        if doc.get("kind") != KIND or doc.get("dataset", {}).get("idx_quick_sha256") != _identity(
+            stream.prefix
+        ).get("idx_quick_sha256"):
             log.info("%s belongs to another dataset; rebuilding", ps["manifest"])
             doc = None
         else:
@@ -278,7 +280,9 @@ def check(manifest_path: Path, doc: dict, sha256_of=None, quick: bool = False):
     ds = doc.get("dataset") or {}
     idx = manifest_path.parent / str(ds.get("idx", ""))
     if not ds.get("idx") or not idx.exists():
-        return [], [f"{manifest_path}: its dataset {ds.get('idx')} is not beside it; not cross-checked"]
+        return [], [
+            f"{manifest_path}: its dataset {ds.get('idx')} is not beside it; not cross-checked"
+        ]
     now = _identity(str(idx)[: -len(".idx")])
     for k in ("idx_bytes", "idx_quick_sha256"):
         if now.get(k) != ds.get(k):

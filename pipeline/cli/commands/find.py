@@ -32,7 +32,9 @@ Examples:
 def add_arguments(p) -> None:
     add_data_arguments(p)
     q = p.add_argument_group("what to find (one of)")
-    q.add_argument("--doc", type=int, default=None, help="reader doc_id (file_index << 40 | line-1)")
+    q.add_argument(
+        "--doc", type=int, default=None, help="reader doc_id (file_index << 40 | line-1)"
+    )
     q.add_argument("--file", default=None, help="input file (as named in the sidecar), with --line")
     q.add_argument("--line", type=int, default=None, help="1-based line (row) in --file")
     q.add_argument("--item", type=int, default=None, help="item index in the dataset's .idx")
@@ -84,7 +86,7 @@ def _text_tokens(args) -> np.ndarray:
 
 
 def run(args) -> int:
-    from pipeline.exposure import find, textindex
+    from pipeline.exposure import find
     from pipeline.exposure.dataset import doc_info
 
     what = _query(args)
