@@ -84,6 +84,25 @@ def cumulative_tokens(inv: InverseMaps) -> tuple[np.ndarray, np.ndarray, list[st
     return np.array(xs), ys, inv.sets
 
 
+def cumulative_tokens_of(prefix, config, maps_dir=None):
+    """`cumulative_tokens` computed in memory from the index maps (nothing written): for the
+    build report. One pass over the samples; memory O(samples) (no per-document arrays)."""
+    from pipeline.exposure.inverse import invert_shuffle, item_sources, position_steps
+    from pipeline.order.indexmap import load_order
+    from pipeline.shards.mmidx import MMIDXIndex
+
+    maps = load_order(prefix, config, maps_dir)
+    sizes = np.asarray(MMIDXIndex(str(prefix) + ".idx").sizes)
+    codes, sets = item_sources(str(prefix), len(sizes), maps_dir)
+    inv = invert_shuffle(maps.shuffle_idx)
+    _, _, tokens = position_steps(maps, sizes, inv, codes, len(sets), docs=False)
+    T = config.train_iters
+    xs = sorted({c for c in PYTHIA_CHECKPOINTS if c <= T} | {T})
+    cum = np.cumsum(tokens[:T], axis=0)
+    ys = np.stack([cum[x - 1] if x else np.zeros(cum.shape[1], np.int64) for x in xs])
+    return np.array(xs), ys, sets
+
+
 def plot_png(xs: np.ndarray, ys: np.ndarray, sets: list[str], title: str = "") -> bytes:
     """Cumulative tokens per source over the checkpoints (PNG bytes, no timestamp)."""
     import matplotlib

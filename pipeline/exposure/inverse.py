@@ -172,7 +172,8 @@ def position_steps(
     codes: np.ndarray,
     n_sets: int,
     chunk: int = CHUNK,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    docs: bool = True,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
     """(first, last, tokens): per doc_idx position the first step that trains on any of its tokens
     and the step by which all of them were trained (int32; train_iters = never), and the
     [train_iters + 1, n_sets] tokens per step and source. One pass over the samples in stream
@@ -183,8 +184,9 @@ def position_steps(
     doc_idx, sample_idx = maps.doc_idx, maps.sample_idx
     n_pos = len(doc_idx)
     num_total = sample_idx.shape[0] - 1
-    first = np.full(n_pos, T, dtype=np.int32)
-    last = np.full(n_pos, -1, dtype=np.int32)
+    # docs=False (token counts only, e.g. the build report): no per-position arrays
+    first = np.full(n_pos if docs else 0, T, dtype=np.int32)
+    last = np.full(n_pos if docs else 0, -1, dtype=np.int32)
     tokens = np.zeros((T + 1) * n_sets, dtype=np.int64)
     for s0 in range(0, num_total, chunk):
         s1 = min(s0 + chunk, num_total)
@@ -218,6 +220,8 @@ def position_steps(
         tokens += np.bincount(
             st.astype(np.int64) * n_sets + codes[item], weights=lens, minlength=tokens.size
         ).astype(np.int64)
+        if not docs:
+            continue
         # the step by which all of a segment's tokens were trained on: its interior tokens at
         # this sample's step, a shared boundary token at the earlier of its two samples' steps
         is_first = pos == k0[r]
@@ -234,6 +238,8 @@ def position_steps(
         u = pos[runs]
         first[u] = np.minimum(first[u], np.minimum.reduceat(st, runs))
         last[u] = np.maximum(last[u], np.maximum.reduceat(full, runs))
+    if not docs:
+        return None, None, tokens.reshape(T + 1, n_sets)
     # positions no sample reaches, and the tail item the last sample covers only in part
     last[last < 0] = T
     k_end, o_end = (int(x) for x in sample_idx[num_total])
