@@ -156,3 +156,11 @@ def test_first_step_whole_agrees_with_brute_force(ex, model, built):
         r = find_item(ex.loc, item)
         want = None if first_whole[item] < 0 else int(first_whole[item])
         assert r["first_step_whole"] == want, item
+
+
+def test_report_curve_computed_in_memory_equals_the_stored_one(ex, built):
+    a = counts.cumulative_tokens(ex.inv)
+    b = counts.cumulative_tokens_of(built["prefix"], built["config"])
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+    png = counts.plot_png(*b)
+    assert png[:4] == b"\x89PNG" and png == counts.plot_png(*b)  # no timestamp: same bytes
