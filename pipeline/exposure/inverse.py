@@ -274,8 +274,9 @@ def document_counts(
     return out.reshape(3, T + 1, n_sets)
 
 
-def _maps_identity(maps: OrderMaps) -> dict[str, Any]:
-    """Names, sizes and sha256 of the index maps (the manifest's, else hashed now)."""
+def _maps_identity(maps: OrderMaps, rel_to: Path) -> dict[str, Any]:
+    """Names (relative to `rel_to`), sizes and sha256 of the index maps (the manifest's sha256
+    when it lists them at this size, else hashed now)."""
     listed = {}
     if maps.manifest:
         for f in maps.manifest.get("files", []):
@@ -288,7 +289,8 @@ def _maps_identity(maps: OrderMaps) -> dict[str, Any]:
             entry["sha256"] if entry and entry.get("bytes") == p.stat().st_size else sha256_file(p)
         )
         st = p.stat()
-        out[role] = {"name": p.name, "bytes": st.st_size, "sha256": sha, "mtime_ns": st.st_mtime_ns}
+        name = os.path.relpath(p, rel_to).replace(os.sep, "/")
+        out[role] = {"name": name, "bytes": st.st_size, "sha256": sha, "mtime_ns": st.st_mtime_ns}
     if maps.manifest:
         out["maps_manifest_sha256"] = maps.manifest.get("manifest_sha256")
     return out
@@ -307,7 +309,7 @@ def write(
     paths["manifest"].parent.mkdir(parents=True, exist_ok=True)
     paths["manifest"].unlink(missing_ok=True)  # outputs are about to change
     n_items = len(sizes)
-    ident = _maps_identity(maps)
+    ident = _maps_identity(maps, paths["manifest"].parent)
     codes, sets = item_sources(maps.prefix, n_items, maps_dir)
     inv = invert_shuffle(maps.shuffle_idx)
     _save(paths["inv_shuffle"], inv)

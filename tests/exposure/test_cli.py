@@ -157,3 +157,13 @@ def test_preshuffled_without_source_needs_one(built, capsys, tmp_path):
     assert all(o["epoch"] is None for o in r["occurrences"])
     rc, out, err = _run(capsys, "find", d, "--item", 3, "--source", built["prefix"], *flags)
     assert rc == 0, err
+
+
+def test_index_dir_for_read_only_data(built, capsys, tmp_path):
+    idx = tmp_path / "idx"
+    rc, out, err = _run(capsys, "find", built["prefix"], "--item", 2, "--json", "--index-dir", idx)
+    assert rc == 0, err
+    assert json.loads(out)["occurrences"]
+    assert len(list(idx.glob("*.inverse.manifest.json"))) == 1
+    rc, out, err = _run(capsys, "verify", idx)
+    assert rc == 0, out + err

@@ -107,3 +107,10 @@ def test_threshold_is_configurable(text_build, capsys):
                str(text_build["queries"]), "--out", str(out), "--threshold", "0.99"])  # fmt: skip
     assert rc == 0
     assert not [r for r in pq.read_table(out).to_pylist() if r["kind"] == "near"]
+
+
+def test_find_doc_with_sorted_doc_ids(text_build, capsys):
+    rc = main(["-q", "find", str(text_build["prefix"]), "--doc", "5", "--json"])
+    r = json.loads(capsys.readouterr().out)
+    assert rc == 0 and r["item"] == 5 and r["doc_id"] == 5
+    assert main(["-q", "find", str(text_build["prefix"]), "--doc", "99"]) == 3
