@@ -1,15 +1,15 @@
 """Benchmark of `pile exposure` / `pile find`: inverse maps at Pythia scale, find --doc latency,
 find --text index size / build time / query time, projected to the Pile.
 
-    python tools/bench_exposure.py [--scale 0.05] [--text-tokens 2e8] [--work DIR]
+    python tools/bench_exposure.py [--scale 0.05,0.1] [--text-tokens 2e8] [--work DIR]
 
 1. A synthetic Pythia-shaped order: 211M x scale documents (sizes drawn so one epoch holds ~0.7 of
    the samples' tokens, so the maps hold 2 epochs as Pythia-deduped's do), seq_length 2048, global
    batch 1024, 143000 x scale iterations (~147M x scale samples); index maps built by `pile order`
    in a child process. Then, in a fresh child process, the inverse maps and exposure histograms
-   (`pipeline.exposure.inverse.write`) with its peak RSS. Time and memory are linear in the
-   positions and samples (chunked passes; the per-position arrays are 12 bytes per position), so
-   they are projected to scale 1 as x / scale, and printed as such.
+   (`pipeline.exposure.inverse.write`) with its peak RSS. Time is linear in the positions and
+   samples (chunked passes); peak RSS is a fixed part (interpreter, chunk temporaries) plus ~12
+   bytes per doc_idx position, so it is projected to scale 1 by a line through the scales run.
 2. `find --doc` latency: `Locator.pieces` of 200 random documents (library call, warm and first
    call) vs the peer way of reversing the order without inverse maps: replaying sample_idx for
    every training sample (batch_viewer-style) to find the samples that hold the document
@@ -134,30 +134,47 @@ print(json.dumps({"open": t1 - t0, "first": first, "median": float(np.median(lat
 """
 
 
-def bench_inverse(work: Path, scale: float) -> None:
-    print(f"== inverse maps, scale {scale} of Pythia (211M docs, 147M samples, 2 epochs)")
-    made = _child(MAKE_MAPS, str(work), str(scale))
-    c = made["counts"]
-    print(f"   index maps (pile order): {c['items']:,} docs x {c['num_epochs']} epochs, "
-          f"{c['num_total_samples']:,} samples, {made['secs']:.1f}s, peak RSS "
-          f"{made['rss'] / 2**30:.2f} GiB")  # fmt: skip
-    cfg = json.dumps(made["config"])
-    inv = _child(BUILD_INVERSE, made["prefix"], cfg)
-    print(f"   inverse maps + exposure histograms: {inv['secs']:.1f}s, peak RSS "
-          f"{inv['rss'] / 2**30:.2f} GiB, {inv['bytes'] / 2**30:.2f} GiB on disk")  # fmt: skip
-    grow = (inv["rss"] - inv["base"]) / scale + inv["base"]
-    print(f"   projected to scale 1: ~{inv['secs'] / scale / 60:.1f} min, peak RSS "
-          f"~{grow / 2**30:.1f} GiB, {inv['bytes'] / scale / 2**30:.1f} GiB on disk "
-          "(linear in positions and samples; the interpreter's "
-          f"{inv['base'] / 2**30:.2f} GiB does not grow)")  # fmt: skip
-    fd = _child(FIND_DOC, made["prefix"], cfg)
-    print(f"== find --doc (library, {c['items']:,} docs): open {fd['open'] * 1e3:.0f} ms, first "
-          f"call {fd['first'] * 1e3:.1f} ms, median {fd['median'] * 1e3:.2f} ms, p99 "
-          f"{fd['p99'] * 1e3:.2f} ms")  # fmt: skip
-    print(f"   peer (replay sample_idx over every training sample): "
-          f"{fd['replay_projected']:.1f}s projected for this run -> "
-          f"{fd['replay_projected'] / fd['median']:,.0f}x slower; at scale 1 "
-          f"~{fd['replay_projected'] / scale:.0f}s per document")  # fmt: skip
+def bench_inverse(work: Path, scales: list[float]) -> None:
+    runs = []
+    for scale in scales:
+        print(f"== inverse maps, scale {scale} of Pythia (211M docs, 147M samples, 2 epochs)")
+        d = work / f"s{scale}"
+        d.mkdir()
+        made = _child(MAKE_MAPS, str(d), str(scale))
+        c = made["counts"]
+        print(f"   index maps (pile order): {c['items']:,} docs x {c['num_epochs']} epochs, "
+              f"{c['num_total_samples']:,} samples, {made['secs']:.1f}s, peak RSS "
+              f"{made['rss'] / 2**30:.2f} GiB")  # fmt: skip
+        cfg = json.dumps(made["config"])
+        inv = _child(BUILD_INVERSE, made["prefix"], cfg)
+        print(f"   inverse maps + exposure histograms: {inv['secs']:.1f}s, peak RSS "
+              f"{inv['rss'] / 2**30:.2f} GiB, {inv['bytes'] / 2**30:.2f} GiB on disk")  # fmt: skip
+        runs.append((scale, inv))
+        fd = _child(FIND_DOC, made["prefix"], cfg)
+        print(f"   find --doc (library, {c['items']:,} docs): open {fd['open'] * 1e3:.0f} ms, "
+              f"first call {fd['first'] * 1e3:.1f} ms, median {fd['median'] * 1e3:.2f} ms, p99 "
+              f"{fd['p99'] * 1e3:.2f} ms")  # fmt: skip
+        print(f"   peer (replay sample_idx over every training sample): "
+              f"{fd['replay_projected']:.1f}s projected for this run -> "
+              f"{fd['replay_projected'] / fd['median']:,.0f}x slower; at scale 1 "
+              f"~{fd['replay_projected'] / scale:.0f}s per document")  # fmt: skip
+        import shutil
+
+        shutil.rmtree(d)
+    # peak RSS = fixed (interpreter, chunk temporaries) + per-position arrays: a line through the
+    # scales; time is linear in positions and samples
+    xs = np.array([r[0] for r in runs])
+    rss = np.array([r[1]["rss"] for r in runs], dtype=float)
+    secs = np.array([r[1]["secs"] for r in runs])
+    if len(runs) > 1:
+        slope, icpt = np.polyfit(xs, rss, 1)
+        rss1 = slope + icpt
+        how = f"line through scales {', '.join(map(str, xs))}"
+    else:
+        rss1, how = rss[0] / xs[0], "linear from one scale (an overestimate)"
+    print(f"   projected to scale 1 (211M docs, ~206M samples in the maps): "
+          f"~{np.median(secs / xs) / 60:.0f} min, peak RSS ~{rss1 / 2**30:.1f} GiB ({how}), "
+          f"{runs[-1][1]['bytes'] / xs[-1] / 2**30:.1f} GiB on disk")  # fmt: skip
 
 
 def bench_text(work: Path, n_tokens: int) -> None:
@@ -223,7 +240,9 @@ def bench_text(work: Path, n_tokens: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--scale", type=float, default=0.05, help="fraction of Pythia's size")
+    ap.add_argument(
+        "--scale", default="0.05,0.1", help="fractions of Pythia's size (comma separated)"
+    )
     ap.add_argument("--text-tokens", type=float, default=2e8, help="synthetic stream length")
     ap.add_argument("--work", default=None, help="scratch directory (default: a temp dir)")
     ap.add_argument("--skip-inverse", action="store_true")
@@ -233,7 +252,7 @@ def main() -> None:
         work = Path(tmp)
         print(f"(2 shared cores, load average {os.getloadavg()[0]:.1f}: timings under load)")
         if not a.skip_inverse:
-            bench_inverse(work, a.scale)
+            bench_inverse(work, [float(x) for x in a.scale.split(",")])
         if not a.skip_text:
             bench_text(work, int(a.text_tokens))
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import time
 from dataclasses import dataclass
@@ -52,7 +53,8 @@ KIND = "inverse-maps"
 VERSION = 1
 ROLES = ("inv_shuffle", "item_pos", "exposure")
 MAP_ROLES = ("doc_idx", "sample_idx", "shuffle_idx")
-CHUNK = 1 << 22  # samples / items / positions per vectorised chunk (~100-200 MB of temporaries)
+CHUNK = 1 << 22  # items / positions per vectorised chunk (~100-200 MB of temporaries)
+SAMPLE_CHUNK = 1 << 20  # samples per chunk of the sample pass (~3 segments each: ~250 MB)
 UNKNOWN_SET = "unknown"
 # rows of the exposure histogram
 TOKENS, DOCS_PART, DOCS_ONCE, DOCS_TWICE = range(4)
@@ -120,13 +122,32 @@ def item_sources(
 # building
 
 
+def rows_of(arr: np.ndarray, a: int, b: int) -> np.ndarray:
+    """arr[a:b] as an in-memory array. A memory-mapped .npy is read with pread (np.fromfile) so a
+    pass over a multi-GB map does not leave its pages mapped into the process (and counted in
+    its RSS); anything else is sliced."""
+    fn = getattr(arr, "filename", None)
+    base = getattr(arr, "offset", None)
+    whole = isinstance(getattr(arr, "base", None), mmap.mmap)  # not a view of a memmap
+    if fn is not None and base is not None and whole and arr.flags.c_contiguous and arr.ndim:
+        b = min(b, arr.shape[0])
+        row = int(np.prod(arr.shape[1:], dtype=np.int64)) if arr.ndim > 1 else 1
+        if b <= a:
+            return np.empty((0, *arr.shape[1:]), dtype=arr.dtype)
+        out = np.fromfile(
+            fn, dtype=arr.dtype, count=(b - a) * row, offset=int(base) + a * row * arr.itemsize
+        )
+        return out.reshape(b - a, *arr.shape[1:])
+    return np.asarray(arr[a:b])
+
+
 def invert_shuffle(shuffle_idx: np.ndarray, chunk: int = CHUNK) -> np.ndarray:
     """inv[s] = g with shuffle_idx[g] == s (shuffle_idx is a permutation of 0..n-1)."""
     n = shuffle_idx.shape[0]
     inv = np.empty(n, dtype=shuffle_idx.dtype)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
-        inv[np.asarray(shuffle_idx[a:b])] = np.arange(a, b, dtype=inv.dtype)
+        inv[rows_of(shuffle_idx, a, b)] = np.arange(a, b, dtype=inv.dtype)
     return inv
 
 
@@ -151,8 +172,8 @@ def item_positions(
     out = np.full(n, sentinel, dtype=dtype)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
-        items = np.asarray(doc_idx[a:b]).astype(np.int64)
-        ep = np.asarray(doc_epoch[a:b]).astype(np.int64)
+        items = rows_of(doc_idx, a, b).astype(np.int64)
+        ep = rows_of(doc_epoch, a, b).astype(np.int64)
         if ep.size and (ep.max() >= epochs or items.min() < 0 or items.max() >= n_items):
             raise IntegrityError(
                 f"doc_idx[{a}:{b}] names an item outside 0..{n_items - 1} or an item more than "
@@ -171,7 +192,7 @@ def position_steps(
     inv_shuffle: np.ndarray,
     codes: np.ndarray,
     n_sets: int,
-    chunk: int = CHUNK,
+    chunk: int = SAMPLE_CHUNK,
     docs: bool = True,
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
     """(first, last, tokens): per doc_idx position the first step that trains on any of its tokens
@@ -190,7 +211,7 @@ def position_steps(
     tokens = np.zeros((T + 1) * n_sets, dtype=np.int64)
     for s0 in range(0, num_total, chunk):
         s1 = min(s0 + chunk, num_total)
-        rows = np.asarray(sample_idx[s0 : s1 + 1]).astype(np.int64)
+        rows = rows_of(sample_idx, s0, s1 + 1).astype(np.int64)
         k0, o0, k1, o1 = rows[:-1, 0], rows[:-1, 1], rows[1:, 0], rows[1:, 1]
         # steps of samples s0-1 .. s1 (neighbours decide who covers a shared boundary token)
         a, b = max(0, s0 - 1), min(num_total, s1 + 1)
@@ -211,7 +232,7 @@ def position_steps(
         np.cumsum(nseg[:-1], out=firstseg[1:])
         pos = k0[r] + (np.arange(r.size, dtype=np.int64) - firstseg[r])
         p0 = int(k0[0])
-        item = np.asarray(doc_idx[p0 : int(k1[-1]) + 1]).astype(np.int64)[pos - p0]
+        item = rows_of(doc_idx, p0, int(k1[-1]) + 1).astype(np.int64)[pos - p0]
         size = sizes[item].astype(np.int64)
         start = np.where(pos == k0[r], o0[r], 0)
         end = np.where(pos == k1[r], o1[r] + 1, size)
@@ -263,7 +284,7 @@ def document_counts(
     out = np.zeros((3, (T + 1) * n_sets), dtype=np.int64)
     for a in range(0, n_items, chunk):
         b = min(a + chunk, n_items)
-        ip = np.asarray(item_pos[a:b]).astype(np.int64)
+        ip = rows_of(item_pos, a, b).astype(np.int64)
         f = first[ip].min(axis=1)
         ls = np.sort(last[ip], axis=1)
         b1 = ls[:, 0]
@@ -315,9 +336,11 @@ def write(
     _save(paths["inv_shuffle"], inv)
     item_pos = item_positions(maps.doc_idx, n_items, maps.doc_epoch)
     _save(paths["item_pos"], item_pos)
+    del item_pos  # read back in chunks by document_counts: not held during the sample pass
     t1 = time.perf_counter()
     first, last, tokens = position_steps(maps, sizes, inv, codes, len(sets))
     del inv
+    item_pos = np.load(paths["item_pos"], mmap_mode="r")
     docs = document_counts(item_pos, first, last, codes, len(sets), cfg.train_iters)
     del first, last, item_pos
     hist = np.concatenate([tokens[None], docs])

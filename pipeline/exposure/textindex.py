@@ -130,7 +130,7 @@ def build_index(
     n_anchors = max(0, (stream.n_tokens - k) // stride + 1) if stream.n_tokens >= k else 0
     pos_dtype = np.uint32 if n_anchors < np.iinfo(np.uint32).max else np.int64
     bits = 0
-    while (n_anchors >> bits) > PART_ANCHORS:
+    while (n_anchors >> bits) > PART_ANCHORS and bits < 16:
         bits += 1
     parts = 1 << bits
     with tempfile.TemporaryDirectory(dir=ps["manifest"].parent, prefix=".ngram-") as tmp:
@@ -145,11 +145,15 @@ def build_index(
                     continue
                 toks = stream.read(a, int(anchors[-1]) * stride + k)
                 keys = kgram_keys(toks, anchors * stride - a, k)
-                part = (keys >> np.uint32(32 - bits)) if bits else np.zeros(keys.size, np.uint32)
-                order = np.argsort(part, kind="stable")
-                bounds = np.searchsorted(part[order], np.arange(parts + 1))
                 rec = np.empty(keys.size, dtype=[("k", "<u4"), ("p", "<i8")])
-                rec["k"], rec["p"] = keys[order], anchors[order]
+                if bits:
+                    part = (keys >> np.uint32(32 - bits)).astype(np.uint16)  # radix-sortable
+                    order = np.argsort(part, kind="stable")
+                    bounds = np.searchsorted(part[order], np.arange(parts + 1))
+                    rec["k"], rec["p"] = keys[order], anchors[order]
+                else:
+                    bounds = np.array([0, keys.size])
+                    rec["k"], rec["p"] = keys, anchors
                 for i in range(parts):
                     rec[bounds[i] : bounds[i + 1]].tofile(files[i])
         finally:
@@ -163,9 +167,12 @@ def build_index(
             )
             for i in range(parts):
                 rec = np.fromfile(Path(tmp) / f"{i:05d}", dtype=[("k", "<u4"), ("p", "<i8")])
-                rec.sort(order=("k", "p"))  # deterministic: ties in anchor order
-                fk.write(rec["k"].tobytes())
-                fp.write(rec["p"].astype(pos_dtype).tobytes())
+                # anchors were appended in increasing order: a stable sort on the key alone
+                # leaves ties in anchor order (deterministic bytes)
+                order = np.argsort(rec["k"], kind="stable")
+                fk.write(rec["k"][order].tobytes())
+                fp.write(rec["p"][order].astype(pos_dtype).tobytes())
+                del rec, order
     secs = time.perf_counter() - t0
     log.info("ngram index of %s: %d anchors in %.1fs", stream.prefix, n_anchors, secs)
     return write_manifest(
