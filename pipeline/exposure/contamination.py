@@ -35,6 +35,7 @@ from pipeline.exposure.textindex import MULT, TokenStream
 log = logging.getLogger(__name__)
 
 NGRAM = 13
+MAX_HITS = 10_000  # matched positions kept per query (boilerplate can match millions of times)
 CHUNK_TOKENS = 1 << 24
 DOC_BATCH = 2048
 EOD = 0
@@ -152,6 +153,8 @@ def exact_overlaps(
                 lo = int(np.searchsorted(kw, h[p], side="left"))
                 hi = int(np.searchsorted(kw, h[p], side="right"))
                 for qi in set(ow[lo:hi].tolist()):
+                    if len(out[qi]) >= MAX_HITS:
+                        continue
                     q = queries[qi]
                     # a 64-bit hash collision must not count: compare the tokens
                     if any(

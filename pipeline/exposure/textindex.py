@@ -225,6 +225,11 @@ def open_index(
     if doc is None:
         if not build:
             return None
+        log.warning(
+            "building the %d-gram index of %s once (%d tokens, ~%.1f bytes per token, in %s); "
+            "at Pile scale this takes hours: --scan searches without it",
+            k, stream.prefix, stream.n_tokens, 8 / stride, ps["manifest"].parent,
+        )  # fmt: skip
         build_index(stream, k, stride, index_dir)
     keys = np.load(ps["keys"], mmap_mode="r", allow_pickle=False)
     pos = np.load(ps["pos"], mmap_mode="r", allow_pickle=False)
