@@ -673,9 +673,15 @@ def _manifest_checks(
     hash (the tokenize manifest next to index maps lists their `.idx`).
     """
     kinds = {(s.manifest or {}).get("kind") for s in sources}
-    if not kinds & {"index-maps", "preshuffled"}:
+    if not kinds & {"index-maps", "preshuffled", "inverse-maps", "ngram-index"}:
         return [], []  # nothing to cross-check: do not pay for importing the order stage
     from pipeline.order.checks import MANIFEST_CHECKS
+
+    if kinds & {"inverse-maps", "ngram-index"}:  # pile exposure / find: checked by their owners
+        from pipeline.exposure import inverse, textindex
+
+        MANIFEST_CHECKS = {**MANIFEST_CHECKS, inverse.KIND: inverse.check,
+                           textindex.KIND: textindex.check}  # fmt: skip
 
     known: dict[Path, str] = {}
 

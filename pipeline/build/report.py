@@ -5,8 +5,9 @@ the report of a resumed build equals the report of an uninterrupted one. PNGs ar
 matplotlib Agg backend and without a timestamp, so the same data gives the same bytes.
 
 Figures: documents and tokens per `pile_set_name` (standard vs deduped), duplicate rate per source,
-cluster-size histogram, the LSH S-curve of the configuration, the document-length distribution, and
-the epochs each variant needs for the configured run.
+cluster-size histogram, the LSH S-curve of the configuration, the document-length distribution,
+the epochs each variant needs for the configured run, and the cumulative tokens per source seen by
+each Pythia checkpoint within the run (`pile exposure`).
 """
 
 from __future__ import annotations
@@ -202,6 +203,13 @@ def make_figures(plan: BuildPlan, data: dict[str, Any]) -> dict[str, bytes]:
         ax.legend()
         figs["s_curve.png"] = _png(fig)
         plt.close(fig)
+    for v in variants:  # what each Pythia checkpoint had seen, per source (pile exposure)
+        from pipeline.exposure.counts import cumulative_tokens_of, plot_png
+
+        xs, ys, sets = cumulative_tokens_of(plan.data_prefix(v), plan.order_config)
+        figs[f"exposure_{v}.png"] = plot_png(
+            xs, ys, sets, f"{v}: cumulative tokens per source at the Pythia checkpoints"
+        )
     return figs
 
 
