@@ -248,3 +248,47 @@ def test_refused_after_tokenize_then_the_printed_fix_works(tmp_path, monkeypatch
     text = capsys.readouterr()
     assert text.err.count("up to date, skipped") == 3  # dedup and both tokenize stages
     assert main(["verify", str(out)]) == 0
+
+
+# -- the "next" commands ---------------------------------------------------------------------------
+
+
+def test_next_commands_all_work_when_pasted(one_epoch, capsys):
+    corpus, out, argv = one_epoch
+    capsys.readouterr()
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    lines = [x.strip() for x in text.split("\nnext:\n", 1)[1].splitlines() if x.strip()]
+    assert len(lines) == 4
+    ran = 0
+    for line in lines:
+        words = shlex.split(line, comments=True)  # a shell ignores a `#` line
+        if not words:
+            assert line.startswith("# the report: ")
+            assert Path(shlex.split(line.split(": ", 1)[1])[0]).is_file()
+            continue
+        if words[0] == "pile":
+            assert main(words[1:]) == 0, line
+            ran += 1
+        else:  # the platform's opener, printed only where it exists
+            assert shutil.which(words[0]), line
+            assert Path(words[1]) == out / "report.html"
+    assert ran == 3
+    capsys.readouterr()
+
+
+def test_next_commands_report_opener(monkeypatch, tmp_path):
+    from pipeline.cli.commands import build
+
+    out = tmp_path / "a b"
+    data, pre = out / "standard" / "pile_text_document", out / "standard" / "preshuffled"
+    monkeypatch.setattr(build.sys, "platform", "linux")
+    monkeypatch.setattr(build.shutil, "which", lambda name: None)
+    lines = build.next_commands(out, data, pre)
+    assert lines[-1] == f"# the report: '{out}/report.html' (open it in a browser)"
+    assert not any(line.startswith("open ") for line in lines)
+    monkeypatch.setattr(build.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert build.next_commands(out, data, pre)[-1] == f"xdg-open '{out}/report.html'"
+    monkeypatch.setattr(build.sys, "platform", "darwin")
+    assert build.next_commands(out, data, pre)[-1] == f"open '{out}/report.html'"
+    assert build.next_commands(out, data, pre)[2] == f"pile verify '{out}'"

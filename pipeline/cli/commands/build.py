@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import shlex
+import shutil
 import sys
+from pathlib import Path
 
 from pipeline.cli.common import add_workers_argument
 
@@ -323,7 +326,23 @@ def _summary(plan, report) -> None:
     v = plan.config.variants[-1]
     data = plan.out / v / rep["variants"][v]["prefix"]
     print("\nnext:")
-    print(f"  pile inspect --step 0 --decode --provenance {data}")
-    print(f"  pile inspect --step 0 {plan.out / v / 'preshuffled'}")
-    print(f"  pile verify {plan.out}")
-    print(f"  open {plan.out / 'report.html'}")
+    for line in next_commands(plan.out, data, plan.out / v / "preshuffled"):
+        print(f"  {line}")
+
+
+def next_commands(out: Path, data: Path, preshuffled: Path) -> list[str]:
+    """Commands to try after a build, quoted to paste into a shell. The report is opened with
+    the platform's opener when it has one (`open` is macOS-only), else only named."""
+    q = shlex.quote
+    lines = [
+        f"pile inspect --step 0 --decode --provenance {q(str(data))}",
+        f"pile inspect --step 0 {q(str(preshuffled))}",
+        f"pile verify {q(str(out))}",
+    ]
+    report = out / "report.html"
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    if shutil.which(opener):
+        lines.append(f"{opener} {q(str(report))}")
+    else:
+        lines.append(f"# the report: {q(str(report))} (open it in a browser)")
+    return lines
