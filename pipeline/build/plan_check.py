@@ -98,7 +98,7 @@ class PlanCheck:
     need: int  # bytes the pending order/preshuffle stages will write (the known part)
     free: int  # free bytes at `where` + what those stages will remove first
     where: Path
-    unknown: list[str] = field(default_factory=list)  # sizes not known yet, in words
+    unknown: list[str] = field(default_factory=list)  # stages whose size is not known yet
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -139,18 +139,10 @@ def assess(plan: BuildPlan) -> PlanCheck:
             # _clean removes what an earlier run of the stage left before it writes
             old = owned_files(plan.out, load_record(plan.out, stage))
             reclaim += sum(p.stat().st_size for p in old)
-        if row.epochs is not None and row.epochs > REPEAT_WARNING:
-            warnings.append(_repeat_warning(plan, row))
-        elif row.epochs is not None and plan.epochs is not None and row.epochs > plan.epochs:
-            cfg = row.config
-            warnings.append(
-                f"{v}: {plan.epochs} epoch(s) of this dataset ({row.tokens:,} tokens) hold fewer "
-                f"samples of {cfg.seq_length + 1} tokens than one step of global_batch "
-                f"{cfg.global_batch:,}, so the order holds {row.epochs} epochs for its one step. "
-                f"For {plan.epochs} epoch(s) use "
-                + one_step_fix(row.tokens, cfg.seq_length, cfg.global_batch, plan.epochs)
-                + "."
-            )
+        if row.epochs is not None:
+            warning = repetition_warning(plan, row)
+            if warning:
+                warnings.append(warning)
     where = Path(plan.out).absolute()
     while not where.exists() and where != where.parent:
         where = where.parent
@@ -158,21 +150,29 @@ def assess(plan: BuildPlan) -> PlanCheck:
     return PlanCheck(rows, need, free, where, unknown, warnings)
 
 
-def _repeat_warning(plan: BuildPlan, row: VariantPlan) -> str:
+def repetition_warning(plan: BuildPlan, row: VariantPlan) -> str | None:
+    """A warning when the order repeats the data more than REPEAT_WARNING times, or more times
+    than --epochs asked for (data smaller than one step); None otherwise."""
     cfg = row.config
-    return (
+    short = plan.epochs is not None and row.epochs > plan.epochs
+    if row.epochs <= REPEAT_WARNING and not short:
+        return None
+    what = (
         f"{row.variant}: the training order repeats this dataset {row.epochs:,} times "
         f"({row.tokens:,} tokens per epoch, {cfg.train_samples:,} samples of {cfg.seq_length + 1} "
-        f"tokens from train_iters {cfg.train_iters:,} x global_batch {cfg.global_batch:,}); a "
-        f"model trained on it sees each document ~{row.epochs:,} times. For one pass over "
-        f"your data use {_epochs_fix(plan, row, 1)}."
+        f"tokens from train_iters {cfg.train_iters:,} x global_batch {cfg.global_batch:,})"
     )
-
-
-def _epochs_fix(plan: BuildPlan, row: VariantPlan, epochs: int) -> str:
-    cfg = row.config
-    ti = train_iters_for_epochs(row.tokens, cfg.seq_length, cfg.global_batch, epochs)
-    return f"--epochs {epochs} (train_iters {ti:,} for this data)"
+    if short:
+        fix = one_step_fix(row.tokens, cfg.seq_length, cfg.global_batch, plan.epochs)
+        return (
+            f"{what}: {plan.epochs} epoch(s) of it are fewer samples than one step. For "
+            f"{plan.epochs} epoch(s) use {fix}."
+        )
+    ti = train_iters_for_epochs(row.tokens, cfg.seq_length, cfg.global_batch, 1)
+    return (
+        f"{what}; a model trained on it sees each document ~{row.epochs:,} times. For one pass "
+        f"over your data use --epochs 1 (train_iters {ti:,} for this data)."
+    )
 
 
 def check_plan(plan: BuildPlan, when: str, warned: set[str] | None = None) -> PlanCheck:

@@ -198,6 +198,18 @@ def test_dry_run_shows_epochs_and_warns_about_repetition(one_epoch, capsys):
     assert "For one pass over your data use --epochs 1 (train_iters 30 for this data)." in text
 
 
+def test_data_smaller_than_one_step_warns_with_the_batch_that_fits(one_epoch, capsys):
+    corpus, out, argv = one_epoch
+    capsys.readouterr()
+    # one step of 200 needs ceil(200 x 1.005) = 201 samples; one epoch holds 122 (108 deduped)
+    assert main([*argv, "--global-batch", "200", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "WARNING: standard: the training order repeats this dataset 2 times" in text
+    assert "1 epoch(s) of it are fewer samples than one step. For 1 epoch(s) use " in text
+    assert "use --global-batch 121." in text  # ceil(121 x 1.005) = 122 <= 122
+    assert "use --global-batch 107." in text  # deduped: ceil(107 x 1.005) = 108
+
+
 # -- the whole plan is checked before the stages that depend on it -------------------------------
 
 
