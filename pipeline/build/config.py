@@ -9,11 +9,17 @@
     [dedup]      preset = "pythia-0.87", threshold = 0.87, num_perm = 128, ...   (overrides)
     [tokenize]   append_eod = true, tokenizer = "/path/to/20B_tokenizer.json"
     [order]      preset = "pythia", seq_length = 2048, global_batch = 1024, train_iters = 143000, seed = 1234
+                 epochs = 1      (instead of train_iters: N passes over this data, see below)
     [preshuffle] shard_size = 4294967296
 
 `resolve_build_config` merges default < preset < file < flags and validates every value. Paths
 (inputs, out, the tokenizer) are made absolute, so `OUT/build.toml` rebuilds the same thing from
 any working directory.
+
+`[order] epochs = N` (`--epochs N`) derives `train_iters` from the token count once tokenize has
+run (pipeline.build.plan_check.train_iters_for_epochs). It is the default for your own `--input`
+when neither a preset nor train_iters/epochs is named anywhere: the Pythia preset's 143000 steps
+would repeat a small corpus thousands of times. `--preset pythia` keeps Pythia's exact train_iters.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ TABLES = {
     "read": {"text_key", "set_name_key", "on_error", "max_line_bytes"},
     "dedup": None,  # checked by the dedup stage's own config
     "tokenize": {"append_eod", "tokenizer", "backend", "batch_size"},
-    "order": {"preset", "seq_length", "global_batch", "train_iters", "seed"},
+    "order": {"preset", "seq_length", "global_batch", "train_iters", "seed", "epochs"},
     "preshuffle": {"shard_size"},
 }
 
@@ -64,6 +70,12 @@ class BuildConfig(StageConfig):
     bundled_sample: bool = False
 
     _not_fingerprinted = ("workers", "out")
+
+    @property
+    def epochs(self) -> int | None:
+        """Epochs of the data to train for (train_iters derived after tokenize), or None when
+        train_iters is given (by a preset, the file or a flag)."""
+        return self.order.get("epochs")
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -210,6 +222,12 @@ def resolve_build_config(
             if v is not None:
                 merged[k] = v
         tables[table] = merged
+    _resolve_epochs(
+        tables["order"],
+        data.get("order", {}),
+        (overrides or {}).get("order", {}),
+        own_data_default=not bundled and not preset_flag and not data.get("preset"),
+    )
     if tables["tokenize"].get("tokenizer"):
         tables["tokenize"]["tokenizer"] = os.path.abspath(str(tables["tokenize"]["tokenizer"]))
     for path in [*map(str, inputs), str(out), str(tables["tokenize"].get("tokenizer") or "")]:
@@ -236,6 +254,41 @@ def _check_utf8(path: str) -> None:
             f"path {raw!r} is not valid UTF-8, so build.toml cannot record it; rename it "
             "(e.g. convmv -f latin1 -t utf8 --notest PATH) or link it under a UTF-8 name."
         ) from None
+
+
+def _resolve_epochs(
+    order: dict[str, Any],
+    file_order: dict[str, Any],
+    flags: dict[str, Any],
+    own_data_default: bool,
+) -> None:
+    """`epochs` and `train_iters` are two ways to say how long to train: a flag outranks the
+    file's other one; both in one place is an error. Own data with no preset and neither key
+    anywhere trains for 1 epoch (see the module docstring)."""
+    flag_epochs, flag_iters = flags.get("epochs"), flags.get("train_iters")
+    if flag_epochs is not None and flag_iters is not None:
+        raise ConfigError(
+            f"--epochs {flag_epochs} and --train-iters {flag_iters} both set the training length; "
+            "give one of them."
+        )
+    if "epochs" in file_order and "train_iters" in file_order:
+        raise ConfigError(
+            f"[order] has both epochs = {file_order['epochs']!r} and train_iters = "
+            f"{file_order['train_iters']!r}; keep one of them."
+        )
+    if flag_iters is not None:
+        order.pop("epochs", None)
+    elif flag_epochs is not None:
+        order.pop("train_iters", None)
+    elif own_data_default and "train_iters" not in order and "epochs" not in order:
+        order["epochs"] = 1
+    if "epochs" in order:
+        e = order["epochs"]
+        if isinstance(e, bool) or not isinstance(e, int) or e < 1:
+            raise ConfigError(
+                f"epochs = {e!r}: must be an integer >= 1 (passes over the tokenized data)."
+            )
+        order.pop("train_iters", None)
 
 
 def _absolute_input(spec: str, base: str | None = None) -> str:

@@ -40,7 +40,9 @@ def collect(plan: BuildPlan) -> dict[str, Any]:
             "preset": plan.config.preset,
             "variants": list(plan.config.variants),
             "inputs": [f.label for f in plan.inputs],
-            "order": _output_fields(plan.order_config),
+            "order": _output_fields(plan.order_config)
+            if plan.epochs is None
+            else {**_output_fields(plan.order_config), "train_iters": None, "epochs": plan.epochs},
             "dedup": _output_fields(plan.dedup_config),
         },
         "variants": {},
@@ -48,7 +50,8 @@ def collect(plan: BuildPlan) -> dict[str, Any]:
     for v in plan.config.variants:
         prefix = plan.prefix(v)
         tok = read_manifest(plan.out / v / output_names(prefix)["manifest"])
-        order = read_manifest(index_map_paths(plan.data_prefix(v), plan.order_config)["manifest"])
+        order_config = plan.order_config_for(v)
+        order = read_manifest(index_map_paths(plan.data_prefix(v), order_config)["manifest"])
         counts = tok["counts"]
         data["variants"][v] = {
             "prefix": f"{prefix}_text_document",
@@ -67,10 +70,12 @@ def collect(plan: BuildPlan) -> dict[str, Any]:
             "train_samples": order["counts"].get("train_samples"),
             "epochs_consumed": (
                 order["counts"].get("train_samples", 0)
-                * plan.order_config.seq_length
+                * order_config.seq_length
                 / max(1, order["counts"]["tokens_per_epoch"])
             ),
         }
+        if plan.epochs is not None:  # train_iters derived from this variant's tokens
+            data["variants"][v]["train_iters"] = order_config.train_iters
     if "deduped" in plan.config.variants:
         stats = json.loads((plan.out / "dedup" / "stats.json").read_text("utf-8"))
         data["dedup"] = {
@@ -237,7 +242,7 @@ def _html(data: dict[str, Any], figures: list[str]) -> str:
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{max-width:100%}}</style></head>
 <body><h1>pile build report</h1>
 <p>preset <b>{e(data["build"]["preset"])}</b>; order: seq_length {data["build"]["order"]["seq_length"]},
-global batch {data["build"]["order"]["global_batch"]}, {data["build"]["order"]["train_iters"]:,} iterations,
+global batch {data["build"]["order"]["global_batch"]}, {_iterations(data)},
 seed {data["build"]["order"]["seed"]}.</p>
 <table><tr><th>variant</th><th>dataset</th><th>documents</th><th>tokens</th><th>excluded</th>
 <th>epochs in maps</th><th>epochs consumed</th><th>num_samples</th></tr>
@@ -262,3 +267,12 @@ def write_report(plan: BuildPlan) -> list[Path]:
     atomic_write_text(out / "report.json", canonical_json(data) + "\n")
     atomic_write_text(out / "report.html", _html(data, sorted(figures)))
     return paths + [out / "report.json", out / "report.html"]
+
+
+def _iterations(data: dict[str, Any]) -> str:
+    """`143,000 iterations`, or with --epochs the train_iters derived for each variant."""
+    order = data["build"]["order"]
+    if order.get("epochs") is None:
+        return f"{order['train_iters']:,} iterations"
+    per = ", ".join(f"{v} {d['train_iters']:,}" for v, d in data["variants"].items())
+    return f"{order['epochs']} epoch(s) of each dataset (train_iters {per})"

@@ -107,7 +107,10 @@ class BuildPlan:
         dedup = dict(config.dedup)
         self.dedup_config = DedupConfig.from_preset(dedup.pop("preset", None), **dedup)
         order = dict(config.order)
+        # epochs: train_iters is derived per variant from its token count (order_config_for)
+        self.epochs: int | None = order.pop("epochs", None)
         self.order_config = OrderConfig.from_preset(order.pop("preset", "pythia"), **order)
+        self._counts: dict[str, tuple[int, int]] = {}
         tok = dict(config.tokenize)
         tokenizer = tok.pop("tokenizer", None)
         self.tokenize_config = TokenizeConfig.for_tokenizer(tokenizer or None, **tok)
@@ -145,6 +148,37 @@ class BuildPlan:
 
     def data_prefix(self, variant: str) -> Path:
         return self.out / variant / f"{self.prefix(variant)}_text_document"
+
+    def dataset_counts(self, variant: str) -> tuple[int, int] | None:
+        """(items, tokens) of the variant's token dataset once tokenize-<variant> is up to date or
+        done (read from its `.idx`, as order will), else None."""
+        if variant in self._counts:
+            return self._counts[variant]
+        tok = self.stage(f"tokenize-{variant}")
+        if tok is None or tok.status not in ("up-to-date", "done"):
+            return None
+        from pipeline.shards.mmidx import MMIDXIndex
+
+        sizes = MMIDXIndex(f"{self.data_prefix(variant)}.idx").sizes
+        self._counts[variant] = (int(len(sizes)), int(sizes.sum(dtype="int64")))
+        return self._counts[variant]
+
+    def order_config_for(self, variant: str):
+        """The variant's order config: the configured one, or with `epochs`, the one whose
+        train_iters gives that many epochs of the variant's tokens (needs tokenize done)."""
+        if self.epochs is None:
+            return self.order_config
+        from pipeline.build.plan_check import train_iters_for_epochs
+
+        counts = self.dataset_counts(variant)
+        if counts is None:
+            raise PipelineError(
+                f"order-{variant}: train_iters for {self.epochs} epoch(s) needs the token count "
+                f"of tokenize-{variant}, which has not run."
+            )
+        cfg = self.order_config
+        ti = train_iters_for_epochs(counts[1], cfg.seq_length, cfg.global_batch, self.epochs)
+        return dataclasses.replace(cfg, train_iters=ti)
 
     def _add(
         self,
@@ -202,7 +236,12 @@ class BuildPlan:
 
         data = self.data_prefix(variant)
         paths = [*index_map_paths(data, self.order_config).values(), *table_paths(data).values()]
-        return [self._rel(p) for p in paths]
+        names = [self._rel(p) for p in paths]
+        if self.epochs is not None:
+            # num_samples (in the map names) follows from the token count: any count
+            tag = f"_{self.order_config.num_samples}ns_"
+            names = [n.replace(tag, "_[0-9]*ns_") for n in names]
+        return names
 
     def _planned_preshuffle(self, variant: str) -> list[str]:
         from pipeline.order.inspect import PRESHUFFLED_MANIFEST, PRESHUFFLED_NAME
@@ -252,6 +291,9 @@ class BuildPlan:
                 uses_inputs=True,
             )
         order_fp = self.order_config.fingerprint()
+        if self.epochs is not None:
+            # train_iters follows from the tokenize output, whose key is part of this one
+            order_fp = combine_fingerprints(order_fp, f"epochs={self.epochs}")
         order_stages = {}
         for v in variants:
             order_stages[v] = self._add(
@@ -361,9 +403,13 @@ class BuildPlan:
     def _run_order(self, variant: str) -> tuple[list[Path], dict[str, Any]]:
         from pipeline.order.indexmap import index_map_paths, run_order
 
-        manifest = run_order(self.data_prefix(variant), self.order_config)
-        path = index_map_paths(self.data_prefix(variant), self.order_config)["manifest"]
-        return _manifest_outputs(path), dict(manifest.get("counts", {}))
+        cfg = self.order_config_for(variant)
+        manifest = run_order(self.data_prefix(variant), cfg)
+        path = index_map_paths(self.data_prefix(variant), cfg)["manifest"]
+        info = dict(manifest.get("counts", {}))
+        if self.epochs is not None:
+            info.update(epochs_requested=self.epochs, train_iters=cfg.train_iters)
+        return _manifest_outputs(path), info
 
     def _run_preshuffle(self, variant: str) -> tuple[list[Path], dict[str, Any]]:
         from pipeline.order.inspect import PRESHUFFLED_MANIFEST
@@ -371,7 +417,8 @@ class BuildPlan:
 
         out = self.out / variant / "preshuffled"
         shard_size = self.shard_size if self.shard_size is not None else PYTHIA_SHARD_SIZE
-        manifest = run_preshuffle(self.data_prefix(variant), self.order_config, out, shard_size)
+        cfg = self.order_config_for(variant)
+        manifest = run_preshuffle(self.data_prefix(variant), cfg, out, shard_size)
         return _manifest_outputs(out / PRESHUFFLED_MANIFEST), dict(manifest.get("counts", {}))
 
     def _run_report(self) -> tuple[list[Path], dict[str, Any]]:
@@ -385,26 +432,30 @@ class BuildPlan:
         return next((st for st in self.stages if st.name == name), None)
 
     def estimate(self, variant: str) -> dict[str, Any]:
-        """What order-<variant> and preshuffle-<variant> will write, for `--dry-run`. Epochs and
-        map bytes need the token count, known only when tokenize-<variant> is up to date (call
-        `refresh_status` first); the pre-shuffled size (uint16 tokens) never depends on it."""
+        """What order-<variant> and preshuffle-<variant> will write (call `refresh_status`
+        first). Epochs and map bytes need the token count, known once tokenize-<variant> is up to
+        date; the pre-shuffled size (uint16 tokens) needs it only when train_iters comes from
+        `epochs`. Keys: train_iters, train_samples, preshuffle_bytes (shards), idx_bytes, and
+        with the counts items, tokens, epochs, index_map_bytes."""
         from pipeline.order.indexmap import index_map_bytes, num_epochs_for
         from pipeline.order.preshuffle import preshuffled_bytes
 
-        cfg = self.order_config
-        est: dict[str, Any] = {
-            "train_samples": cfg.train_samples,
-            "preshuffle_bytes": preshuffled_bytes(cfg)[0],
-        }
-        tok = self.stage(f"tokenize-{variant}")
-        if tok is None or tok.status != "up-to-date":
+        counts = self.dataset_counts(variant)
+        est: dict[str, Any] = {}
+        if self.epochs is not None and counts is None:
             return est
-        info = ((load_record(self.out, tok.name) or {}).get("info") or {}).get("info") or {}
-        try:
-            items, tokens = int(info["items"]), int(info["tokens"])
-            epochs = num_epochs_for(tokens, cfg.seq_length, cfg.num_samples)
-        except (KeyError, TypeError, ValueError, PipelineError):
-            return est  # an old record without counts, or too few tokens: order will say so
+        cfg = self.order_config_for(variant)
+        shards, idx = preshuffled_bytes(cfg)
+        est.update(
+            train_iters=cfg.train_iters,
+            train_samples=cfg.train_samples,
+            preshuffle_bytes=shards,
+            idx_bytes=idx,
+        )
+        if counts is None or counts[1] < 2:
+            return est  # too few tokens: order will say so
+        items, tokens = counts
+        epochs = num_epochs_for(tokens, cfg.seq_length, cfg.num_samples)
         est.update(
             items=items,
             tokens=tokens,
@@ -463,8 +514,18 @@ class BuildPlan:
         return list(found.values())
 
     def execute(self) -> list[Stage]:
+        from pipeline.build.plan_check import check_plan
+
         self.refresh_status(refresh=True)
+        # refuse a plan that cannot fit before any stage runs (what is known now), and again
+        # once the token counts are known, before the stages whose size depends on them
+        warned: set[str] = set()
+        check_plan(self, "before the first stage", warned)
+        checked = False
         for st in self.stages:
+            if not checked and not st.name.startswith(("dedup", "tokenize-")):
+                check_plan(self, "after tokenize, before order", warned)
+                checked = True
             if st.status == "up-to-date":
                 log.info("stage %s: up to date, skipped", st.name)
                 self.progress(st.name, {"status": "skipped"})

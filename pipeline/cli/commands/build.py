@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +16,12 @@ DESCRIPTION = (
     HELP + ".\n\nWith no --input it builds the bundled Pile-shaped sample. A rerun skips completed "
     "stages whose config, inputs and outputs are unchanged (an output with a new mtime is "
     "re-hashed) and redoes the rest and everything downstream; a killed build resumes to the "
-    "same bytes. Keys of --config FILE (TOML) mirror these flags; flags override the file."
+    "same bytes. Keys of --config FILE (TOML) mirror these flags; flags override the file.\n\n"
+    "Training length: with your own --input and no --preset, the order is Pythia's (seq_length "
+    "2048, global batch 1024, seed 1234) for --epochs 1: train_iters is derived from the token "
+    "count so the index maps hold one epoch. --preset pythia keeps Pythia's 143000 steps; "
+    "--train-iters N or --epochs N set it yourself. The whole plan (epochs, index-map and "
+    "pre-shuffled sizes, free disk) is checked before dedup and again once tokens are counted."
 )
 
 log = logging.getLogger("pipeline.build")
@@ -48,7 +54,8 @@ def add_arguments(p) -> None:
         default=None,
         metavar="NAME",
         help="build preset from manifests/presets.toml: pythia | sample "
-        "(default: sample for the bundled sample, pythia otherwise)",
+        "(default: sample for the bundled sample, pythia otherwise; with your own --input and no "
+        "preset, --epochs 1 replaces Pythia's train_iters)",
     )
     p.add_argument(
         "--config", default=None, metavar="FILE", help="TOML config file; flags override it"
@@ -91,7 +98,20 @@ def add_arguments(p) -> None:
         "--global-batch", type=int, default=None, metavar="N", help="order: samples per step"
     )
     g.add_argument(
-        "--train-iters", type=int, default=None, metavar="N", help="order: training steps"
+        "--train-iters",
+        type=int,
+        default=None,
+        metavar="N",
+        help="order: training steps (default: the preset's; not with --epochs)",
+    )
+    g.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="order: train for N epochs of this data: train_iters = the largest whose samples "
+        "fit in N epochs of the token count (default: 1 for your own --input with no --preset "
+        "or train_iters; none otherwise)",
     )
     g.add_argument(
         "--seed", type=int, default=None, metavar="N", help="order: numpy RandomState seed"
@@ -114,6 +134,7 @@ def _overrides(args) -> dict:
             "seq_length": args.seq_length,
             "global_batch": args.global_batch,
             "train_iters": args.train_iters,
+            "epochs": args.epochs,
             "seed": args.seed,
         },
         "preshuffle": {"shard_size": args.shard_size},
@@ -213,6 +234,7 @@ def run(args) -> int:
 
 
 def _dry_run(plan) -> None:
+    from pipeline.build.plan_check import assess, fixes, summary_line
     from pipeline.io import human_bytes
 
     plan.refresh_status()  # read-only: checks records and outputs, writes nothing
@@ -227,9 +249,11 @@ def _dry_run(plan) -> None:
     print(f"{'verify':<22} {'will run':<10} every manifest under {plan.config.out}")
     _print_stale(plan.stale_variants())
     print("\n# order and preshuffle outputs")
-    cfg = plan.order_config
-    for v in plan.config.variants:
-        est = plan.estimate(v)
+    seq = plan.order_config.seq_length
+    check = assess(plan)
+    for row in check.variants:
+        est = plan.estimate(row.variant)
+        v = row.variant
         if "epochs" in est:
             order = (
                 f"{est['epochs']:,} epoch(s) of {est['items']:,} documents / {est['tokens']:,} "
@@ -237,21 +261,22 @@ def _dry_run(plan) -> None:
             )
         else:
             order = f"epochs and index-map size not known until tokenize-{v} has run"
+        if plan.epochs is not None:
+            ti = f"{est['train_iters']:,}" if "train_iters" in est else "derived after tokenize"
+            order += f" (--epochs {plan.epochs}: train_iters {ti})"
         print(f"{v:<10} order: {order}")
-        print(
-            f"{'':<10} preshuffle: {est['train_samples']:,} samples x {cfg.seq_length + 1} "
-            f"tokens x 2 bytes = {human_bytes(est['preshuffle_bytes'])}"
-        )
-    where = Path(plan.config.out).absolute()
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    need = sum(
-        est.get("index_map_bytes", 0) + est["preshuffle_bytes"]
-        for est in map(plan.estimate, plan.config.variants)
-    )
-    free = shutil.disk_usage(where).free
-    fit = "" if need <= free else "; will not fit: pick a smaller preset or --train-iters"
-    print(f"needs at least {human_bytes(need)}, {human_bytes(free)} free at {where}{fit}")
+        if "train_samples" in est:
+            print(
+                f"{'':<10} preshuffle: {est['train_samples']:,} samples x {seq + 1} "
+                f"tokens x 2 bytes = {human_bytes(est['preshuffle_bytes'])}"
+            )
+        else:
+            print(f"{'':<10} preshuffle: size not known until tokenize-{v} has run")
+    for w in check.warnings:
+        print(f"WARNING: {w}")
+    print(summary_line(check))
+    if not check.fits:
+        print(f"will not fit; fix: add {fixes(plan, check, written=False)}")
 
 
 def _print_stale(stale) -> None:
@@ -263,7 +288,13 @@ def _print_stale(stale) -> None:
 
 
 def _summary(plan, report) -> None:
-    print(f"\npile build: {plan.out} ({plan.config.preset} preset)")
+    how = f"{plan.config.preset} preset"
+    if plan.epochs is not None:
+        iters = ", ".join(
+            f"{v} {plan.order_config_for(v).train_iters:,}" for v in plan.config.variants
+        )
+        how += f", --epochs {plan.epochs}: train_iters {iters}"
+    print(f"\npile build: {plan.out} ({how})")
     print(f"{'stage':<22} {'status':<11} seconds")
     for st in plan.stages:
         print(f"{st.name:<22} {st.status:<11} {st.seconds:7.2f}")
@@ -295,7 +326,23 @@ def _summary(plan, report) -> None:
     v = plan.config.variants[-1]
     data = plan.out / v / rep["variants"][v]["prefix"]
     print("\nnext:")
-    print(f"  pile inspect --step 0 --decode --provenance {data}")
-    print(f"  pile inspect --step 0 {plan.out / v / 'preshuffled'}")
-    print(f"  pile verify {plan.out}")
-    print(f"  open {plan.out / 'report.html'}")
+    for line in next_commands(plan.out, data, plan.out / v / "preshuffled"):
+        print(f"  {line}")
+
+
+def next_commands(out: Path, data: Path, preshuffled: Path) -> list[str]:
+    """Commands to try after a build, quoted to paste into a shell. The report is opened with
+    the platform's opener when it has one (`open` is macOS-only), else only named."""
+    q = shlex.quote
+    lines = [
+        f"pile inspect --step 0 --decode --provenance {q(str(data))}",
+        f"pile inspect --step 0 {q(str(preshuffled))}",
+        f"pile verify {q(str(out))}",
+    ]
+    report = out / "report.html"
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    if shutil.which(opener):
+        lines.append(f"{opener} {q(str(report))}")
+    else:
+        lines.append(f"# the report: {q(str(report))} (open it in a browser)")
+    return lines
