@@ -461,9 +461,45 @@ def test_owned_files_stay_inside_the_output_directory(tmp_path):
     (tmp_path / "outside.txt").write_text("x")
     rec = {
         "outputs": [{"name": "v/a.npy"}, {"name": "../outside.txt"}],
-        "planned": ["v/document-*-of-*.bin", "_state/*.json", "v/missing.npy"],
+        "planned": [
+            "v/document-00000-of-00001.bin",
+            "v/document-*-of-*.bin",  # a glob: never expanded
+            "_state/x.json",
+            "v/missing.npy",
+            "v/user.txt",  # not a name the stage writes
+            "/etc/passwd",
+            "v/../v/a.npy",
+            "**/*",
+        ],
     }
-    assert owned_files(out, rec) == [out / "v" / "a.npy", out / "v" / "document-00000-of-00001.bin"]
+    owns = ["v/*.npy", "v/document-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].bin"]
+    assert owned_files(out, rec, owns) == [
+        out / "v" / "a.npy",
+        out / "v" / "document-00000-of-00001.bin",
+    ]
+
+
+def test_hand_edited_record_deletes_nothing_of_the_user(reference, tmp_path):
+    """A `_state` record with planned = ["**/*"] once deleted everything in OUT."""
+    import shutil
+
+    corpus, ref, _ = reference
+    out = tmp_path / "out"
+    shutil.copytree(ref, out)
+    (out / "standard" / "notes.txt").write_text("mine")
+    (out / "report" / "holiday.png").write_bytes(b"png")
+    rec_path = out / "_state" / "order-standard.json"
+    rec = json.loads(rec_path.read_text())
+    rec["planned"] = ["**/*", "*", "standard/notes.txt", "../outside.txt"]
+    rec["outputs"] = []
+    rec["key"] = "edited"  # the stage is redone and cleans up after this record
+    rec_path.write_text(json.dumps(rec))
+    (tmp_path / "outside.txt").write_text("x")
+    assert main(build_args(corpus, out)) == 0
+    assert (out / "standard" / "notes.txt").read_text() == "mine"
+    assert (out / "report" / "holiday.png").read_bytes() == b"png"
+    assert (tmp_path / "outside.txt").exists()
+    assert (out / "build.toml").exists() and (out / "dedup" / "manifest.json").exists()
 
 
 def test_dry_run_estimates_order_and_preshuffle(reference, tmp_path, capsys):
