@@ -69,6 +69,8 @@ BUILD_NOT_ARTIFACTS = frozenset(
 # Files and directories a stage writes next to its manifest without listing them, by manifest kind:
 # dedup's wall-clock timings.json and its keep_intermediate buckets/ and edges/.
 UNLISTED_BY_KIND = {"dedup": frozenset({"timings.json", "buckets", "edges"})}
+# `<name>.tmp` is pile's temporary only for names pile writes (a user's notes.tmp is not)
+TMP_OF = (".bin", ".idx", ".npy", ".parquet", ".json", ".jsonl", ".html", ".png", ".toml", ".txt")
 DEDUP_WORK_DIRS = frozenset({"buckets", "edges", "exact"})  # dedup's temporary folders
 INDEX_MAP_ROLES = ("doc_idx", "sample_idx", "shuffle_idx")
 RATE_MIN_BYTES = 256 << 20  # hashing throughput is printed from this many bytes on
@@ -263,7 +265,7 @@ def _temporaries(d: Path) -> list[Path]:
         found += [r / x for x in tmp_dirs]
         # not into temp dirs (their content is one leftover) nor other hidden directories
         subdirs[:] = sorted(x for x in subdirs if not x.startswith(".") and x not in tmp_dirs)
-        found += [r / f for f in files if f.endswith(".tmp")]
+        found += [r / f for f in files if f.endswith(".tmp") and f[:-4].endswith(TMP_OF)]
     return sorted(found)
 
 
@@ -878,6 +880,8 @@ def _unlisted(c: _Collected, covered: frozenset[Path]) -> list[Problem]:
             subdirs[:] = sorted(x for x in subdirs if not x.startswith(".") and x not in skip)
             for f in sorted(files):
                 if f.startswith(".") or f in skip or not f.endswith(DIR_ARTIFACT_SUFFIXES):
+                    continue
+                if f.endswith(".tmp"):  # pile's are reported as interrupted; others are not its
                     continue
                 full = (r / f).resolve()
                 if full in covered or full in seen:
