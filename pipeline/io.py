@@ -82,8 +82,7 @@ def open_new(path: str | os.PathLike, mode: str = "wb") -> BinaryIO:
         fd = os.open(path, _NEW_FLAGS, 0o644)
     except OSError as e:
         raise PipelineError(
-            f"cannot write {path}: {e.strerror}. Check permissions and free space of "
-            f"{path.parent}."
+            f"cannot write {path}: {e.strerror}. Check permissions and free space of {path.parent}."
         ) from e
     return os.fdopen(fd, mode)
 

@@ -137,9 +137,7 @@ class VerifyReport:
             # would measure file opens, not hashing
             rate = self.bytes_hashed / self.hash_seconds / 1e6 if self.hash_seconds > 0 else 0.0
             shown = f" ({rate:,.0f} MB/s)" if self.bytes_hashed >= RATE_MIN_BYTES else ""
-            head += (
-                f", {self.bytes_hashed / 1e6:,.1f} MB hashed in {self.hash_seconds:.2f}s{shown}"
-            )
+            head += f", {self.bytes_hashed / 1e6:,.1f} MB hashed in {self.hash_seconds:.2f}s{shown}"
         head += f", {self.seconds:.2f}s in all"
         if self.ok:
             return head + ": all OK"

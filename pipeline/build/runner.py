@@ -35,8 +35,8 @@ from typing import Any
 
 from pipeline import __version__
 from pipeline.build.config import BuildConfig, held_out_names
-from pipeline.build.report import REPORT_FIGURES
 from pipeline.build.lock import BuildLock
+from pipeline.build.report import REPORT_FIGURES
 from pipeline.build.state import (
     COMPLETE,
     KEY_CHANGED,
@@ -204,7 +204,10 @@ class BuildPlan:
         return [f"dedup/{n}" for n in (*names, *sigs)]
 
     def _owns_dedup(self) -> list[str]:
-        return [*self._planned_dedup()[:4], *(f"dedup/signatures/{SIX_DIGITS}.{e}" for e in SIG_EXT)]
+        return [
+            *self._planned_dedup()[:4],
+            *(f"dedup/signatures/{SIX_DIGITS}.{e}" for e in SIG_EXT),
+        ]
 
     def _planned_tokenize(self, variant: str) -> list[str]:
         from pipeline.tokenize.stage import output_names
@@ -228,7 +231,9 @@ class BuildPlan:
 
     def _owns_order(self, variant: str) -> list[str]:
         d = f"{variant}/pile*_text_document"
-        maps = [f"{d}_train_*_indexmap_*{e}" for e in ("_idx.npy", "_doc_epoch.npy", ".manifest.json")]
+        maps = [
+            f"{d}_train_*_indexmap_*{e}" for e in ("_idx.npy", "_doc_epoch.npy", ".manifest.json")
+        ]
         tables = [f"{d}.provenance{e}" for e in ("_doc_id.npy", "_set.npy", ".json")]
         return maps + tables
 
@@ -240,7 +245,9 @@ class BuildPlan:
         size = self.shard_size if self.shard_size is not None else PYTHIA_SHARD_SIZE
         # the shard count follows the token dtype: the names for 2- and 4-byte tokens
         shards = {
-            n for item in (2, 4) for n in shard_names(preshuffled_bytes(self.order_config, item)[0], size)
+            n
+            for item in (2, 4)
+            for n in shard_names(preshuffled_bytes(self.order_config, item)[0], size)
         }
         return [
             f"{d}/{PRESHUFFLED_NAME}.idx",
@@ -644,6 +651,7 @@ class BuildPlan:
                     )
                 if not here.exists():
                     break
+
 
 @dataclass
 class StaleVariant:

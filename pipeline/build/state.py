@@ -171,7 +171,9 @@ def owned_files(out_dir: Path, rec: dict[str, Any] | None, owns: list[str]) -> l
     root = out.resolve()
     outputs = rec.get("outputs", [])
     planned = rec.get("planned", [])
-    names = [f.get("name") for f in outputs if isinstance(f, dict)] if isinstance(outputs, list) else []
+    names = (
+        [f.get("name") for f in outputs if isinstance(f, dict)] if isinstance(outputs, list) else []
+    )
     names += planned if isinstance(planned, list) else []
     found: set[Path] = set()
     for name in names:
