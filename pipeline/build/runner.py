@@ -785,6 +785,11 @@ def write_build_toml(config: BuildConfig) -> Path:
 
 def ensure_out_dir(out: str | Path) -> Path:
     out = Path(out)
+    if (out / "logs").is_symlink():  # the build log would be written elsewhere
+        raise ConfigError(
+            f"{out / 'logs'} is a symlink (to {os.readlink(out / 'logs')}); pile build writes only "
+            "inside its output directory. Replace it with a real directory."
+        )
     try:
         (out / "logs").mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -943,3 +943,15 @@ def test_dry_run_disk_estimate_covers_every_artifact(reference, tmp_path, capsys
     est = plan.estimate_disk()
     real = sum(p.stat().st_size for p in ref_out.rglob("*") if p.is_file())
     assert not est["tokens_known"] and est["total"] >= real
+
+
+def test_symlinked_logs_directory_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "build.toml").write_text("")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "logs").symlink_to(elsewhere)
+    assert main(["build", "--out", str(out), *SMALL]) == 2
+    assert "logs is a symlink" in capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == []
