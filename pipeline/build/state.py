@@ -68,6 +68,9 @@ def check_complete(
         return False, "an earlier run did not finish"
     touched = False
     for f in rec.get("outputs", []):
+        why = bad_name(f.get("name") if isinstance(f, dict) else None, ["*"])
+        if why:  # a hand-edited record: never stat or read what it names
+            return False, f"its record is not valid ({f!r} is {why})"
         p = Path(out_dir) / f["name"]
         try:
             st = p.stat()

@@ -955,3 +955,15 @@ def test_symlinked_logs_directory_is_refused(tmp_path, capsys):
     assert main(["build", "--out", str(out), *SMALL]) == 2
     assert "logs is a symlink" in capsys.readouterr().err
     assert list(elsewhere.iterdir()) == []
+
+
+def test_completion_check_never_reads_what_a_bad_record_names(tmp_path):
+    from pipeline.build.state import check_complete
+
+    out = tmp_path / "out"
+    (out / "_state").mkdir(parents=True)
+    for name in ("/etc/passwd", "../x", "a/*"):
+        rec = {"key": "k", "status": "complete", "outputs": [{"name": name, "bytes": 1}]}
+        (out / "_state" / "s.json").write_text(json.dumps(rec))
+        ok, why = check_complete(out, "s", "k")
+        assert not ok and "its record is not valid" in why
