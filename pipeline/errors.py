@@ -2,7 +2,6 @@
 
 PipelineError
  ├─ ConfigError     bad option / preset / config value (exit code 2)
- │   └─ DiskSpaceError  the output does not fit the free disk (exit code 1, as disk full)
  ├─ InputError      unreadable or malformed input data (exit code 3)
  └─ IntegrityError  an artifact does not match its manifest or format (exit code 4)
 """
@@ -18,13 +17,6 @@ class PipelineError(Exception):
 
 class ConfigError(PipelineError, ValueError):
     exit_code = 2
-
-
-class DiskSpaceError(ConfigError):
-    """A pre-check found too little free space: exit 1 like a disk that fills up (README), and
-    still a ConfigError for callers that catch a plan that cannot run."""
-
-    exit_code = 1
 
 
 class InputError(PipelineError):
