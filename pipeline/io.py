@@ -8,8 +8,10 @@ mistakes for a finished file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -36,9 +38,62 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# O_NOFOLLOW: a `*.tmp` planted as a symlink must fail to open, never be followed and overwritten
+_NEW_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+
+
+def write_error(path: str | os.PathLike, e: OSError, what: str = "writing") -> PipelineError:
+    """The error for a failed write, naming the file: a bare `write()` error (disk full) carries
+    no file name of its own."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = f"Free space on the disk holding {Path(path).parent} (or write to a larger disk)"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "Check permissions (or pick a writable output location)"
+    else:
+        fix = "Check free space and permissions"
+    return PipelineError(
+        f"{what} {path} failed: {e.strerror or e}. {fix}, then rerun; "
+        "no partial file was left behind."
+    )
+
+
+def open_new(path: str | os.PathLike, mode: str = "wb") -> BinaryIO:
+    """Create `path` (a temporary: `*.tmp`) for writing without following symlinks.
+
+    A file already at `path` is a leftover of a killed run of the same writer (only pile names
+    its temporaries so): it is unlinked first, which removes a planted symlink itself and never
+    its target. O_EXCL|O_NOFOLLOW then makes the create fail rather than follow a link that
+    appeared in between.
+    """
+    path = Path(path)
+    if "w" not in mode:
+        raise ValueError(f"open_new is for writing, got mode {mode!r}")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        raise PipelineError(
+            f"cannot write {path}: a directory is in the way. Move it away and rerun."
+        ) from None
+    except OSError as e:
+        raise write_error(path, e, "replacing") from e
+    try:
+        fd = os.open(path, _NEW_FLAGS, 0o644)
+    except OSError as e:
+        raise PipelineError(
+            f"cannot write {path}: {e.strerror}. Check permissions and free space of {path.parent}."
+        ) from e
+    return os.fdopen(fd, mode)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]:
-    """Open `path.tmp` for writing; on success fsync and rename to `path`; on error remove it."""
+    """Open `path.tmp` for writing; on success fsync and rename to `path`; on error remove it.
+
+    The temporary is created with O_EXCL|O_NOFOLLOW (`open_new`) and renamed over `path`, which
+    replaces a symlink at `path` rather than writing through it.
+    """
     path = Path(path)
     if "w" not in mode:
         raise ValueError(f"atomic_open is for writing, got mode {mode!r}")
@@ -50,12 +105,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
             "Choose a writable output location."
         ) from e
     tmp = tmp_path(path)
-    try:
-        f = open(tmp, mode)  # noqa: SIM115
-    except OSError as e:
-        raise PipelineError(
-            f"cannot write {tmp}: {e.strerror}. Check permissions and free space of {path.parent}."
-        ) from e
+    f = open_new(tmp, mode)
     try:
         with f:
             yield f
@@ -67,10 +117,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
         with contextlib.suppress(OSError):
             tmp.unlink()
         if isinstance(e, OSError):
-            raise PipelineError(
-                f"writing {path} failed: {e.strerror or e}. Check free space and permissions; "
-                "no partial file was left behind."
-            ) from e
+            raise write_error(path, e) from e
         raise
 
 
@@ -85,7 +132,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def sha256_file(path: str | os.PathLike, chunk: int = HASH_CHUNK) -> str:
     h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
+    # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read (a
+    # device such as /dev/zero would never end)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file, not read", str(path))
+    with open(fd, "rb", buffering=0) as f:
         # a zero-filled 8 MiB buffer per call costs more than hashing a small file: size it to
         # the file (+1 so one read reaches EOF; a file that grew meanwhile just takes more reads)
         buf = bytearray(max(1, min(chunk, os.fstat(f.fileno()).st_size + 1)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import fcntl
 import functools
 import json
@@ -98,10 +99,18 @@ class DirLock:
         _check_ancestors(self.path.parent)
         for _ in range(100):  # retries only when a holder unlinked the file under us
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                # O_NOFOLLOW: a `.lock` planted as a symlink must not make us truncate its target
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
             except FileNotFoundError:  # the directory was removed meanwhile
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 continue
+            except OSError as e:
+                if e.errno != errno.ELOOP:
+                    raise
+                raise PipelineError(
+                    f"{self.path} is a symlink; pile's lock file is never followed. Remove it "
+                    "(it is not pile's) and rerun."
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

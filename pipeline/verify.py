@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,7 +69,11 @@ BUILD_NOT_ARTIFACTS = frozenset(
 # Files and directories a stage writes next to its manifest without listing them, by manifest kind:
 # dedup's wall-clock timings.json and its keep_intermediate buckets/ and edges/.
 UNLISTED_BY_KIND = {"dedup": frozenset({"timings.json", "buckets", "edges"})}
+# `<name>.tmp` is pile's temporary only for names pile writes (a user's notes.tmp is not)
+TMP_OF = (".bin", ".idx", ".npy", ".parquet", ".json", ".jsonl", ".html", ".png", ".toml", ".txt")
+DEDUP_WORK_DIRS = frozenset({"buckets", "edges", "exact"})  # dedup's temporary folders
 INDEX_MAP_ROLES = ("doc_idx", "sample_idx", "shuffle_idx")
+RATE_MIN_BYTES = 256 << 20  # hashing throughput is printed from this many bytes on
 BATCH_BYTES = 4 << 20  # files hashed by one thread-pool task: at least this many bytes ...
 BATCH_FILES = 256  # ... or this many files (small files hashed one per task are slower)
 
@@ -98,6 +103,8 @@ class Entry:
     actual_sha256: str | None = None
     actual_bytes: int | None = None
     ok: bool = True
+    base: Path | None = None  # the directory its name is relative to (and confined to)
+    refused: str | None = None  # why it was not read (outside the root, not a regular file)
 
 
 @dataclass
@@ -116,18 +123,22 @@ class VerifyReport:
     sources: list[Source] = field(default_factory=list)
     files_checked: int = 0
     bytes_hashed: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole verify
+    hash_seconds: float = 0.0  # reading and hashing the files only
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def summary(self) -> str:
-        rate = self.bytes_hashed / self.seconds / 1e6 if self.seconds > 0 else 0.0
-        head = (
-            f"{self.files_checked} file(s) from {len(self.sources)} source(s), "
-            f"{self.bytes_hashed / 1e6:,.1f} MB hashed in {self.seconds:.2f}s ({rate:,.0f} MB/s)"
-        )
+        head = f"{self.files_checked} file(s) from {len(self.sources)} source(s)"
+        if self.bytes_hashed:
+            # a rate only for hashing time and enough bytes to mean something: on a few MB it
+            # would measure file opens, not hashing
+            rate = self.bytes_hashed / self.hash_seconds / 1e6 if self.hash_seconds > 0 else 0.0
+            shown = f" ({rate:,.0f} MB/s)" if self.bytes_hashed >= RATE_MIN_BYTES else ""
+            head += f", {self.bytes_hashed / 1e6:,.1f} MB hashed in {self.hash_seconds:.2f}s{shown}"
+        head += f", {self.seconds:.2f}s in all"
         if self.ok:
             return head + ": all OK"
         kinds: dict[str, int] = {}
@@ -142,6 +153,8 @@ class VerifyReport:
 
 def _sniff_and_load(path: Path, root: Path | None) -> tuple[list[Source], list[Problem]]:
     try:
+        if not path.is_file():  # a FIFO or device named as a list would hang the read
+            return [], [Problem(str(path), "refused", "not a regular file; not read")]
         raw = path.read_bytes()
     except OSError as e:
         return [], [Problem(str(path), "missing", f"cannot read it ({e.strerror})")]
@@ -178,6 +191,7 @@ def _load_manifest(path: Path, raw: bytes) -> tuple[list[Source], list[Problem]]
                 sha256=str(f["sha256"]).lower(),
                 bytes=int(f["bytes"]),
                 role=f.get("role"),
+                base=base,
             )
         )
     return [src], problems
@@ -212,7 +226,14 @@ def _load_list(path: Path, text: str, root: Path | None) -> Source:
         elif name.endswith(".bin"):
             role = "bin"
         src.entries.append(
-            Entry(path=base / name, name=name, source=str(path), sha256=digest.lower(), role=role)
+            Entry(
+                path=base / name,
+                name=name,
+                source=str(path),
+                sha256=digest.lower(),
+                role=role,
+                base=base,
+            )
         )
     if not src.entries:
         raise InputError(f"{path}: no checksum lines found; it is empty or not a checksum list.")
@@ -242,22 +263,44 @@ def _temporaries(d: Path) -> list[Path]:
         found += [r / x for x in tmp_dirs]
         # not into temp dirs (their content is one leftover) nor other hidden directories
         subdirs[:] = sorted(x for x in subdirs if not x.startswith(".") and x not in tmp_dirs)
-        found += [r / f for f in files if f.endswith(".tmp")]
+        found += [r / f for f in files if f.endswith(".tmp") and f[:-4].endswith(TMP_OF)]
     return sorted(found)
 
 
 def _live_writer(d: Path) -> str | None:
     """Who is writing in `d` now (a live run's `.lock` in, above or below it), else None: its
     `*.tmp` files are work in progress, not leftovers (pipeline.lock)."""
-    from pipeline.lock import LOCK_NAME, lock_holder
+    from pipeline.lock import _OWN, LOCK_NAME, lock_holder
 
     candidates = [a / LOCK_NAME for a in [d.resolve(), *d.resolve().parents]]
     candidates += sorted(d.rglob(LOCK_NAME))
     for lock in candidates:
+        if lock.parent.resolve() in _OWN:
+            continue  # this process's own (the final verify pass of `pile build`)
         holder = lock_holder(lock)
         if holder:
             return f"{holder}, lock {lock}"
     return None
+
+
+def _progress_line(d: Path) -> str:
+    """What a running build has finished, from its completion records (`_state/` in `d` or the
+    nearest directory above it that has one): 'finished: dedup, tokenize-standard; running:
+    tokenize-deduped'."""
+    base = next((a for a in [d.resolve(), *d.resolve().parents] if (a / "_state").is_dir()), None)
+    if base is None:
+        return "no stage of it has finished yet"
+    done, running = [], []
+    for rec_path in sorted((base / "_state").glob("*.json")):
+        try:
+            rec = json.loads(rec_path.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict):
+            status = rec.get("status", "complete")
+            (done if status == "complete" else running).append(rec_path.stem)
+    line = f"finished: {', '.join(done) if done else 'nothing yet'}"
+    return line + (f"; running: {', '.join(running)}" if running else "")
 
 
 def _sources_below(d: Path) -> list[Path]:
@@ -283,24 +326,30 @@ def _collect(paths: Sequence[str | os.PathLike], root: str | os.PathLike | None)
     for p in paths:
         p = Path(p)
         if p.is_dir():
+            live = _live_writer(p)
+            if live:
+                # between stages a live build's directory looks complete and mid-stage it is
+                # full of work files: neither is worth checking file by file
+                out.problems.append(
+                    Problem(
+                        str(p),
+                        "in-progress",
+                        f"a run is writing here now ({live}); {_progress_line(p)}. Verify again "
+                        "when it has finished",
+                    )
+                )
+                continue
             found = _sources_below(p)
             tmps = _temporaries(p)
             if tmps:
                 out.temporaries.update(t.resolve() for t in tmps)
                 names = ", ".join(str(t) for t in tmps[:10]) + (", ..." if len(tmps) > 10 else "")
-                live = _live_writer(p)
-                if live:
-                    msg = (
-                        f"a run is writing here now ({live}); its {len(tmps)} temporary file(s) "
-                        "are work in progress: verify again when it has finished"
-                    )
-                else:
-                    msg = (
-                        f"{len(tmps)} temporary file(s) of an interrupted run: {names}; rerun the "
-                        "command that writes them (it replaces them; delete them if you abandon "
-                        "that run)"
-                    )
-                out.problems.append(Problem(str(p), "in-progress" if live else "interrupted", msg))
+                msg = (
+                    f"{len(tmps)} temporary file(s) of an interrupted run: {names}; rerun the "
+                    "command that writes them (it replaces them; delete them if you abandon "
+                    "that run)"
+                )
+                out.problems.append(Problem(str(p), "interrupted", msg))
             if not found and not tmps:
                 raise InputError(
                     f"{p}: directory holds no *manifest.json or *.shard_hashes.txt, so nothing in "
@@ -519,15 +568,34 @@ def _size_message(expected: int, found: int) -> str:
     return f"size differs: expected {expected} bytes, found {found} ({_off_by(found, expected)})"
 
 
-def _hash_entry(e: Entry, quick: bool) -> Entry:
+def _confine(e: Entry, allow_outside_root: bool) -> None:
+    """Refuse (never read) a listed file outside the directory its list or manifest is
+    relative to: a crafted list naming `../../etc/passwd` must not make verify read it."""
+    if allow_outside_root or e.base is None:
+        return
+    if os.path.isabs(e.name):
+        e.refused = "an absolute path"
+        return
     try:
-        e.actual_bytes = e.path.stat().st_size
-    except FileNotFoundError:
-        e.actual_bytes = None
+        e.path.resolve().relative_to(e.base.resolve())
+    except ValueError:
+        e.refused = f"outside {e.base}"
+    except (OSError, RuntimeError):  # a symlink loop
+        e.refused = "its path cannot be resolved"
+
+
+def _hash_entry(e: Entry, quick: bool) -> Entry:
+    if e.refused:
         return e
+    try:
+        st = e.path.stat()
     except OSError:
         e.actual_bytes = None
         return e
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or /dev/zero would hang: never opened
+        e.refused = "not a regular file"
+        return e
+    e.actual_bytes = st.st_size
     if quick or (e.bytes is not None and e.bytes != e.actual_bytes):
         return e
     try:
@@ -801,9 +869,23 @@ def _unlisted(c: _Collected, covered: frozenset[Path]) -> list[Problem]:
             skip = set(unlisted_here.get(r.resolve(), ()))
             if (r / BUILD_MARKER).is_file():
                 skip |= BUILD_NOT_ARTIFACTS
+            if "signatures" in subdirs:  # a dedup directory: its work folders are one problem each
+                for w in sorted(DEDUP_WORK_DIRS & set(subdirs) - skip):
+                    n = sum(len(fs) for _, _, fs in os.walk(r / w))
+                    problems.append(
+                        Problem(
+                            str(r / w),
+                            "interrupted",
+                            f"dedup work folder ({n} file(s)) of an unfinished dedup run; rerun "
+                            "the dedup stage (it replaces it), or delete it",
+                        )
+                    )
+                    skip.add(w)
             subdirs[:] = sorted(x for x in subdirs if not x.startswith(".") and x not in skip)
             for f in sorted(files):
                 if f.startswith(".") or f in skip or not f.endswith(DIR_ARTIFACT_SUFFIXES):
+                    continue
+                if f.endswith(".tmp"):  # pile's are reported as interrupted; others are not its
                     continue
                 full = (r / f).resolve()
                 if full in covered or full in seen:
@@ -825,7 +907,7 @@ def _missing_hints(sources: list[Source], root: str | os.PathLike | None) -> lis
     for s in sources:
         if s.kind == "manifest" or not s.entries:
             continue
-        missing = sum(e.actual_bytes is None for e in s.entries)
+        missing = sum(e.actual_bytes is None and not e.refused for e in s.entries)
         if missing == 0 or 2 * missing < len(s.entries):
             continue
         base = Path(root) if root is not None else s.path.parent
@@ -880,8 +962,13 @@ def verify_paths(
     workers: int | None = None,
     extras: bool = True,
     progress: Callable[[Entry], None] | None = None,
+    allow_outside_root: bool = False,
 ) -> VerifyReport:
-    """Verify every PATH; the report lists each missing, mismatching, malformed or extra file."""
+    """Verify every PATH; the report lists each missing, mismatching, malformed or extra file.
+
+    Listed files outside their list's (or manifest's) directory, or `root`, are refused unless
+    `allow_outside_root`; files that are not regular (FIFOs, devices) are never opened.
+    """
     t0 = time.perf_counter()
     report = VerifyReport()
     collected = _collect(paths, root)
@@ -889,7 +976,11 @@ def verify_paths(
     report.sources = sources
     report.problems += collected.problems
     entries = [e for s in sources for e in s.entries]
+    for e in entries:
+        _confine(e, allow_outside_root)
     workers = workers or min(8, 2 * (os.cpu_count() or 1))
+    # the throughput reported is of this loop only, not of start-up and the structure checks
+    t_hash = time.perf_counter()
     if workers <= 1 or len(entries) <= 1:
         for e in sorted(entries, key=lambda e: -(e.bytes or 0)):
             _hash_entry(e, quick)
@@ -897,12 +988,25 @@ def verify_paths(
                 progress(e)
     else:
         with ThreadPoolExecutor(max_workers=workers) as ex:
-            for batch in ex.map(lambda b: [_hash_entry(e, quick) for e in b], _batches(entries)):
+            todo = [e for e in entries if not e.refused]
+            for batch in ex.map(lambda b: [_hash_entry(e, quick) for e in b], _batches(todo)):
                 for e in batch:
                     if progress:
                         progress(e)
+    report.hash_seconds = time.perf_counter() - t_hash
     for e in entries:
         report.files_checked += 1
+        if e.refused:
+            more = (
+                " (pass --allow-outside-root to verify files outside it)"
+                if e.refused.startswith(("an absolute", "outside"))
+                else ""
+            )
+            report.problems.append(
+                Problem(str(e.path), "refused", f"{e.refused}; not read{more}", e.source)
+            )
+            e.ok = False
+            continue
         if e.actual_bytes is None:
             report.problems.append(Problem(str(e.path), "missing", "file not found", e.source))
             e.ok = False

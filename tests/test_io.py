@@ -101,3 +101,78 @@ def test_fingerprint_is_canonical_and_ignores_workers():
     assert base.fingerprint() == expected
     assert canonical_json({"b": [1, 2], "a": "é"}) == '{"a":"é","b":[1,2]}'
     assert combine_fingerprints("a", "b") != combine_fingerprints("b", "a")
+
+
+def test_planted_tmp_symlink_is_not_followed(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    p = tmp_path / "d" / "out.bin"
+    p.parent.mkdir()
+    pio.tmp_path(p).symlink_to(victim)
+    pio.atomic_write_bytes(p, b"new")
+    assert victim.read_bytes() == b"keep me"
+    assert p.read_bytes() == b"new" and not p.is_symlink()
+    assert not pio.tmp_path(p).exists() and not pio.tmp_path(p).is_symlink()
+
+
+def test_open_new_replaces_a_stale_tmp_and_refuses_a_racing_link(tmp_path, monkeypatch):
+    t = tmp_path / "x.tmp"
+    t.write_bytes(b"stale")
+    with pio.open_new(t) as f:
+        f.write(b"fresh")
+    assert t.read_bytes() == b"fresh"
+    # a link that appears between the unlink and the create is not followed either
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep")
+    real_unlink = pio.os.unlink
+
+    def unlink_then_plant(path, *a, **k):
+        real_unlink(path, *a, **k)
+        pio.os.symlink(victim, path)
+
+    monkeypatch.setattr(pio.os, "unlink", unlink_then_plant)
+    with pytest.raises(PipelineError, match=r"cannot write .*x\.tmp"):
+        pio.open_new(t)
+    assert victim.read_bytes() == b"keep"
+
+
+def test_sha256_file_refuses_non_regular_files(tmp_path):
+    import os
+
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    for p in (fifo, "/dev/zero"):
+        with pytest.raises(OSError, match="not a regular file"):
+            pio.sha256_file(p)
+
+
+def _tmpfs(path, size):
+    import subprocess
+
+    path.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)])
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    return path
+
+
+def test_real_disk_full_names_the_file(tmp_path):
+    """On a 1 MB tmpfs: the atomic writer and the MMIDIDX writer name the file being written."""
+    import subprocess
+
+    import numpy as np
+
+    from pipeline.shards.mmidx import MMIDXWriter
+
+    mnt = _tmpfs(tmp_path / "mnt", "1m")
+    try:
+        with pytest.raises(PipelineError, match=r"writing .*mnt/a\.bin failed: No space left"):
+            pio.atomic_write_bytes(mnt / "a.bin", b"x" * (2 << 20))
+        assert list(mnt.iterdir()) == []
+        w = MMIDXWriter(mnt / "d_text_document", np.uint16)
+        with pytest.raises(PipelineError, match=r"d_text_document\.bin\.tmp failed: No space"):
+            for _ in range(40):
+                w.add_item(np.ones(1 << 16, dtype=np.uint16))
+            w.finalize()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

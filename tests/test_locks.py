@@ -189,3 +189,17 @@ def test_a_stage_inside_a_directory_another_run_holds_is_refused(tmp_path, corpu
         )
         == 0
     )
+
+
+def test_planted_lock_symlink_is_not_followed(tmp_path):
+    from pipeline.errors import PipelineError
+    from pipeline.lock import DirLock
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / ".lock").symlink_to(victim)
+    with pytest.raises(PipelineError, match=r"\.lock is a symlink"):
+        DirLock(d).acquire()
+    assert victim.read_text() == "keep me"

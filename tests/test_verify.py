@@ -420,3 +420,131 @@ def test_root_applies_to_a_given_list_not_to_lists_found_in_a_directory(ds, tmp_
     lst.write_text("\n".join(lines) + "\n")
     # the directory's own shard list resolves next to itself; --root is for elsewhere.txt
     assert main(["verify", str(tmp_path / "s"), str(lst), "--root", str(ds)]) == 0
+
+
+# ---- issue 15: attacker-supplied lists and manifests --------------------------------------------
+
+
+def _secret(tmp_path):
+    s = tmp_path / "secret" / "passwd"
+    s.parent.mkdir()
+    s.write_bytes(b"MMIDIDX\x00\x00root:x:0:0 secret")  # would pass the magic check
+    return s
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_list_entries_outside_the_root_are_refused(tmp_path, capsys, absolute):
+    secret = _secret(tmp_path)
+    d = tmp_path / "lists"
+    d.mkdir()
+    name = str(secret) if absolute else "../secret/passwd"
+    digest = hashlib.sha256(secret.read_bytes()).hexdigest()
+    for form, line in (("sha", f"{'0' * 64}  {name}.idx"), ("pythia", f"{name} {'0' * 64}")):
+        (d / f"{form}.txt").write_text(line + "\n")
+    (secret.parent / "passwd.idx").write_bytes(secret.read_bytes())
+    for form in ("sha", "pythia"):
+        assert main(["verify", str(d / f"{form}.txt")]) == 4
+        out = capsys.readouterr().out
+        assert "REFUSED" in out and "--allow-outside-root" in out
+        assert digest not in out and "root:x" not in out and "secret" not in out.split(":")[-1]
+        assert "MMIDIDX" not in out
+    # the explicit flag reads them (and still prints no content)
+    assert main(["verify", "--allow-outside-root", str(d / "sha.txt")]) == 4
+    out = capsys.readouterr().out
+    assert "REFUSED" not in out and "root:x" not in out
+
+
+def test_crafted_manifest_cannot_reach_outside_its_directory(ds, tmp_path, capsys):
+    _secret(tmp_path)
+    m = ds / "t.manifest.json"
+    doc = json.loads(m.read_text())
+    doc["files"].append({"name": "../secret/passwd", "bytes": 30, "sha256": "0" * 64, "role": "x"})
+    doc.pop("manifest_sha256", None)
+    m.write_text(json.dumps(doc))
+    assert main(["verify", str(m)]) == 4
+    out = capsys.readouterr().out
+    assert "REFUSED" in out and "outside" in out and "root:x" not in out
+
+
+def test_symlink_inside_the_root_to_outside_is_refused(tmp_path, capsys):
+    secret = _secret(tmp_path)
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "link").symlink_to(secret)
+    (d / "l.txt").write_text(f"{'0' * 64}  link\n")
+    assert main(["verify", str(d / "l.txt")]) == 4
+    assert "REFUSED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_non_regular_files_are_never_opened(tmp_path, capsys, kind):
+    import os
+
+    d = tmp_path / "d"
+    d.mkdir()
+    if kind == "fifo":
+        os.mkfifo(d / "f.bin")
+        line = f"{'0' * 64}  f.bin\n"
+        args = ["verify", str(d / "l.txt")]
+    else:
+        line = f"{'0' * 64}  /dev/zero\n"
+        args = ["verify", "--allow-outside-root", str(d / "l.txt")]
+    (d / "l.txt").write_text(line)
+    assert main(args) == 4  # returns (a read would hang forever)
+    assert "not a regular file" in capsys.readouterr().out
+
+
+def test_live_build_is_reported_in_progress_with_what_is_finished(ds, tmp_path, capsys):
+    from tests.procs import lock_held_elsewhere
+
+    out = tmp_path / "out"
+    shutil.copytree(ds, out / "standard")
+    (out / "_state").mkdir()
+    (out / "_state" / "tokenize-standard.json").write_text('{"status": "complete"}')
+    (out / "_state" / "order-standard.json").write_text('{"status": "running"}')
+    buckets = out / "dedup" / "buckets" / "00000"
+    buckets.mkdir(parents=True)
+    (out / "dedup" / "signatures").mkdir()
+    for i in range(50):
+        (buckets / f"{i:06d}.bin").write_bytes(b"x")
+    with lock_held_elsewhere(out):
+        assert main(["verify", str(out)]) == 5
+        text = capsys.readouterr().out
+        assert text.count("\n") == 2  # one problem line and the summary
+        assert (
+            "IN-PROGRESS" in text and "finished: tokenize-standard; running: order-standard" in text
+        )
+        assert "buckets" not in text and "all OK" not in text
+    # once the writer is gone, dedup's work folder is one line, not one per file
+    assert main(["verify", str(out)]) == 4
+    text = capsys.readouterr().out
+    assert text.count("buckets") == 1 and "dedup work folder (50 file(s))" in text
+
+
+def test_speed_line_times_only_the_hashing(ds, monkeypatch):
+    import pipeline.verify as pv
+
+    clock = [0.0]
+    monkeypatch.setattr(pv.time, "perf_counter", lambda: clock[0])
+    real_structure = pv._structure
+
+    def slow_structure(src, quick):  # structure checks take 100 "seconds" on this clock
+        clock[0] += 100.0
+        return real_structure(src, quick)
+
+    real_hash = pv._hash_entry
+
+    def hash_entry(e, quick):  # hashing takes 1 "second" per file
+        clock[0] += 1.0
+        return real_hash(e, quick)
+
+    monkeypatch.setattr(pv, "_structure", slow_structure)
+    monkeypatch.setattr(pv, "_hash_entry", hash_entry)
+    rep = verify_paths([ds], workers=1)
+    n = rep.files_checked  # the manifest's files; the structure checks ran once, 100 "s"
+    assert n == 3 and rep.hash_seconds == n and rep.seconds == 100.0 + n
+    s = rep.summary()
+    assert f"hashed in {n:.2f}s" in s and f"{100 + n:.2f}s in all" in s
+    assert "MB/s" not in s  # a few kB: a rate would measure file opens, not hashing
+    rep.bytes_hashed = 400 << 20
+    assert f"({(400 << 20) / n / 1e6:,.0f} MB/s)" in rep.summary()

@@ -27,6 +27,16 @@ from pipeline.manifest import read_manifest
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.build.runner import BuildPlan
 
+# every figure make_figures may draw: the build's planned names (a rerun removes these and only
+# these from report/, never another file a user keeps there)
+REPORT_FIGURES = (
+    "per_source.png",
+    "doc_lengths.png",
+    "epochs.png",
+    "duplicate_rate.png",
+    "cluster_sizes.png",
+    "s_curve.png",
+)
 COLORS = {"standard": "#4C72B0", "deduped": "#DD8452"}
 
 

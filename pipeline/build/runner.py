@@ -36,9 +36,11 @@ from typing import Any
 from pipeline import __version__
 from pipeline.build.config import BuildConfig, held_out_names
 from pipeline.build.lock import BuildLock
+from pipeline.build.report import REPORT_FIGURES
 from pipeline.build.state import (
     COMPLETE,
     KEY_CHANGED,
+    STATE_DIR,
     check_complete,
     load_record,
     owned_files,
@@ -46,13 +48,19 @@ from pipeline.build.state import (
     write_running,
 )
 from pipeline.config import canonical_json, combine_fingerprints
-from pipeline.errors import IntegrityError, PipelineError
+from pipeline.errors import ConfigError, IntegrityError, PipelineError
 from pipeline.io import atomic_write_text
 from pipeline.read import ReadConfig, resolve_inputs
 
 log = logging.getLogger(__name__)
 
 STANDARD_PREFIX = "pile"
+SIG_EXT = ("npy", "parquet")  # dedup's signatures/<i>.npy|.parquet
+SIX_DIGITS = "[0-9]" * 6
+# --dry-run's disk estimate (BuildPlan.estimate_disk): bytes of uint16 tokens per input byte
+TOKEN_BYTES_PER_INPUT_BYTE = {"jsonl": 0.6, "jsonl.zst": 1.4, "jsonl.gz": 1.4, "parquet": 1.4}
+TOKENS_PER_DOCUMENT = 400  # fewer tokens per document than the sample's 685 or the Pile's
+REPORT_BYTES = 400_000  # report.html/json and six PNGs: ~170 kB on the sample
 
 
 def deduped_prefix(threshold: float) -> str:
@@ -75,6 +83,9 @@ class Stage:
     run: Callable[[], tuple[list[Path], dict[str, Any]]]
     directory: Path
     planned: list[str] = field(default_factory=list)  # files it may write, relative to OUT
+    # fnmatch patterns (from the code, never from a record) of every name this stage may write
+    # in any config: a record's names outside them are not removed (pipeline.build.state)
+    owns: list[str] = field(default_factory=list)
     upstream: list[str] = field(default_factory=list)  # names of the stages it reads
     status: str = "pending"  # pending | up-to-date | done
     reason: str = ""  # why a pending stage runs
@@ -191,6 +202,7 @@ class BuildPlan:
         upstream: list[Stage],
         config: dict[str, str],
         uses_inputs: bool = False,
+        owns: list[str] | None = None,
     ) -> Stage:
         # the package version is part of every key: a new release redoes the stages
         basis: dict[str, Any] = {
@@ -207,6 +219,7 @@ class BuildPlan:
             run,
             directory,
             planned=planned,
+            owns=owns if owns is not None else list(planned),
             upstream=[u.name for u in upstream],
             basis=basis,
         )
@@ -216,12 +229,18 @@ class BuildPlan:
     def _rel(self, path: Path) -> str:
         return path.relative_to(self.out).as_posix()
 
+    # Planned names are concrete (never globs): a rerun removes exactly these files and their
+    # `.tmp`, never a user's file that happens to match a pattern.
     def _planned_dedup(self) -> list[str]:
         # run_dedup also replaces its own work directories; these are the files it leaves
         names = ("manifest.json", "removed.parquet", "clusters.parquet", "stats.json")
-        return [f"dedup/{n}" for n in names] + [
-            "dedup/signatures/[0-9]*.npy",
-            "dedup/signatures/[0-9]*.parquet",
+        sigs = [f"signatures/{i:06d}.{ext}" for i in range(len(self.inputs)) for ext in SIG_EXT]
+        return [f"dedup/{n}" for n in (*names, *sigs)]
+
+    def _owns_dedup(self) -> list[str]:
+        return [
+            *self._planned_dedup()[:4],
+            *(f"dedup/signatures/{SIX_DIGITS}.{e}" for e in SIG_EXT),
         ]
 
     def _planned_tokenize(self, variant: str) -> list[str]:
@@ -229,6 +248,12 @@ class BuildPlan:
 
         names = output_names(self.prefix(variant))
         return [f"{variant}/{names[k]}" for k in ("bin", "idx", "sidecar", "manifest")]
+
+    def _owns_tokenize(self, variant: str) -> list[str]:
+        d = f"{variant}/pile*"
+        return [f"{d}_text_document.{e}" for e in ("bin", "idx", "docs.parquet")] + [
+            f"{d}.manifest.json"
+        ]
 
     def _planned_order(self, variant: str) -> list[str]:
         from pipeline.order.indexmap import index_map_paths
@@ -243,14 +268,41 @@ class BuildPlan:
             names = [n.replace(tag, "_[0-9]*ns_") for n in names]
         return names
 
+    def _owns_order(self, variant: str) -> list[str]:
+        d = f"{variant}/pile*_text_document"
+        maps = [
+            f"{d}_train_*_indexmap_*{e}" for e in ("_idx.npy", "_doc_epoch.npy", ".manifest.json")
+        ]
+        tables = [f"{d}.provenance{e}" for e in ("_doc_id.npy", "_set.npy", ".json")]
+        return maps + tables
+
     def _planned_preshuffle(self, variant: str) -> list[str]:
+        from pipeline.order.inspect import PRESHUFFLED_MANIFEST, PRESHUFFLED_NAME
+        from pipeline.order.preshuffle import PYTHIA_SHARD_SIZE, preshuffled_bytes, shard_names
+
+        d = f"{variant}/preshuffled"
+        size = self.shard_size if self.shard_size is not None else PYTHIA_SHARD_SIZE
+        # the shard count follows the token dtype: the names for 2- and 4-byte tokens
+        shards = {
+            n
+            for item in (2, 4)
+            for n in shard_names(preshuffled_bytes(self.order_config, item)[0], size)
+        }
+        return [
+            f"{d}/{PRESHUFFLED_NAME}.idx",
+            *(f"{d}/{n}" for n in sorted(shards)),
+            f"{d}/{PRESHUFFLED_MANIFEST}",
+        ]
+
+    def _owns_preshuffle(self, variant: str) -> list[str]:
         from pipeline.order.inspect import PRESHUFFLED_MANIFEST, PRESHUFFLED_NAME
 
         d = f"{variant}/preshuffled"
+        five = "[0-9]" * 5
         return [
             f"{d}/{PRESHUFFLED_NAME}.idx",
             f"{d}/{PRESHUFFLED_NAME}.bin",
-            f"{d}/{PRESHUFFLED_NAME}-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].bin",
+            f"{d}/{PRESHUFFLED_NAME}-{five}-of-{five}.bin",
             f"{d}/{PRESHUFFLED_MANIFEST}",
         ]
 
@@ -270,6 +322,7 @@ class BuildPlan:
                 [],
                 {"dedup": dedup_fp},
                 uses_inputs=True,
+                owns=self._owns_dedup(),
             )
         tok_fp = self.tokenize_config.fingerprint()
         tok_stages = {}
@@ -289,6 +342,7 @@ class BuildPlan:
                 up,
                 {"tokenize": tok_fp},
                 uses_inputs=True,
+                owns=self._owns_tokenize(v),
             )
         order_fp = self.order_config.fingerprint()
         if self.epochs is not None:
@@ -305,6 +359,7 @@ class BuildPlan:
                 self._planned_order(v),
                 [tok_stages[v]],
                 {"order": order_fp},
+                owns=self._owns_order(v),
             )
         for v in variants:
             self._add(
@@ -316,6 +371,7 @@ class BuildPlan:
                 self._planned_preshuffle(v),
                 [order_stages[v]],
                 {"order": order_fp, "shard_size": str(self.shard_size)},
+                owns=self._owns_preshuffle(v),
             )
         self._add(
             stages,
@@ -323,7 +379,7 @@ class BuildPlan:
             [st.key for st in stages],
             self._run_report,
             self.out,
-            ["report.json", "report.html", "report/*.png"],
+            ["report.json", "report.html", *(f"report/{n}" for n in REPORT_FIGURES)],
             list(stages),
             {},
         )
@@ -464,15 +520,80 @@ class BuildPlan:
         )
         return est
 
+    def input_bytes(self) -> list[tuple[str, int]]:
+        """(kind, bytes on disk) of every input; a directory input counts the files below it."""
+        out = []
+        for f in self.inputs:
+            p = Path(f.path)
+            if p.is_dir():
+                n = sum(q.stat().st_size for q in p.rglob("*") if q.is_file())
+            else:
+                n = _stat(f.path)[0]
+            out.append((f.kind, n))
+        return out
+
+    def estimate_disk(self) -> dict[str, Any]:
+        """Bytes every artifact of this build will take (for `--dry-run`), by stage, plus the
+        transient peak (tokenize merges its partial files into the `.bin`). Token counts come from
+        the tokenize records when they are up to date, else from the input sizes: a compressed
+        input gives about 1.27 bytes of uint16 tokens per byte on the sample and on the Pile
+        (460 GB of .jsonl.zst, ~300B tokens), uncompressed JSON about 0.5; the estimate uses 1.4
+        and 0.6 to stay on the safe side."""
+        from pipeline.order.indexmap import index_map_bytes, num_epochs_for
+
+        guessed = int(
+            sum(n * (TOKEN_BYTES_PER_INPUT_BYTE.get(k, 1.4)) for k, n in self.input_bytes()) / 2
+        )
+        cfg = self.order_config
+        stages: dict[str, int] = {}
+        known = True
+        for v in self.config.variants:
+            est = self.estimate(v)
+            tokens = est.get("tokens")
+            if tokens is None:
+                known = False
+                tokens = guessed
+            items = est.get("items") or max(1, tokens // TOKENS_PER_DOCUMENT)
+            # .bin (2-byte tokens), .idx (sizes, pointers, doc_idx), sidecar, manifest
+            stages[f"tokenize-{v}"] = 2 * tokens + 20 * items + 16 * items + 4096
+            try:
+                epochs = num_epochs_for(tokens, cfg.seq_length, cfg.num_samples)
+                maps = index_map_bytes(items, epochs, tokens, cfg.seq_length)
+            except PipelineError:
+                maps = 0
+            # the maps, the provenance tables (doc_id int64 + set code) and their manifest
+            stages[f"order-{v}"] = maps + 10 * items + 4096
+            stages[f"preshuffle-{v}"] = est["preshuffle_bytes"] + 12 * cfg.train_samples + 4096
+        if "deduped" in self.config.variants:
+            items = max(1, guessed // TOKENS_PER_DOCUMENT)
+            tok = self.estimate("standard") if "standard" in self.config.variants else {}
+            items = tok.get("items") or items
+            # signatures: num_perm uint32 per document, and their doc-id table
+            stages["dedup"] = items * (4 * self.dedup_config.num_perm + 16) + 65536
+        stages["report"] = REPORT_BYTES
+        transient = max(
+            (stages[k] for k in stages if k.startswith("tokenize-")), default=0
+        )  # partial files and the merged .bin side by side
+        return {
+            "stages": stages,
+            "total": sum(stages.values()),
+            "peak": sum(stages.values()) + transient,
+            "tokens_known": known,
+        }
+
     # -- execution ---------------------------------------------------------------------------
-    def refresh_status(self, refresh: bool = False) -> None:
+    def refresh_status(self, refresh: bool = False, redo: dict[str, str] | None = None) -> None:
         """Mark each stage up-to-date or pending (with the reason). Upstream keys are part of each
         key, so a changed upstream config changes every key below it; a stage redone with an
-        unchanged key (a corrupt or missing output) makes its downstream pending explicitly."""
+        unchanged key (a corrupt or missing output) makes its downstream pending explicitly.
+        `redo` names stages to run anyway, with the reason (damage found by the verify pass)."""
         pending: set[str] = set()
+        redo = redo or {}
         for st in self.stages:  # stages are in dependency order
             redo_up = [u for u in st.upstream if u in pending]
-            if redo_up:
+            if st.name in redo:
+                ok, why = False, redo[st.name]
+            elif redo_up:
                 ok, why = False, f"upstream stage {redo_up[0]} runs"
             else:
                 ok, why = check_complete(self.out, st.name, st.key, refresh=refresh)
@@ -513,10 +634,10 @@ class BuildPlan:
                 )
         return list(found.values())
 
-    def execute(self) -> list[Stage]:
+    def execute(self, redo: dict[str, str] | None = None) -> list[Stage]:
         from pipeline.build.plan_check import check_plan
 
-        self.refresh_status(refresh=True)
+        self.refresh_status(refresh=True, redo=redo)
         # refuse a plan that cannot fit before any stage runs (what is known now), and again
         # once the token counts are known, before the stages whose size depends on them
         warned: set[str] = set()
@@ -550,21 +671,47 @@ class BuildPlan:
     def _clean(self, st: Stage) -> None:
         """Remove what a previous (other-config, failed or killed) run of this stage left behind,
         then store the running record. The old record goes only after its files: a build killed
-        in between still knows what to remove."""
+        in between still knows what to remove. Only names the stage writes are touched (its
+        planned files and their `.tmp`), never another file in the stage's directory."""
         rec = load_record(self.out, st.name)
-        for p in owned_files(self.out, rec):
-            log.info("stage %s: removing %s (left by an earlier run)", st.name, p)
+        why = _removal_reason(rec, st.reason)
+        for p in owned_files(self.out, rec, st.owns):
+            log.info("stage %s: removing %s (%s)", st.name, p, why)
             p.unlink()
         # this run's own names too: a record lost with a crash must not leave them to be reused
-        for p in owned_files(self.out, {"planned": st.planned}):
+        for p in owned_files(self.out, {"planned": st.planned}, st.owns):
             p.unlink()
         write_running(self.out, st.name, st.key, st.planned)
-        if st.directory.is_dir() and st.directory != self.out:
-            for p in sorted(st.directory.rglob("*.tmp"), reverse=True):
-                if p.is_dir():
-                    shutil.rmtree(p, ignore_errors=True)
-                elif p.exists():
-                    p.unlink()
+        for name in st.planned:  # temporaries of these names (pipeline.io.atomic_open)
+            tmp = self.out / f"{name}.tmp"
+            try:
+                os.unlink(tmp)  # a planted symlink goes, its target stays
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:
+                shutil.rmtree(tmp)
+            else:
+                log.info("stage %s: removing %s (left by an interrupted run)", st.name, tmp)
+
+    def check_confined(self) -> None:
+        """Every directory a stage writes in must be a real directory inside OUT: a symlinked
+        `OUT/standard` would make the build write and remove files elsewhere."""
+        root = self.out.resolve()
+        dirs = {STATE_DIR, "logs", "quarantine", "report", "dedup/buckets", "dedup/edges"}
+        for st in self.stages:
+            dirs.update(str(Path(n).parent) for n in st.planned)
+        for d in sorted(dirs):
+            here = self.out
+            for part in Path(d).parts:
+                here = here / part
+                if here.is_symlink():
+                    raise ConfigError(
+                        f"{here} is a symlink (to {os.readlink(here)}); pile build writes and "
+                        f"removes files only inside {root}. Replace it with a real directory "
+                        "(move the linked data into it), or build into another --out."
+                    )
+                if not here.exists():
+                    break
 
 
 @dataclass
@@ -650,6 +797,14 @@ def _held_out_message(names: list[str], inputs: list[Any]) -> str:
     )
 
 
+def _removal_reason(rec: dict[str, Any] | None, reason: str) -> str:
+    """Why a stage's old files go, for the log: an interrupted run's leftovers, or the outputs
+    of a finished run redone because its config, inputs or outputs changed."""
+    if not isinstance(rec, dict) or rec.get("status", COMPLETE) != COMPLETE:
+        return "left by an interrupted or failed run"
+    return f"output of an earlier run, redone because {reason}" if reason else "redone"
+
+
 def _stat(path: str) -> list[int]:
     try:
         s = os.stat(path)
@@ -691,6 +846,11 @@ def write_build_toml(config: BuildConfig) -> Path:
 
 def ensure_out_dir(out: str | Path) -> Path:
     out = Path(out)
+    if (out / "logs").is_symlink():  # the build log would be written elsewhere
+        raise ConfigError(
+            f"{out / 'logs'} is a symlink (to {os.readlink(out / 'logs')}); pile build writes only "
+            "inside its output directory. Replace it with a real directory."
+        )
     try:
         (out / "logs").mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -701,25 +861,79 @@ def ensure_out_dir(out: str | Path) -> Path:
 
 
 def run_build(
-    config: BuildConfig, progress: Callable[[str, dict[str, Any]], None] | None = None
+    config: BuildConfig,
+    progress: Callable[[str, dict[str, Any]], None] | None = None,
+    force: bool = False,
 ) -> tuple[BuildPlan, Any]:
     """Run (or resume) the build; returns the plan and the final verify report."""
     from pipeline.verify import verify_paths
 
+    check_out_dir(config.out, force)
     out = ensure_out_dir(config.out)
     with BuildLock(out):
         plan = BuildPlan(config, progress)
+        plan.check_confined()
         plan.stale = plan.stale_variants()
         for item in plan.stale:
             log.warning("%s", item.message)
         write_build_toml(config)
         plan.execute()
-        report = verify_paths(
-            [str(out / v) for v in config.variants]
-            + ([str(out / "dedup")] if "deduped" in config.variants else [])
+        targets = [str(out / v) for v in config.variants] + (
+            [str(out / "dedup")] if "deduped" in config.variants else []
         )
+        report = verify_paths(targets)
+        # damage that kept size and mtime (bit rot) passes the cheap intact check of a rerun and
+        # is found here: redo the stages owning the damaged files (and their downstream) once
+        redo = damaged_stages(plan, report)
+        if redo:
+            for name, why in redo.items():
+                log.warning("stage %s: %s; redoing the stage and those after it", name, why)
+            plan.execute(redo)
+            report = verify_paths(targets)
         if not report.ok:
             raise IntegrityError(
                 "the final verify pass failed:\n" + "\n".join(f"  {p}" for p in report.problems)
             )
     return plan, report
+
+
+def damaged_stages(plan: BuildPlan, report: Any) -> dict[str, str]:
+    """{stage: why} for the up-to-date stages whose recorded outputs the verify pass found
+    damaged (size, sha256 or structure)."""
+    owner: dict[Path, str] = {}
+    for st in plan.stages:
+        if st.status != "up-to-date":
+            continue  # just written: damage there is not bit rot, redoing would not help
+        rec = load_record(plan.out, st.name) or {}
+        for f in rec.get("outputs", []):
+            if isinstance(f, dict) and isinstance(f.get("name"), str):
+                owner[(plan.out / f["name"]).resolve()] = st.name
+    redo: dict[str, str] = {}
+    for p in report.problems:
+        if p.kind not in ("size", "sha256", "structure", "manifest"):
+            continue
+        name = owner.get(Path(p.path).resolve())
+        if name and name not in redo:
+            redo[name] = f"output {p.path} is damaged ({p.kind}: {p.message})"
+    return redo
+
+
+def check_out_dir(out: str | Path, force: bool = False) -> None:
+    """Refuse an existing non-empty directory that is not a pile build (no `build.toml`, no
+    `_state/`): its files are someone's, and a build would overwrite `report.html` and the
+    like. `force` builds there anyway (pile still removes only files its records name)."""
+    out = Path(out)
+    try:
+        entries = sorted(os.listdir(out))
+    except OSError:
+        return  # missing, a file or unreadable: ensure_out_dir names the problem
+    theirs = [e for e in entries if e not in ("logs", ".lock")]
+    if not theirs or force or "build.toml" in entries or STATE_DIR in entries:
+        return
+    shown = ", ".join(theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5 else "")
+    raise ConfigError(
+        f"--out {out} is a non-empty directory that is not a pile build (it holds {shown}; no "
+        "build.toml or _state/). Pick a new or empty --out, or pass --force to build there "
+        "anyway (pile would write build.toml, report.html, report/, logs/ and its stage "
+        "directories beside your files)."
+    )

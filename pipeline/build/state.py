@@ -1,10 +1,15 @@
 """Completion records: `OUT/_state/<stage>.json`, one per stage of a build.
 
 Before a stage runs, its record is replaced by a *running* record: the stage key and `planned`, the
-names (relative to OUT, `*`/`?` globs allowed) of every file the stage may write. When the stage
+names (relative to OUT, concrete: no globs) of every file the stage may write. When the stage
 finishes, the record is rewritten as *complete*, adding the name, size, mtime_ns and sha256 of every
 output. Either kind tells a later run exactly which files the stage owns, so an unfinished or
 other-config run is cleaned up without touching anything else in OUT.
+
+Records are untrusted input (a hand-edited or planted `_state` file must not delete user files): a
+name is used only when it is a concrete relative path inside OUT (no glob, no `..`, not absolute,
+no symlinked directory on the way) that matches a pattern of the files its stage writes (`owns`,
+from the code, never from the record); anything else is ignored with a warning.
 
 A stage is skipped on rerun only when its record is complete, its key matches and every output is
 intact. Intact is checked cheaply: same size and mtime_ns as recorded. A file whose mtime changed
@@ -15,9 +20,11 @@ would read hundreds of GB at Pile scale, hence the mtime fast path.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +68,9 @@ def check_complete(
         return False, "an earlier run did not finish"
     touched = False
     for f in rec.get("outputs", []):
+        why = bad_name(f.get("name") if isinstance(f, dict) else None, ["*"])
+        if why:  # a hand-edited record: never stat or read what it names
+            return False, f"its record is not valid ({f!r} is {why})"
         p = Path(out_dir) / f["name"]
         try:
             st = p.stat()
@@ -134,25 +144,62 @@ def write_record(
     return rec
 
 
-def owned_files(out_dir: Path, rec: dict[str, Any] | None) -> list[Path]:
-    """Existing files a record (complete or running) says its stage wrote or may have written;
-    never anything outside OUT or under `_state/`."""
-    if not rec:
+GLOB_CHARS = frozenset("*?[]")
+
+
+def bad_name(name: object, owns: list[str]) -> str | None:
+    """Why a record's file name must not be used (None when it is fine): see the module doc."""
+    if not isinstance(name, str) or not name:
+        return "not a file name"
+    if GLOB_CHARS & set(name):
+        return "a glob, not a file name"
+    if name.startswith("/") or "\\" in name or "\0" in name:
+        return "not a relative path"
+    parts = name.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return "not a plain relative path (empty, '.' or '..' part)"
+    if parts[0] == STATE_DIR:
+        return f"inside {STATE_DIR}/"
+    if not any(fnmatch.fnmatchcase(name, pat) for pat in owns):
+        return "not a file this stage writes"
+    return None
+
+
+def owned_files(out_dir: Path, rec: dict[str, Any] | None, owns: list[str]) -> list[Path]:
+    """Existing files a record (complete or running) says its stage wrote or may have written,
+    kept only when they pass `bad_name` and lie in OUT through real directories."""
+    if not rec or not isinstance(rec, dict):
         return []
     out = Path(out_dir)
     root = out.resolve()
-    names = [f["name"] for f in rec.get("outputs", []) if isinstance(f, dict) and "name" in f]
-    names += [n for n in rec.get("planned", []) if isinstance(n, str)]
+    outputs = rec.get("outputs", [])
+    planned = rec.get("planned", [])
+    names = (
+        [f.get("name") for f in outputs if isinstance(f, dict)] if isinstance(outputs, list) else []
+    )
+    names += planned if isinstance(planned, list) else []
     found: set[Path] = set()
     for name in names:
-        cands = out.glob(name) if any(c in name for c in "*?[") else [out / name]
-        for p in cands:
-            try:
-                rel = p.resolve().relative_to(root)
-            except ValueError:
-                continue  # a hand-edited record must not reach outside OUT
-            if rel.parts and rel.parts[0] != STATE_DIR and p.is_file():
-                found.add(p)
+        why = bad_name(name, owns)
+        if why:
+            log.warning(
+                "ignoring %r in the record of stage %s: %s (only files the stage writes are "
+                "removed)", name, rec.get("stage", "?"), why,
+            )  # fmt: skip
+            continue
+        p = out / name
+        # every directory on the way must be a real one inside OUT (a symlinked stage
+        # directory would take the removal elsewhere)
+        if p.parent.resolve() != root.joinpath(*name.split("/")[:-1]):
+            log.warning("ignoring %s: a directory on its path is a symlink", p)
+            continue
+        try:
+            st = os.lstat(p)
+        except OSError:
+            continue
+        # a regular file, or a symlink pile would replace (unlink removes the link, not its target)
+        if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            found.add(p)
     return sorted(found)
 
 

@@ -163,7 +163,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         # disk full, read-only or unwritable output, vanished input: say what and where; every
         # artifact is written as *.tmp and renamed when complete, so nothing half-written remains
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        # a bare write() error (disk full) names no file: say at least where output goes
+        out = getattr(args, "out", None) or getattr(args, "out_dir", None)
+        if getattr(e, "filename", None):
+            where = f" ({e.filename})"
+        else:
+            where = f" (while writing under {out})" if out else ""
         print(
             f"pile {args.command}: error: {e.strerror or e}{where}. {_os_error_fix(e)}",
             file=sys.stderr,

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import IntegrityError
-from pipeline.io import fsync_dir, tmp_path
+from pipeline.io import fsync_dir, open_new, tmp_path, write_error
 
 MAGIC = b"MMIDIDX\x00\x00"
 VERSION = 1
@@ -110,7 +110,7 @@ class MMIDXWriter:
         self.idx_path, self.bin_path = data_paths(prefix)
         self.dtype = np.dtype(dtype)
         self.bin_path.parent.mkdir(parents=True, exist_ok=True)
-        self._bin = open(tmp_path(self.bin_path), "wb")  # noqa: SIM115
+        self._bin = open_new(tmp_path(self.bin_path))
         self._sizes = np.empty(1 << 16, dtype=np.int32)
         self._n = 0
         self._closed = False
@@ -143,7 +143,7 @@ class MMIDXWriter:
         self._grow(self._n + 1)
         self._sizes[self._n] = arr.size
         self._n += 1
-        self._bin.write(arr.tobytes())
+        self._write(arr.tobytes())
 
     def add_items(self, flat_tokens: np.ndarray, sizes: np.ndarray) -> None:
         """Append many items at once: `flat_tokens` is their concatenation, `sizes` their lengths."""
@@ -154,7 +154,13 @@ class MMIDXWriter:
         self._grow(self._n + sizes.size)
         self._sizes[self._n : self._n + sizes.size] = sizes
         self._n += sizes.size
-        self._bin.write(flat.tobytes())
+        self._write(flat.tobytes())
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self._bin.write(data)
+        except OSError as e:  # disk full: name the file (a bare write() error names none)
+            raise write_error(tmp_path(self.bin_path), e) from e
 
     def append_bin_file(self, bin_path: Path, sizes: np.ndarray) -> None:
         """Merge a partial `.bin` (same dtype) written elsewhere, with its item sizes."""
@@ -171,7 +177,7 @@ class MMIDXWriter:
                 buf = src.read(16 << 20)
                 if not buf:
                     break
-                self._bin.write(buf)
+                self._write(buf)
         self._grow(self._n + sizes.size)
         self._sizes[self._n : self._n + sizes.size] = sizes
         self._n += sizes.size
@@ -184,15 +190,21 @@ class MMIDXWriter:
         return self._sizes[: self._n].copy()
 
     def finalize(self) -> tuple[Path, Path]:
-        self._bin.flush()
-        os.fsync(self._bin.fileno())
-        self._bin.close()
+        try:
+            self._bin.flush()
+            os.fsync(self._bin.fileno())
+            self._bin.close()
+        except OSError as e:
+            raise write_error(tmp_path(self.bin_path), e) from e
         self._closed = True
         idx_tmp = tmp_path(self.idx_path)
-        with open(idx_tmp, "wb") as f:
-            f.write(encode_index(self.dtype, self._sizes[: self._n]))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open_new(idx_tmp) as f:
+                f.write(encode_index(self.dtype, self._sizes[: self._n]))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise write_error(idx_tmp, e) from e
         os.replace(tmp_path(self.bin_path), self.bin_path)
         os.replace(idx_tmp, self.idx_path)
         fsync_dir(self.idx_path.parent)
@@ -233,7 +245,8 @@ class MMIDXIndex:
             magic, version, code, n, d = HEADER.unpack(f.read(HEADER_SIZE))
         if magic != MAGIC:
             raise IntegrityError(
-                f"{self.path}: bad magic {magic!r} (expected {MAGIC!r}); not a Megatron MMIDIDX index."
+                f"{self.path}: bad magic (it does not start with {MAGIC!r}); not a Megatron MMIDIDX "
+                "index."
             )
         if version != VERSION:
             raise IntegrityError(f"{self.path}: MMIDIDX version {version}, only 1 is supported.")

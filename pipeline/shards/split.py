@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,9 +256,25 @@ def find_shards(where: str | os.PathLike) -> tuple[str, list[Path], Path | None]
             + (f", unexpected {extra[:10]}" if extra else "")
             + ". Download the missing shards."
         )
+    shards = [found[i][1] for i in range(last + 1)]
+    for c in shards:
+        _refuse_link(c)
     if hash_list is None and (d / hash_list_name(name)).is_file():
         hash_list = d / hash_list_name(name)
-    return name, [found[i][1] for i in range(last + 1)], hash_list
+    return name, shards, hash_list
+
+
+def _refuse_link(path: Path) -> None:
+    """Only real files are joined: a shard that is a symlink (or a FIFO, a device) could pull
+    content from anywhere into the output."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise InputError(
+            f"{path} is a symlink (to {os.readlink(path)}); unshard joins only regular files. "
+            "Copy the shard there instead of linking it."
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path} is not a regular file; unshard joins only regular files.")
 
 
 def unshard(
@@ -321,6 +338,7 @@ def unshard(
     idx = shards[0].parent / f"{name}.idx"
     idx_target = target.with_suffix(".idx")
     if idx.is_file() and idx_target != idx:
+        _refuse_link(idx)
         # the .idx travels with the shards (shard_bin copies it there): put it beside the .bin
         want = hashes.get(idx.name)
         if want is not None and sha256_file(idx) != want:

@@ -461,9 +461,45 @@ def test_owned_files_stay_inside_the_output_directory(tmp_path):
     (tmp_path / "outside.txt").write_text("x")
     rec = {
         "outputs": [{"name": "v/a.npy"}, {"name": "../outside.txt"}],
-        "planned": ["v/document-*-of-*.bin", "_state/*.json", "v/missing.npy"],
+        "planned": [
+            "v/document-00000-of-00001.bin",
+            "v/document-*-of-*.bin",  # a glob: never expanded
+            "_state/x.json",
+            "v/missing.npy",
+            "v/user.txt",  # not a name the stage writes
+            "/etc/passwd",
+            "v/../v/a.npy",
+            "**/*",
+        ],
     }
-    assert owned_files(out, rec) == [out / "v" / "a.npy", out / "v" / "document-00000-of-00001.bin"]
+    owns = ["v/*.npy", "v/document-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].bin"]
+    assert owned_files(out, rec, owns) == [
+        out / "v" / "a.npy",
+        out / "v" / "document-00000-of-00001.bin",
+    ]
+
+
+def test_hand_edited_record_deletes_nothing_of_the_user(reference, tmp_path):
+    """A `_state` record with planned = ["**/*"] once deleted everything in OUT."""
+    import shutil
+
+    corpus, ref, _ = reference
+    out = tmp_path / "out"
+    shutil.copytree(ref, out)
+    (out / "standard" / "notes.txt").write_text("mine")
+    (out / "report" / "holiday.png").write_bytes(b"png")
+    rec_path = out / "_state" / "order-standard.json"
+    rec = json.loads(rec_path.read_text())
+    rec["planned"] = ["**/*", "*", "standard/notes.txt", "../outside.txt"]
+    rec["outputs"] = []
+    rec["key"] = "edited"  # the stage is redone and cleans up after this record
+    rec_path.write_text(json.dumps(rec))
+    (tmp_path / "outside.txt").write_text("x")
+    assert main(build_args(corpus, out)) == 0
+    assert (out / "standard" / "notes.txt").read_text() == "mine"
+    assert (out / "report" / "holiday.png").read_bytes() == b"png"
+    assert (tmp_path / "outside.txt").exists()
+    assert (out / "build.toml").exists() and (out / "dedup" / "manifest.json").exists()
 
 
 def test_dry_run_estimates_order_and_preshuffle(reference, tmp_path, capsys):
@@ -747,3 +783,191 @@ def test_relative_paths_in_a_config_file_are_relative_to_the_file(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     bc = resolve_build_config(config_file=str(cfg), out="elsewhere")
     assert bc.out == str(tmp_path / "elsewhere")
+
+
+# ---- issue 15: nothing outside OUT, no user file harmed ----------------------------------------
+
+
+def _plant_user_files(out: Path) -> None:
+    (out / "report").mkdir(parents=True)
+    (out / "standard").mkdir()
+    (out / "report" / "holiday.png").write_bytes(b"holiday")
+    (out / "standard" / "notes.tmp").write_text("my notes")
+    (out / "report.html").write_text("<p>my report</p>")
+
+
+def test_foreign_non_empty_out_is_refused(reference, tmp_path, capsys):
+    corpus, _, _ = reference
+    out = tmp_path / "mine"
+    _plant_user_files(out)
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert main(build_args(corpus, out)) == 2
+    err = capsys.readouterr().err
+    assert "not a pile build" in err and "holiday" not in err and "--force" in err
+    assert "report, report.html, standard" in err
+    # nothing was written or removed there, not even logs/
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+    # the dry run says so too, and writes nothing
+    assert main(["build", "--input", str(corpus), "--out", str(out), "--dry-run"]) == 0
+    assert "a build would be refused" in capsys.readouterr().out
+
+
+def test_force_builds_beside_user_files_and_removes_none(reference, tmp_path, capsys):
+    corpus, _, hashes = reference
+    out = tmp_path / "mine"
+    _plant_user_files(out)
+    assert main(build_args(corpus, out, "--force")) == 0
+    assert (out / "report" / "holiday.png").read_bytes() == b"holiday"
+    assert (out / "standard" / "notes.tmp").read_text() == "my notes"
+    # a rerun that redoes every stage removes only what pile wrote
+    assert main(build_args(corpus, out, "--seed", "99", "--threshold", "0.8")) == 0
+    assert (out / "report" / "holiday.png").read_bytes() == b"holiday"
+    assert (out / "standard" / "notes.tmp").read_text() == "my notes"
+
+
+def test_symlinked_stage_directory_is_refused(reference, tmp_path, capsys):
+    corpus, ref_out, _ = reference
+    out = _copy_build(ref_out, tmp_path / "b")
+    other = tmp_path / "other"
+    (out / "standard").rename(other)
+    (out / "standard").symlink_to(other)
+    (other / "precious.npy").write_bytes(b"keep")
+    before = {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()}
+    assert main(build_args(corpus, out, "--seed", "99")) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'standard'} is a symlink" in err and "only inside" in err
+    assert {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()} == before
+
+
+def test_planted_tmp_symlinks_are_not_followed(reference, tmp_path, capsys):
+    corpus, _, hashes = reference
+    out = tmp_path / "b"
+    victims = tmp_path / "victims"
+    victims.mkdir()
+    planted = [
+        "standard/pile_text_document.bin.tmp",
+        "standard/pile.manifest.json.tmp",
+        "dedup/manifest.json.tmp",
+        "dedup/removed.parquet.tmp",
+        "report.json.tmp",
+        # written by stages that open their temporaries themselves: the build removes the
+        # planted link (unlink, not followed) before the stage runs
+        "standard/pile_text_document.provenance_set.npy.tmp",
+        "standard/preshuffled/document.idx.tmp",
+    ]
+    for i, name in enumerate(planted):
+        (victims / f"v{i}").write_text("victim")
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).symlink_to(victims / f"v{i}")
+    assert main(build_args(corpus, out, "--force")) == 0
+    assert all((victims / f"v{i}").read_text() == "victim" for i in range(len(planted)))
+    assert not [p for p in out.rglob("*") if p.is_symlink()]
+    assert _artifacts(tree_hashes(out)) == _artifacts(hashes)
+
+
+def test_bit_rot_keeping_size_and_mtime_is_repaired(reference, tmp_path, capsys):
+    """Damage that keeps size and mtime passes the cheap intact check; the final verify finds it
+    and the build redoes the stage (it used to exit 4 on every rerun)."""
+    corpus, ref_out, hashes = reference
+    out = _copy_build(ref_out, tmp_path / "rot")
+    bin_path = out / "standard" / "pile_text_document.bin"
+    st = bin_path.stat()
+    data = bytearray(bin_path.read_bytes())
+    data[100] ^= 0xFF
+    bin_path.write_bytes(bytes(data))
+    os.utime(bin_path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    capsys.readouterr()
+    assert main(build_args(corpus, out)) == 0
+    log_text = (out / "logs" / "build.log").read_text()
+    assert f"stage tokenize-standard: output {bin_path} is damaged (sha256" in log_text
+    assert "redoing the stage and those after it" in log_text
+    status = _summary_status(capsys.readouterr().out)
+    assert status["tokenize-standard"] == "done" and status["order-standard"] == "done"
+    assert status["tokenize-deduped"] == "up-to-date"
+    assert _artifacts(tree_hashes(out)) == _artifacts(hashes)
+    assert main(["verify", str(out)]) == 0
+
+
+def test_removal_log_says_why(reference, tmp_path):
+    corpus, ref_out, _ = reference
+    out = _copy_build(ref_out, tmp_path / "why")
+    assert main(build_args(corpus, out, "--seed", "99")) == 0
+    log_text = (out / "logs" / "build.log").read_text()
+    assert "left by an" not in log_text
+    assert "(output of an earlier run, redone because order config changed)" in log_text
+    # a killed run's leftovers are named as such
+    env = dict(os.environ, PILE_FAULT="order-standard:end")
+    args = [sys.executable, "-m", "pipeline.cli.main", *build_args(corpus, out, "--seed", "7")]
+    subprocess.run(args, env=env, check=False, capture_output=True)
+    assert main(build_args(corpus, out, "--seed", "7")) == 0
+    log_text = (out / "logs" / "build.log").read_text()
+    assert "(left by an interrupted or failed run)" in log_text
+
+
+def _tmpfs(path: Path, size: str) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.decode().strip()})")
+    return path
+
+
+def test_real_disk_full_names_the_file_then_resume(reference, tmp_path, capsys):
+    """A real full filesystem (a small tmpfs): every failure names the file being written."""
+    corpus, _, hashes = reference
+    mnt = _tmpfs(tmp_path / "mnt", "400k")
+    try:
+        out = mnt / "b"
+        assert main(build_args(corpus, out)) == 1
+        err = capsys.readouterr().err
+        assert "No space left on device" in err
+        assert f"{out}/" in err.split("No space left")[0]  # the file, before the reason
+        assert not [p for p in out.rglob("*manifest.json") if "dedup" not in p.parts]
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_dry_run_disk_estimate_covers_every_artifact(reference, tmp_path, capsys):
+    from pipeline.build.config import resolve_build_config
+    from pipeline.build.runner import BuildPlan
+
+    corpus, ref_out, _ = reference
+    cfg = resolve_build_config(
+        inputs=[str(corpus)],
+        out=str(tmp_path / "fresh"),
+        overrides={
+            "order": {"seq_length": 32, "global_batch": 4, "train_iters": 20},
+            "preshuffle": {"shard_size": 2000},
+        },
+    )
+    plan = BuildPlan(cfg)
+    plan.refresh_status()
+    est = plan.estimate_disk()
+    real = sum(p.stat().st_size for p in ref_out.rglob("*") if p.is_file())
+    assert not est["tokens_known"] and est["total"] >= real
+
+
+def test_symlinked_logs_directory_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "build.toml").write_text("")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / "logs").symlink_to(elsewhere)
+    assert main(["build", "--out", str(out), *SMALL]) == 2
+    assert "logs is a symlink" in capsys.readouterr().err
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_completion_check_never_reads_what_a_bad_record_names(tmp_path):
+    from pipeline.build.state import check_complete
+
+    out = tmp_path / "out"
+    (out / "_state").mkdir(parents=True)
+    for name in ("/etc/passwd", "../x", "a/*"):
+        rec = {"key": "k", "status": "complete", "outputs": [{"name": name, "bytes": 1}]}
+        (out / "_state" / "s.json").write_text(json.dumps(rec))
+        ok, why = check_complete(out, "s", "k")
+        assert not ok and "its record is not valid" in why

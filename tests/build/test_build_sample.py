@@ -25,7 +25,14 @@ def planted_removals() -> tuple[int, set[int]]:
 
 
 def test_default_build_of_bundled_sample(tmp_path, capsys):
+    from pipeline.build.config import resolve_build_config
+    from pipeline.build.runner import BuildPlan
+
     out = tmp_path / "pile_out"
+    # --dry-run's estimate before anything is built (token counts from the input sizes)
+    plan = BuildPlan(resolve_build_config(out=str(out), workers=2))
+    plan.refresh_status()
+    est = plan.estimate_disk()
     assert main(["build", "--out", str(out), "--workers", "2"]) == 0
     text = capsys.readouterr().out
     assert "verify:" in text and "all OK" in text and "pile inspect --step 0" in text
@@ -64,3 +71,8 @@ def test_default_build_of_bundled_sample(tmp_path, capsys):
     assert rows_a == [s["tokens"] for s in b["samples"]]
     assert len(rows_a) == 8 and all(len(r) == 2049 for r in rows_a)
     assert main(["verify", str(out)]) == 0
+    # every artifact counted: at least what the build wrote (12.8 MB when measured), not
+    # wildly more (the dry run said 6.29 MB before, for a 12.8 MB build)
+    real = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    assert real <= est["total"] <= 1.5 * real
+    assert est["total"] <= est["peak"] <= 2 * real

@@ -177,3 +177,15 @@ def test_shard_cli_errors(tmp_path, capsys):
     assert main(["unshard", str(tmp_path / "none")]) == 3
     with pytest.raises(InputError, match="holds shards of 0 datasets"):
         find_shards(tmp_path)
+
+
+def test_unshard_refuses_a_symlinked_shard(dataset, tmp_path, capsys):
+    res = shard_bin(dataset, tmp_path / "s", num_shards=3)
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(res.shards[1].read_bytes())
+    res.shards[1].unlink()
+    res.shards[1].symlink_to(outside)
+    with pytest.raises(InputError, match=r"-00001-of-00002\.bin is a symlink"):
+        unshard(tmp_path / "s", tmp_path / "o.bin")
+    assert not (tmp_path / "o.bin").exists()
+    assert main(["unshard", str(tmp_path / "s"), "--out", str(tmp_path / "o.bin")]) == 3

@@ -66,6 +66,12 @@ def add_arguments(p) -> None:
         help="print the resolved config, the stage plan and the sizes order and preshuffle will "
         "write; write nothing",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="build into an existing non-empty directory that is not a pile build (default: "
+        "refuse; pile never removes files it did not write)",
+    )
     add_workers_argument(p, default=None)
     g = p.add_argument_group("stage overrides (default: from the preset / config file)")
     g.add_argument("--text-key", default=None, metavar="KEY", help="JSON key of the document text")
@@ -190,7 +196,7 @@ class _Progress:
 
 def run(args) -> int:
     from pipeline.build.config import resolve_build_config
-    from pipeline.build.runner import BuildPlan, ensure_out_dir, run_build
+    from pipeline.build.runner import BuildPlan, check_out_dir, ensure_out_dir, run_build
 
     config = resolve_build_config(
         inputs=args.input,
@@ -202,9 +208,10 @@ def run(args) -> int:
         overrides=_overrides(args),
     )
     if args.dry_run:
-        _dry_run(BuildPlan(config))
+        _dry_run(BuildPlan(config), args.force)
         return 0
 
+    check_out_dir(config.out, args.force)  # before anything (logs/) is written there
     out = ensure_out_dir(config.out)
     fh = logging.FileHandler(out / "logs" / "build.log", encoding="utf-8")
     fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -221,7 +228,7 @@ def run(args) -> int:
             h.setLevel(logging.WARNING)
     ok = False
     try:
-        plan, report = run_build(config, progress)
+        plan, report = run_build(config, progress, force=args.force)
         ok = True
     finally:
         progress.close(None if ok else "failed")  # the error message follows on its own line
@@ -233,9 +240,16 @@ def run(args) -> int:
     return 0
 
 
-def _dry_run(plan) -> None:
+def _dry_run(plan, force: bool = False) -> None:
     from pipeline.build.plan_check import assess, fixes, summary_line
+    from pipeline.build.runner import check_out_dir
+    from pipeline.errors import ConfigError
     from pipeline.io import human_bytes
+
+    try:
+        check_out_dir(plan.config.out, force)
+    except ConfigError as e:
+        print(f"WARNING: a build would be refused: {e}")
 
     plan.refresh_status()  # read-only: checks records and outputs, writes nothing
     print("# resolved config (pile build --dry-run: nothing was written)")
@@ -274,6 +288,15 @@ def _dry_run(plan) -> None:
             print(f"{'':<10} preshuffle: size not known until tokenize-{v} has run")
     for w in check.warnings:
         print(f"WARNING: {w}")
+    disk = plan.estimate_disk()
+    print("\n# disk (every artifact of the build, by stage)")
+    for name, n in disk["stages"].items():
+        print(f"{name:<22} ~{human_bytes(n)}")
+    how = "" if disk["tokens_known"] else ", token counts estimated from the input sizes"
+    print(
+        f"{'total':<22} ~{human_bytes(disk['total'])} (peak ~{human_bytes(disk['peak'])} while "
+        f"tokenize merges its partial files{how})"
+    )
     print(summary_line(check))
     if not check.fits:
         print(f"will not fit; fix: add {fixes(plan, check, written=False)}")

@@ -15,8 +15,10 @@ mismatching, malformed or extra file is printed: in a directory, an artifact (.b
 .parquet, .json) that no manifest or list covers is extra, since nothing verified it; *.tmp files
 and .*.tmp directories are the leftovers of an interrupted run. Index maps and preshuffled data are
 checked against the dataset they were built from (stale when it changed since). The exit code is 0
-only when everything matches (4 otherwise; 3 for a directory with nothing to verify against; 2 for
-a --root that is not a directory).
+only when everything matches (4 otherwise; 5 for a directory a live run is writing, reported as
+in progress with the stages it has finished; 3 for a directory with nothing to verify against; 2
+for a --root that is not a directory). Listed files outside the list's directory (or --root) and
+files that are not regular (FIFOs, devices) are refused, never read; no file content is printed.
 """
 
 
@@ -37,6 +39,12 @@ def add_arguments(p) -> None:
         help="files hashed in parallel (default 0: 2 per core, at most 8)",
     )
     p.add_argument("--no-extra", action="store_true", help="do not report unlisted extra files")
+    p.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        help="read listed files that are absolute or outside the list's directory (or --root); "
+        "default: refuse them",
+    )
 
 
 def run(args) -> int:
@@ -55,6 +63,7 @@ def run(args) -> int:
             quick=args.quick,
             workers=args.workers or None,
             extras=not args.no_extra,
+            allow_outside_root=args.allow_outside_root,
             progress=(lambda e: bar.update(1)) if bar is not None else None,
         )
     finally:
@@ -65,6 +74,10 @@ def run(args) -> int:
     for p in report.problems:
         print(p)
     print(("quick: " if args.quick else "") + report.summary())
+    if report.problems and all(p.kind == "in-progress" for p in report.problems):
+        from pipeline.lock import BuildLocked
+
+        raise BuildLocked("a run is still writing there (see above); verify when it is done.")
     if not report.ok:
         fix = "rebuild or re-download the named files."
         if report.hints:  # a list resolved against the wrong directory: say that first
