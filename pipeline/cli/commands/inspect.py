@@ -23,6 +23,10 @@ stepN has seen the samples below N*global_batch.
 Without --preset/--seq-length/--global-batch/--train-iters/--seed the order config is the one
 recorded with DATA (document.manifest.json of pre-shuffled data; the manifest of the only index
 maps of a document-level dataset), else the pythia preset (EleutherAI's published data).
+Every read checks the size of each file against the manifest listing it and the structure of
+what it touches (map values in range, offsets and sizes consistent); damage found is exit 4
+naming the file. A flipped byte inside token data keeps sizes and structure intact: only a hash
+finds it, so pass --verify-hashes (or run `pile verify`) when the tokens must be trusted.
 Examples:
   pile inspect out/standard/pile_text_document --step 0 --sample 3 --decode --provenance
   pile inspect out/standard/preshuffled --step 1000 --format npy -o step1000.npy
@@ -78,6 +82,15 @@ def add_arguments(p) -> None:
         "--maps-dir", default=None, help="directory of the index maps (default: next to DATA)"
     )
     d.add_argument(
+        "--verify-hashes",
+        action="store_true",
+        help="also check the sha256 of every file the command reads against its manifest (exit "
+        "4 naming a damaged file); only the files read are hashed: the .idx and the shards "
+        "holding the steps of pre-shuffled data, every map and the whole .bin of document-level "
+        "data. Without it only sizes and structure are checked, which cannot see a flipped byte "
+        "inside token data",
+    )
+    d.add_argument(
         "--source",
         default=None,
         help="for pre-shuffled DATA: the document-level prefix it was built from, for --provenance "
@@ -121,7 +134,14 @@ def run(args) -> int:
             "--format npy holds tokens only; use --format json or text with --decode/--provenance"
         )
     config = resolve_order_config(args, args.data, form=args.form, maps_dir=args.maps_dir)
-    data = open_data(args.data, config, maps_dir=args.maps_dir, form=args.form, source=args.source)
+    data = open_data(
+        args.data,
+        config,
+        maps_dir=args.maps_dir,
+        form=args.form,
+        source=args.source,
+        verify_hashes=args.verify_hashes,
+    )
     if ranged:
         path = Path(args.output) if args.output else Path(args.save_path) / "indicies.npy"
         shape = save_steps_npy(data, args.start_step, args.end_step, path)
