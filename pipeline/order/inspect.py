@@ -1015,6 +1015,55 @@ def format_text(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+SUMMARY_CHARS = 80  # decoded characters shown per sample
+SUMMARY_DOCS = 5  # source documents listed per sample
+
+
+def format_summary(
+    report: dict[str, Any], *, origin: str | None = None, no_provenance: str | None = None
+) -> str:
+    """A readable page for a terminal: per sample its token count, the source documents it
+    spans (pile_set_name, doc_id, file:line, tokens taken) and the first SUMMARY_CHARS
+    characters of its decoded text. `report` is step_report(..., decode=True[, provenance])."""
+    r0, r1 = report["samples_range"]
+    form = "pre-shuffled" if report["form"] == PRESHUFFLED_KIND else "document-level"
+    lines = [
+        f"step {report['step']} of {report['data']} ({form}): training samples {r0}..{r1 - 1}, "
+        f"{report['seq_length'] + 1} tokens each"
+    ]
+    if origin:
+        lines.append(origin)
+    if no_provenance:
+        lines.append(f"no source documents: {no_provenance}")
+    names = [p.get("pile_set_name", "") for s in report["samples"] for p in s.get("provenance", ())]
+    width = max(map(len, names), default=0)
+    for s in report["samples"]:
+        prov = s.get("provenance")
+        n = len(s["tokens"])
+        docs = "" if prov is None else f" from {len(prov)} document{'s' * (len(prov) != 1)}"
+        lines.append(f"sample {s['batch_index']} (training sample {s['sample']}): {n} tokens{docs}")
+        for p in (prov or [])[:SUMMARY_DOCS]:
+            took = p["sample_tokens"][1] - p["sample_tokens"][0]
+            src = (
+                f"{p['pile_set_name']:<{width}}  doc_id {p['doc_id']}  {p['file']}:{p['line']}"
+                if "doc_id" in p
+                else f"item {p['item']}"
+            )
+            copy = f"  (epoch copy {p['epoch']})" if p["epoch"] else ""
+            lines.append(f"  {took:>6} tokens  {src}{copy}")
+        if prov is not None and len(prov) > SUMMARY_DOCS:
+            lines.append(f"  ... and {len(prov) - SUMMARY_DOCS} more documents")
+        if "text" in s:
+            t = s["text"]
+            head = json.dumps(t[:SUMMARY_CHARS], ensure_ascii=False)
+            lines.append(f"  text: {head}{' ...' if len(t) > SUMMARY_CHARS else ''}")
+    lines.append(
+        "all token ids: --format text (with --decode --provenance for full text and spans), "
+        "--format json or --format npy"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def save_steps_npy(
     data: DocumentData | PreshuffledData, a: int, b: int, path: Path
 ) -> tuple[int, ...]:
