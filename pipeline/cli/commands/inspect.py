@@ -62,12 +62,19 @@ def add_arguments(p) -> None:
         default=None,
         help="only sample i (0..global_batch-1) of the step (default: all of them)",
     )
-    p.add_argument("--decode", action="store_true", help="add the decoded text (GPT-NeoX-20B)")
+    p.add_argument(
+        "--decode",
+        action="store_true",
+        help="add the decoded text (GPT-NeoX-20B) to --format text/json (the summary always "
+        "shows the first characters)",
+    )
     p.add_argument(
         "--provenance",
         action="store_true",
         help="list the documents each sample spans (doc id, source, file:line, token ranges, "
-        "epoch copy: 0 = the item's first occurrence in doc_idx, 1 = its second, ...)",
+        "epoch copy: 0 = the item's first occurrence in doc_idx, 1 = its second, ...) in --format "
+        "text/json; the summary lists them whenever the source is known, and with this flag an "
+        "unknown source is an error",
     )
     p.add_argument(
         "--format",
