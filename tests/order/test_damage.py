@@ -165,13 +165,17 @@ def test_verify_hashes_without_a_manifest_is_refused(make_dataset, capsys, tmp_p
     assert rc == 0, err
 
 
-def test_damaged_manifest_is_named_under_verify_hashes(built, capsys):
+def test_damaged_manifest_is_named(built, capsys):
     _, pre = built
     m = pre / "document.manifest.json"
     text = m.read_text()
     m.write_text(text.replace('"shards": 6', '"shards": 7'))
-    rc, _, err = run_cli(capsys, "inspect", pre, "--step", 0, "--format", "json", "--verify-hashes")
-    assert rc == 4 and "document.manifest.json" in err and "manifest_sha256" in err, err
+    for extra in ([], ["--verify-hashes"]):
+        rc, _, err = run_cli(capsys, "inspect", pre, "--step", 0, "--format", "json", *extra)
+        assert rc == 4 and "document.manifest.json: manifest bytes do not match" in err, err
+    m.write_text("{not json")
+    rc, _, err = run_cli(capsys, "inspect", pre, "--step", 0, *FLAGS)
+    assert rc == 4 and "document.manifest.json: manifest is not valid JSON" in err, err
 
 
 @pytest.mark.parametrize("manifest", [True, False])
