@@ -211,3 +211,26 @@ def test_preshuffled_index_from_another_run_than_its_manifest(built, capsys):
     m.write_text(json.dumps(doc))
     rc, _, err = run_cli(capsys, "inspect", pre, "--step", 0, *FLAGS, "--format", "json")
     assert rc == 4 and "samples of 17 tokens, but its manifest records 33" in err, err
+
+
+def test_verify_hashes_covers_provenance_only_when_it_is_read(built, capsys, tmp_path):
+    from pipeline.order.inspect import open_data
+    from pipeline.order.provenance import table_paths
+
+    prefix, _ = built
+    data = open_data(prefix, CFG, verify_hashes=True)
+    data.step(3)
+    names = {p.name for p in data.check.hashed}
+    assert not any("provenance" in n or "doc_epoch" in n for n in names), names
+    data.provenance(np.arange(12, 16))
+    names = {p.name for p in data.check.hashed}
+    assert {p.name for p in table_paths(prefix).values()} <= names and any(
+        n.endswith("_doc_epoch.npy") for n in names
+    )
+    table = table_paths(prefix)["doc_id"]
+    _flip(table, table.stat().st_size - 3)
+    rc, _, err = run_cli(capsys, "inspect", prefix, "--step", 3, *FLAGS, "--verify-hashes")
+    assert rc == 4 and f"{table}: sha256 " in err, err
+    rc, _, err = run_cli(capsys, "inspect", prefix, "--step", 3, *FLAGS, "--verify-hashes",
+                         "--format", "npy", "-o", tmp_path / "s.npy")  # fmt: skip
+    assert rc == 0, err  # tokens only: the table is not read
