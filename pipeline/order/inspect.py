@@ -339,7 +339,7 @@ class DocumentData:
         # item sizes: both the pointers and sizes[] (one more page per item on a cold cache,
         # fetched in the same parallel round) so a damaged .idx entry cannot shift the tokens
         self._pf_idx.willneed(HEADER_SIZE + 4 * self._n_items + 8 * item, 16)
-        self._pf_idx.willneed(HEADER_SIZE + 4 * item, 4, probe=False)
+        self._pf_idx.willneed(HEADER_SIZE + 4 * item, 4)
         ptr = np.asarray(self.ds.index.pointers[item]).astype(np.int64)
         nxt = np.asarray(self.ds.index.pointers[np.minimum(item + 1, last)]).astype(np.int64)
         size = np.asarray(self.ds.sizes[item]).astype(np.int64)
