@@ -42,6 +42,7 @@ def step_tokens(out: str) -> np.ndarray:
 
 def test_document_level_uses_the_only_index_maps(ds, capsys, info_logs):
     run_order(ds, CFG)
+    capsys.readouterr()  # run_order's own log lines
     # inspect says which config it uses at DEBUG (-v): a normal run prints nothing on stderr
     rc, out, err = run_cli(capsys, "inspect", ds, "--step", "3", "--format", "json")
     assert rc == 0 and err == "", err
