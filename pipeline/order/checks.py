@@ -302,6 +302,8 @@ def _preshuffle_command(prefix: Path, maps_dir: Path, out_dir: Path, cfg: dict) 
         args.append("--no-shard")
     elif shard_size != PYTHIA_SHARD_SIZE:
         args.append(f"--shard-size {shard_size}")
+    if cfg.get("doc_idx", "pythia") != "pythia":
+        args.append(f"--doc-idx {cfg['doc_idx']}")
     return " ".join(args + [f"--out-dir {out_dir}"])
 
 

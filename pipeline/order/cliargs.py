@@ -79,43 +79,48 @@ def resolve_order_config(
     *,
     form: str = "document",
     maps_dir: str | os.PathLike | None = None,
+    level: int = logging.INFO,
 ) -> OrderConfig:
     """The order config for a command reading existing DATA.
 
     Explicit --preset / order flags win. Otherwise the config recorded with DATA
     (pipeline.order.recorded: the pre-shuffled manifest, or the only index-map manifest; several
     raise ConfigError) and, when nothing is recorded (EleutherAI's data, maps built by gpt-neox),
-    the `pythia` preset. Logs at INFO which one is used.
+    the `pythia` preset. Logs at `level` (INFO) which one is used.
     """
+    config, why = order_config_and_origin(args, data, form=form, maps_dir=maps_dir)
+    log.log(level, "%s", why)
+    return config
+
+
+def order_config_and_origin(
+    args: argparse.Namespace,
+    data: str | os.PathLike,
+    *,
+    form: str = "document",
+    maps_dir: str | os.PathLike | None = None,
+) -> tuple[OrderConfig, str]:
+    """`resolve_order_config` without logging: (config, a sentence saying where it came from)."""
     from pipeline.order.recorded import config_flags, recorded_config
 
     if explicit_order_args(args):
         config = order_config_from_args(args)
         given = [f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ORDER_FLAGS
                  if getattr(args, k, None) is not None]  # fmt: skip
-        log.info(
-            "order config: preset %s%s -> %s",
-            getattr(args, "preset", None) or FALLBACK_PRESET,
-            f" with {' '.join(given)}" if given else "",
-            config_flags(config),
-        )
-        return config
+        preset = getattr(args, "preset", None) or FALLBACK_PRESET
+        with_given = f" with {' '.join(given)}" if given else ""
+        return config, f"order config: preset {preset}{with_given} -> {config_flags(config)}"
     rec = recorded_config(data, maps_dir=maps_dir, form=form)
     if rec is not None:
-        log.info(
-            "order config recorded in %s: %s (override with --preset or these flags)",
-            rec.manifest,
-            config_flags(rec.config),
+        return rec.config, (
+            f"order config recorded in {rec.manifest}: {config_flags(rec.config)} "
+            "(override with --preset or these flags)"
         )
-        return rec.config
     config = OrderConfig.from_preset(FALLBACK_PRESET)
-    log.info(
-        "no order config recorded with %s; using preset %s: %s",
-        data,
-        FALLBACK_PRESET,
-        config_flags(config),
+    return config, (
+        f"no order config recorded with {data}; using preset {FALLBACK_PRESET}: "
+        f"{config_flags(config)}"
     )
-    return config
 
 
 def parse_size(s: str) -> int:

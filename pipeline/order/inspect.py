@@ -33,9 +33,10 @@ import numpy as np
 
 from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.manifest import read_manifest
-from pipeline.order.indexmap import OrderConfig, OrderMaps, load_order
-from pipeline.order.provenance import ProvenanceTable
-from pipeline.shards.mmidx import HEADER_SIZE, MMIDXDataset, MMIDXIndex
+from pipeline.order.indexmap import OrderConfig, OrderMaps, index_map_paths, load_order
+from pipeline.order.integrity import ReadCheck
+from pipeline.order.provenance import ProvenanceTable, table_paths
+from pipeline.shards.mmidx import HEADER_SIZE, MMIDXDataset, MMIDXIndex, data_paths
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,14 @@ PRESHUFFLED_MANIFEST = "document.manifest.json"
 PRESHUFFLED_KIND = "preshuffled"
 SHARD_RE = re.compile(r"^(?P<base>.+)-(?P<i>\d{5})-of-(?P<last>\d{5})\.bin$")
 SIDECAR_COLUMNS = ("doc_id", "file", "line", "pile_set_name", "tokens")
+
+
+def _damaged(path: str | os.PathLike, what: str) -> IntegrityError:
+    """The error for a file whose content is inconsistent: names it, what is wrong and the fix."""
+    return IntegrityError(
+        f"{path} is damaged: {what}. Check it with `pile verify` and rebuild it (`pile build` "
+        "redoes the stage that writes it)."
+    )
 
 
 def _check_step(step: int, num_steps: int, what: str) -> None:
@@ -234,10 +243,12 @@ class DocumentData:
         maps_dir: str | os.PathLike | None = None,
         *,
         check_dataset: str = "quick",
+        check: ReadCheck | None = None,
     ) -> None:
         self.prefix = str(prefix)
         self.config = config
         self.maps_dir = maps_dir
+        self.check = check  # manifest size / sha256 checks of the files read (open_data)
         self.ds = MMIDXDataset(self.prefix)
         self.maps: OrderMaps = load_order(
             self.prefix, config, maps_dir, check_dataset=check_dataset
@@ -259,57 +270,113 @@ class DocumentData:
         self._pf_bin = Prefetch(self.ds.bin_path, [self.ds.bin])
         self._n_items = len(self.ds)
 
+    def _touch_maps(self) -> None:
+        if self.check is not None:
+            for role in ("shuffle_idx", "sample_idx", "doc_idx"):
+                self.check.touch(self.maps.paths[role])
+            self.check.touch(self.ds.index.path)
+
     def segments(self, g: np.ndarray) -> Segments:
-        """The item segments of training samples `g` (gpt-neox __getitem__ order)."""
+        """The item segments of training samples `g` (gpt-neox __getitem__ order).
+
+        Cheap checks of everything touched (O(len(g)) work, no extra I/O round): shuffle_idx
+        values in range, sample_idx rows in range and non-decreasing, doc_idx values in range,
+        the items' pointers inside the .bin and consistent with their sizes, every sample
+        seq_length + 1 tokens. A failure names the file that is damaged."""
         g = np.asarray(g, dtype=np.int64)
         m = self.maps
         if g.size and (g.min() < 0 or g.max() >= m.shuffle_idx.shape[0]):
             raise ConfigError(
                 f"sample index out of range 0..{m.shuffle_idx.shape[0] - 1} of the index maps"
             )
+        self._touch_maps()
+        paths = m.paths
         isz = m.shuffle_idx.dtype.itemsize
         self._pf_shuffle.willneed(_npy_offset(m.shuffle_idx) + g * isz, isz)
         s = np.asarray(m.shuffle_idx[g]).astype(np.int64)
+        n_total = m.sample_idx.shape[0] - 1
+        bad = np.flatnonzero((s < 0) | (s >= n_total))
+        if bad.size:
+            j = int(bad[0])
+            raise _damaged(
+                paths["shuffle_idx"],
+                f"shuffle_idx[{int(g[j])}] = {int(s[j])} is outside 0..{n_total - 1}",
+            )
         row_bytes = 2 * m.sample_idx.dtype.itemsize
         self._pf_sample.willneed(_npy_offset(m.sample_idx) + s * row_bytes, 2 * row_bytes)
         a = np.asarray(m.sample_idx[s]).astype(np.int64)
         b = np.asarray(m.sample_idx[s + 1]).astype(np.int64)
         k0, o0, k1, o1 = a[:, 0], a[:, 1], b[:, 0], b[:, 1]
+        n_doc = m.doc_idx.shape[0]
+        bad = np.flatnonzero(
+            (k0 < 0) | (k1 >= n_doc) | (k1 < k0) | (o0 < 0) | (o1 < 0) | ((k1 == k0) & (o1 <= o0))
+        )
+        if bad.size:
+            j = int(bad[0])
+            raise _damaged(
+                paths["sample_idx"],
+                f"rows {int(s[j])} {a[j].tolist()} and {int(s[j]) + 1} {b[j].tolist()} are not "
+                f"increasing positions of doc_idx (0..{n_doc - 1})",
+            )
         dsz = m.doc_idx.dtype.itemsize
         self._pf_doc.willneed(_npy_offset(m.doc_idx) + k0 * dsz, (k1 - k0 + 1) * dsz)
         nseg = k1 - k0 + 1
-        if g.size and nseg.min() < 1:
-            raise IntegrityError(
-                "sample_idx is not monotone; the index maps are corrupt (pile verify)"
-            )
         row = np.repeat(np.arange(g.size, dtype=np.int64), nseg)
         first = np.zeros(g.size, dtype=np.int64)
         if g.size > 1:
             np.cumsum(nseg[:-1], out=first[1:])
         pos = k0[row] + (np.arange(row.size, dtype=np.int64) - first[row])
         item = np.asarray(m.doc_idx[pos]).astype(np.int64)
-        # item sizes from the pointers (pointers[i+1] - pointers[i]; sizes[] only for the last
-        # item): one random page per item instead of two on a cold cache
-        self._pf_idx.willneed(HEADER_SIZE + 4 * self._n_items + 8 * item, 16)
         last = self._n_items - 1
+        bad = np.flatnonzero((item < 0) | (item > last))
+        if bad.size:
+            j = int(bad[0])
+            raise _damaged(
+                paths["doc_idx"],
+                f"doc_idx[{int(pos[j])}] = {int(item[j])} is outside the items 0..{last} of "
+                f"{self.prefix}",
+            )
+        # item sizes: both the pointers and sizes[] (one more page per item on a cold cache,
+        # fetched in the same parallel round) so a damaged .idx entry cannot shift the tokens
+        self._pf_idx.willneed(HEADER_SIZE + 4 * self._n_items + 8 * item, 16)
+        self._pf_idx.willneed(HEADER_SIZE + 4 * item, 4)
         ptr = np.asarray(self.ds.index.pointers[item]).astype(np.int64)
         nxt = np.asarray(self.ds.index.pointers[np.minimum(item + 1, last)]).astype(np.int64)
-        size = (nxt - ptr) // self._itemsize
-        if (item == last).any():
-            size[item == last] = int(self.ds.sizes[last])
+        size = np.asarray(self.ds.sizes[item]).astype(np.int64)
+        nbytes = self.ds.index.data_bytes()
+        bad = np.flatnonzero(
+            (size < 0)
+            | (ptr < 0)
+            | (ptr % self._itemsize != 0)
+            | (ptr + size * self._itemsize > nbytes)
+            | ((item < last) & (nxt - ptr != size * self._itemsize))
+        )
+        if bad.size:
+            j, i = int(bad[0]), int(item[bad[0]])
+            nx = f", pointers[{i + 1}] = {int(nxt[j])}" if i < last else ""
+            raise _damaged(
+                self.ds.index.path,
+                f"item {i}: sizes[{i}] = {int(size[j])} tokens, pointers[{i}] = {int(ptr[j])}"
+                f"{nx}; they disagree (itemsize {self._itemsize}, .bin {nbytes} bytes)",
+            )
         start = np.where(pos == k0[row], o0[row], 0)
         end = np.where(pos == k1[row], o1[row] + 1, size)
         lens = end - start
         if lens.size and (lens.min() < 0 or (end > size).any()):
-            raise IntegrityError(
-                "sample_idx offsets exceed their items; the index maps do not match the dataset"
+            j = int(np.flatnonzero((lens < 0) | (end > size))[0])
+            raise _damaged(
+                paths["sample_idx"],
+                f"sample {int(s[row[j]])} reads tokens [{int(start[j])}, {int(end[j])}) of item "
+                f"{int(item[j])}, which has {int(size[j])}; the maps do not match the dataset",
             )
         total = np.bincount(row, weights=lens, minlength=g.size).astype(np.int64)
         bad = np.flatnonzero(total != self.seq_length + 1)
         if bad.size:
-            raise IntegrityError(
-                f"training sample {int(g[bad[0]])} has {int(total[bad[0]])} tokens, expected "
-                f"seq_length + 1 = {self.seq_length + 1}; the index maps do not match the dataset"
+            raise _damaged(
+                paths["sample_idx"],
+                f"training sample {int(g[bad[0]])} (sample_idx row {int(s[bad[0]])}) has "
+                f"{int(total[bad[0]])} tokens, expected seq_length + 1 = {self.seq_length + 1}; "
+                "the index maps do not match the dataset",
             )
         cum = np.cumsum(lens) - lens  # exclusive
         sample_start = cum - (cum[first][row] if row.size else 0)
@@ -325,6 +392,8 @@ class DocumentData:
         nbytes = lens[keep] * self._itemsize
         if not NOWAIT:
             self._pf_bin.willneed(offs, nbytes)
+        if self.check is not None:
+            self.check.touch(self.ds.bin_path)
         out = np.empty(g.size * (self.seq_length + 1), dtype=self.dtype)
         view = memoryview(out).cast("B")
         fd = self._pf_bin.fd
@@ -375,6 +444,8 @@ class DocumentData:
     def epoch_copies(self, pos: np.ndarray, item: np.ndarray) -> np.ndarray:
         """Which repetition of `item` doc_idx position `pos` is (0 = first occurrence)."""
         if self.maps.doc_epoch is not None:
+            if self.check is not None:
+                self.check.touch(self.maps.paths["doc_epoch"])
             if self._pf_epoch is not None:
                 isz = self.maps.doc_epoch.dtype.itemsize
                 self._pf_epoch.willneed(_npy_offset(self.maps.doc_epoch) + pos * isz, isz)
@@ -396,6 +467,22 @@ class DocumentData:
         q = item * (len(doc_idx) + 1) + pos
         return np.searchsorted(key, q) - np.searchsorted(key, item * (len(doc_idx) + 1))
 
+    def _open_sidecar(self) -> Sidecar | ProvenanceTable:
+        n = len(self.ds)
+        table = ProvenanceTable.open(self.prefix, n, self.maps_dir)
+        if table is not None and self.check is not None:
+            paths = list(table_paths(self.prefix, self.maps_dir).values())
+            if self.check.verify_hashes and not all(self.check.entry(p) for p in paths):
+                table = None  # built by an earlier inspect, no manifest lists it: use the parquet
+            else:
+                for p in paths:
+                    self.check.touch(p)
+        if table is not None:
+            return table
+        if self.check is not None and sidecar_path(self.prefix).exists():
+            self.check.touch(sidecar_path(self.prefix))
+        return Sidecar(sidecar_path(self.prefix), n)
+
     def provenance(self, g: np.ndarray, with_sidecar: bool = True) -> list[list[dict[str, Any]]]:
         """Per training sample in g: the item segments it spans, in order."""
         g = np.asarray(g, dtype=np.int64)
@@ -404,10 +491,7 @@ class DocumentData:
         meta: list[dict[str, Any]] = [{} for _ in range(seg.row.size)]
         if with_sidecar:
             if self._sidecar is None:
-                n = len(self.ds)
-                self._sidecar = ProvenanceTable.open(self.prefix, n, self.maps_dir) or Sidecar(
-                    sidecar_path(self.prefix), n
-                )
+                self._sidecar = self._open_sidecar()
             if isinstance(self._sidecar, ProvenanceTable):
                 meta = self._sidecar.rows(seg.item, seg.size)
             else:
@@ -447,8 +531,9 @@ class DocumentData:
 class ByteRanges:
     """Read byte ranges of the concatenation of files (a joined .bin or its byte shards)."""
 
-    def __init__(self, files: list[Path]) -> None:
+    def __init__(self, files: list[Path], check: ReadCheck | None = None) -> None:
         self.files = files
+        self.check = check  # each file is checked the first time a read touches it
         sizes = [f.stat().st_size for f in files]
         self.starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
         self.total = int(self.starts[-1])
@@ -467,6 +552,8 @@ class ByteRanges:
             lo = a + got - int(self.starts[i])
             n = min(b - a - got, int(self.starts[i + 1] - self.starts[i]) - lo)
             if n > 0:
+                if self.check is not None:
+                    self.check.touch(self.files[i])
                 with open(self.files[i], "rb", buffering=0) as f:
                     f.seek(lo)
                     m = f.readinto(view[got : got + n])
@@ -509,6 +596,66 @@ def find_bin_files(prefix: str | os.PathLike) -> list[Path]:
     return [s[2] for s in shards]
 
 
+DOC_IDX_FORMS = ("pythia", "full")
+
+
+def preshuffled_doc_idx_form(index: MMIDXIndex) -> str:
+    """ "pythia" (doc_idx = [0], EleutherAI's published file) or "full" (0..N, what Megatron-LM's
+    IndexedDataset requires); anything else is a damaged index (IntegrityError naming it). Only
+    the ends are checked: doc_idx is never used to read pre-shuffled samples."""
+    n, d = len(index), int(index.doc_idx.size)
+    first = int(index.doc_idx[0]) if d else None
+    if d == 1 and first == 0:
+        return "pythia"
+    if d == n + 1 and first == 0 and int(index.doc_idx[-1]) == n:
+        return "full"
+    shown = index.doc_idx[:3].tolist() + (["...", int(index.doc_idx[-1])] if d > 3 else [])
+    raise _damaged(
+        index.path,
+        f"its doc_idx has {d} entries {shown}; a pre-shuffled index has either [0] (Pythia's "
+        f"form) or 0..{n} ({n + 1} entries, the full form) for its {n} samples",
+    )
+
+
+def _sample_tokens(index: MMIDXIndex, total: int, recorded: int | None) -> int:
+    """Tokens per sample of a pre-shuffled index, cross-checked: sizes[0], sizes[-1], the pointer
+    stride, the .bin size and the manifest's count must agree; one that does not is named."""
+    n, isz = len(index), index.dtype.itemsize
+
+    def ratio(a: int, b: int) -> int | float:
+        return a // b if a % b == 0 else a / b
+
+    views: dict[str, int | float] = {"sizes[0]": int(index.sizes[0])}
+    views[f"sizes[{n - 1}]"] = int(index.sizes[-1])
+    if n > 1:
+        views["pointers[1] / itemsize"] = ratio(int(index.pointers[1]), isz)
+        views[f"pointers[{n - 1}] / ({n - 1} x itemsize)"] = ratio(
+            int(index.pointers[-1]), (n - 1) * isz
+        )
+    binview = f".bin bytes / ({n} samples x itemsize)"
+    if total % (n * isz) == 0:
+        views[binview] = total // (n * isz)
+    if recorded is not None:
+        want = int(recorded)
+    else:
+        values = list(views.values())
+        want = max(set(values), key=lambda v: (values.count(v), v == values[0]))
+    wrong = {k: v for k, v in views.items() if v != want}
+    if not wrong or wrong.keys() == {binview}:
+        return want  # the index agrees: a wrong .bin size is reported by the caller
+    agree = [k for k in views if k not in wrong]
+    said = ", ".join(f"{k} = {v}" for k, v in wrong.items())
+    idx_views = {k: v for k, v in views.items() if k != binview}
+    if recorded is not None and len(set(idx_views.values())) == 1:
+        got = next(iter(idx_views.values()))
+        raise IntegrityError(
+            f"{index.path}: samples of {got} tokens, but its manifest records {want}: the index "
+            "and document.manifest.json are from different runs. Re-run `pile preshuffle`."
+        )
+    src = ", ".join((["the manifest"] if recorded is not None else []) + agree)
+    raise _damaged(index.path, f"{said}, but {src} give {want} tokens per sample")
+
+
 class PreshuffledData:
     """A pre-shuffled `document` dataset: item g = training sample g (seq_length + 1 tokens)."""
 
@@ -520,18 +667,25 @@ class PreshuffledData:
         global_batch: int,
         source: DocumentData | None = None,
         source_error: str | None = None,
+        *,
+        check: ReadCheck | None = None,
+        sample_tokens: int | None = None,
     ) -> None:
         self.prefix = str(prefix)
         self.source_error = source_error  # why the recorded source could not be opened, if so
+        self.check = check
+        if check is not None:
+            check.touch(self.prefix + ".idx")
         self.index = MMIDXIndex(self.prefix + ".idx")
         self.files = find_bin_files(self.prefix)
-        self.bytes = ByteRanges(self.files)
+        self.bytes = ByteRanges(self.files, check)
         self.dtype = self.index.dtype
         self._itemsize = self.dtype.itemsize
         n = len(self.index)
         if n == 0:
             raise IntegrityError(f"{self.prefix}.idx holds no samples")
-        self.seq_length = int(self.index.sizes[0]) - 1
+        self.doc_idx_form = preshuffled_doc_idx_form(self.index)
+        self.seq_length = _sample_tokens(self.index, self.bytes.total, sample_tokens) - 1
         self.global_batch = int(global_batch)
         self.num_steps = n // self.global_batch
         if self.num_steps == 0:
@@ -563,14 +717,22 @@ class PreshuffledData:
         L1 = self.seq_length + 1
         if (sizes != L1).any():
             bad = g0 + int(np.flatnonzero(sizes != L1)[0])
-            raise IntegrityError(
-                f"{self.prefix}.idx: sample {bad} has {int(self.index.sizes[bad])} tokens, expected "
-                f"{L1}; not a pre-shuffled dataset of fixed-length samples"
+            raise _damaged(
+                self.index.path,
+                f"sizes[{bad}] = {int(self.index.sizes[bad])} tokens, but every sample of this "
+                f"pre-shuffled dataset has {L1}",
             )
-        a = int(self.index.pointers[g0])
-        b = int(self.index.pointers[g1 - 1]) + L1 * self._itemsize
-        if b - a != (g1 - g0) * L1 * self._itemsize:
-            raise IntegrityError(f"{self.prefix}.idx: samples {g0}..{g1 - 1} are not contiguous")
+        step = L1 * self._itemsize
+        ptrs = np.asarray(self.index.pointers[g0:g1])
+        want = np.arange(g0, g1, dtype=np.int64) * step
+        if (ptrs != want).any():
+            bad = int(np.flatnonzero(ptrs != want)[0])
+            raise _damaged(
+                self.index.path,
+                f"pointers[{g0 + bad}] = {int(ptrs[bad])}, but sample {g0 + bad} of {L1} tokens "
+                f"starts at byte {int(want[bad])}",
+            )
+        a, b = g0 * step, g1 * step
         buf = self.bytes.read(a, b)
         return np.frombuffer(buf, dtype=self.dtype).reshape(g1 - g0, L1)
 
@@ -718,17 +880,33 @@ def open_data(
     form: str = "auto",
     source: str | os.PathLike | None = None,
     check_dataset: str = "quick",
+    verify_hashes: bool = False,
 ) -> DocumentData | PreshuffledData:
-    """Open DATA for inspection (form "auto" | "document" | "preshuffled")."""
+    """Open DATA for inspection (form "auto" | "document" | "preshuffled").
+
+    Every file read is checked against the manifest that lists it: its size always, its sha256
+    with `verify_hashes` (pipeline.order.integrity; only the files a read touches are hashed)."""
     prefix, form = resolve_form(data, form)
+    check = ReadCheck(verify_hashes)
     if form == "document":
-        return DocumentData(prefix, config, maps_dir, check_dataset=check_dataset)
+        # every one of these is read for any step: check them before anything parses them, so
+        # damage is reported as such (exit 4 naming the file), not as a puzzling config mismatch
+        paths = index_map_paths(prefix, config, maps_dir)
+        for p in (
+            *data_paths(prefix),
+            *(paths[r] for r in ("doc_idx", "sample_idx", "shuffle_idx")),
+        ):
+            if p.is_file():
+                check.touch(p)
+        return DocumentData(prefix, config, maps_dir, check_dataset=check_dataset, check=check)
     src = None
     source_error = None
+    m = _preshuffled_manifest(prefix)
     if source is not None:
-        src = DocumentData(_strip(str(source)), config, maps_dir, check_dataset=check_dataset)
+        src = DocumentData(
+            _strip(str(source)), config, maps_dir, check_dataset=check_dataset, check=check
+        )
     else:
-        m = _preshuffled_manifest(prefix)
         info = (m or {}).get("source") or {}
         if info.get("prefix"):
             sp = (Path(prefix).parent / info["prefix"]).resolve()
@@ -736,7 +914,7 @@ def open_data(
             md = (Path(prefix).parent / md).resolve() if md else None
             if Path(str(sp) + ".idx").exists():
                 try:
-                    src = DocumentData(sp, config, md, check_dataset=check_dataset)
+                    src = DocumentData(sp, config, md, check_dataset=check_dataset, check=check)
                 except (InputError, ConfigError) as e:
                     log.info("source of %s not usable for provenance: %s", prefix, e)
                     source_error = str(e)
@@ -745,7 +923,15 @@ def open_data(
                     # complete on their own; --provenance reports why it has no source
                     log.warning("source of %s not usable for provenance: %s", prefix, e)
                     source_error = str(e)
-    return PreshuffledData(prefix, config.global_batch, src, source_error)
+    recorded = ((m or {}).get("counts") or {}).get("sample_tokens")
+    return PreshuffledData(
+        prefix,
+        config.global_batch,
+        src,
+        source_error,
+        check=check,
+        sample_tokens=recorded if isinstance(recorded, int) else None,
+    )
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -826,6 +1012,55 @@ def format_text(report: dict[str, Any]) -> str:
                 f"[{p['item_tokens'][0]}, {p['item_tokens'][1]}) -> sample tokens "
                 f"[{p['sample_tokens'][0]}, {p['sample_tokens'][1]})"
             )
+    return "\n".join(lines) + "\n"
+
+
+SUMMARY_CHARS = 80  # decoded characters shown per sample
+SUMMARY_DOCS = 5  # source documents listed per sample
+
+
+def format_summary(
+    report: dict[str, Any], *, origin: str | None = None, no_provenance: str | None = None
+) -> str:
+    """A readable page for a terminal: per sample its token count, the source documents it
+    spans (pile_set_name, doc_id, file:line, tokens taken) and the first SUMMARY_CHARS
+    characters of its decoded text. `report` is step_report(..., decode=True[, provenance])."""
+    r0, r1 = report["samples_range"]
+    form = "pre-shuffled" if report["form"] == PRESHUFFLED_KIND else "document-level"
+    lines = [
+        f"step {report['step']} of {report['data']} ({form}): training samples {r0}..{r1 - 1}, "
+        f"{report['seq_length'] + 1} tokens each"
+    ]
+    if origin:
+        lines.append(origin)
+    if no_provenance:
+        lines.append(f"no source documents: {no_provenance}")
+    names = [p.get("pile_set_name", "") for s in report["samples"] for p in s.get("provenance", ())]
+    width = max(map(len, names), default=0)
+    for s in report["samples"]:
+        prov = s.get("provenance")
+        n = len(s["tokens"])
+        docs = "" if prov is None else f" from {len(prov)} document{'s' * (len(prov) != 1)}"
+        lines.append(f"sample {s['batch_index']} (training sample {s['sample']}): {n} tokens{docs}")
+        for p in (prov or [])[:SUMMARY_DOCS]:
+            took = p["sample_tokens"][1] - p["sample_tokens"][0]
+            src = (
+                f"{p['pile_set_name']:<{width}}  doc_id {p['doc_id']}  {p['file']}:{p['line']}"
+                if "doc_id" in p
+                else f"item {p['item']}"
+            )
+            copy = f"  (epoch copy {p['epoch']})" if p["epoch"] else ""
+            lines.append(f"  {took:>6} tokens  {src}{copy}")
+        if prov is not None and len(prov) > SUMMARY_DOCS:
+            lines.append(f"  ... and {len(prov) - SUMMARY_DOCS} more documents")
+        if "text" in s:
+            t = s["text"]
+            head = json.dumps(t[:SUMMARY_CHARS], ensure_ascii=False)
+            lines.append(f"  text: {head}{' ...' if len(t) > SUMMARY_CHARS else ''}")
+    lines.append(
+        "all token ids: --format text (with --decode --provenance for full text and spans), "
+        "--format json or --format npy"
+    )
     return "\n".join(lines) + "\n"
 
 

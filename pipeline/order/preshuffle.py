@@ -5,9 +5,12 @@ GPT-NeoX-20B), for g < train_iters x global_batch, so step N is the contiguous b
 [N*global_batch*(seq_length+1)*itemsize, (N+1)*global_batch*(seq_length+1)*itemsize).
 
 `document.idx` is MMIDIDX v1 (pipeline.shards.mmidx) with sizes all seq_length + 1, pointers
-g*(seq_length+1)*itemsize and a doc_idx of one entry [0], like EleutherAI's published
-`document.idx` (1,757,184,042 bytes for Pythia = 34 + 12 x 146,432,000 + 8 x 1: the builder never
-called end_document). The `.bin` is cut into byte shards of `shard_size` bytes (Pythia: 30e9) named
+g*(seq_length+1)*itemsize and, by default (doc_idx="pythia"), a doc_idx of one entry [0], like
+EleutherAI's published `document.idx` (1,757,184,042 bytes for Pythia = 34 + 12 x 146,432,000 +
+8 x 1: the builder never called end_document). Megatron-LM's `IndexedDataset` asserts
+`document_indices[-1] == sequence_count` unless `fast_cache_load=True`; doc_idx="full" writes
+0..N (one document per sample, N + 1 entries, 8 x N more bytes), which every reader accepts.
+The `.bin` is cut into byte shards of `shard_size` bytes (Pythia: 30e9) named
 as Pythia's `utils/shard_memmap.py` does: `document-{i:05d}-of-{last:05d}.bin` with
 last = total_bytes // shard_size, i = 0..last (so Pythia's 21 shards are `-of-00020`). With
 shard_size=None a single `document.bin` is written. A manifest `document.manifest.json` (kind
@@ -34,6 +37,7 @@ from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import write_manifest
 from pipeline.order.indexmap import OrderConfig, order_fingerprint
 from pipeline.order.inspect import (
+    DOC_IDX_FORMS,
     PRESHUFFLED_KIND,
     PRESHUFFLED_MANIFEST,
     PRESHUFFLED_NAME,
@@ -59,18 +63,33 @@ def shard_names(
     return [f"{name}-{i:05d}-of-{last:05d}.bin" for i in range(last + 1)]
 
 
-def preshuffled_bytes(config: OrderConfig, itemsize: int = 2) -> tuple[int, int]:
+def _check_doc_idx(doc_idx: str) -> None:
+    if doc_idx not in DOC_IDX_FORMS:
+        raise ConfigError(
+            f"doc_idx {doc_idx!r} not in {', '.join(DOC_IDX_FORMS)}: pythia writes [0] like "
+            "EleutherAI's document.idx, full writes 0..N, which Megatron-LM's IndexedDataset needs"
+        )
+
+
+def preshuffled_bytes(
+    config: OrderConfig, itemsize: int = 2, doc_idx: str = "pythia"
+) -> tuple[int, int]:
     """(bytes of the shards, bytes of `document.idx`) that run_preshuffle writes for `config`."""
+    _check_doc_idx(doc_idx)
     n = config.train_samples
-    return n * (config.seq_length + 1) * itemsize, HEADER.size + 12 * n + 8  # sizes, pointers, [0]
+    d = 1 if doc_idx == "pythia" else n + 1
+    return n * (config.seq_length + 1) * itemsize, HEADER.size + 12 * n + 8 * d
 
 
 def preshuffled_index_chunks(
-    n_samples: int, sample_tokens: int, dtype, chunk: int = IDX_CHUNK
+    n_samples: int, sample_tokens: int, dtype, chunk: int = IDX_CHUNK, doc_idx: str = "pythia"
 ) -> Iterator[bytes]:
-    """The bytes of `document.idx`, streamed: header, sizes, pointers, doc_idx = [0]."""
+    """The bytes of `document.idx`, streamed: header, sizes, pointers, then doc_idx: [0]
+    ("pythia") or 0..n_samples ("full")."""
+    _check_doc_idx(doc_idx)
     dt = np.dtype(dtype)
-    yield HEADER.pack(MAGIC, VERSION, dtype_code(dt), n_samples, 1)
+    d = 1 if doc_idx == "pythia" else n_samples + 1
+    yield HEADER.pack(MAGIC, VERSION, dtype_code(dt), n_samples, d)
     for a in range(0, n_samples, chunk):
         yield np.full(min(chunk, n_samples - a), sample_tokens, dtype="<i4").tobytes()
     step = sample_tokens * dt.itemsize
@@ -78,7 +97,8 @@ def preshuffled_index_chunks(
         p = np.arange(a, min(a + chunk, n_samples), dtype="<i8")
         p *= step
         yield p.tobytes()
-    yield np.zeros(1, dtype="<i8").tobytes()
+    for a in range(0, d, chunk):
+        yield np.arange(a, min(a + chunk, d), dtype="<i8").tobytes()
 
 
 class _ShardWriter:
@@ -149,11 +169,16 @@ def run_preshuffle(
     *,
     maps_dir: str | os.PathLike | None = None,
     block: int = BLOCK_SAMPLES,
+    doc_idx: str = "pythia",
 ) -> dict[str, Any]:
     """Write the pre-shuffled `document` dataset of `prefix` (its index maps must exist).
 
+    `doc_idx`: "pythia" ([0], byte-identical to EleutherAI's document.idx; gpt-neox and Pythia's
+    batch_viewer read it, Megatron-LM's IndexedDataset only with fast_cache_load=True) or "full"
+    (0..N, read by all of them); the manifest records "full" (absent means "pythia").
     Returns the manifest dict. Memory is O(block x seq_length); the index maps are memory-mapped.
     """
+    _check_doc_idx(doc_idx)
     if shard_size is not None and (isinstance(shard_size, bool) or int(shard_size) < 1):
         raise ConfigError(f"shard_size {shard_size!r} must be a positive number of bytes (or None)")
     if block < 1:
@@ -165,7 +190,7 @@ def run_preshuffle(
     n = config.train_samples
     L1 = config.seq_length + 1
     dtype = data.dtype
-    total_bytes, idx_bytes = preshuffled_bytes(config, dtype.itemsize)
+    total_bytes, idx_bytes = preshuffled_bytes(config, dtype.itemsize, doc_idx)
     names = shard_names(total_bytes, shard_size)
     # refuse up front rather than fill the disk halfway (the Pythia preset is ~600 GB whatever
     # the dataset); files about to be replaced count as free
@@ -205,7 +230,7 @@ def run_preshuffle(
     tmp = tmp_path(idx_path)
     try:
         with open(tmp, "wb") as f:
-            for chunk in preshuffled_index_chunks(n, L1, dtype):
+            for chunk in preshuffled_index_chunks(n, L1, dtype, doc_idx=doc_idx):
                 f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
@@ -221,7 +246,11 @@ def run_preshuffle(
         if (data.maps.manifest and "idx_sha256" in data.maps.manifest.get("dataset", {}))
         else config.fingerprint()
     )
-    fp = combine_fingerprints(order_fp, f"preshuffle shard_size={shard_size}")
+    # the default form keeps the fingerprint and manifest of every earlier (pythia-form) run
+    full = {"doc_idx": doc_idx} if doc_idx != "pythia" else {}
+    fp = combine_fingerprints(
+        order_fp, f"preshuffle shard_size={shard_size}" + (f" doc_idx={doc_idx}" if full else "")
+    )
     role = "bin-shard" if shard_size is not None else "bin"
     src_rel = os.path.relpath(Path(data.prefix).resolve(), out.resolve()).replace(os.sep, "/")
     maps_rel = (
@@ -234,7 +263,7 @@ def run_preshuffle(
         kind=PRESHUFFLED_KIND,
         config_fingerprint=fp,
         files=[(idx_path, "idx")] + [(b, role) for b in bins],
-        config={**config.to_dict(), "shard_size": shard_size},
+        config={**config.to_dict(), "shard_size": shard_size, **full},
         counts={
             "samples": n,
             "steps": config.train_iters,

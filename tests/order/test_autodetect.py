@@ -29,7 +29,7 @@ RECORDED = "default: the config recorded with the data, else pythia"
 
 @pytest.fixture
 def info_logs(caplog):
-    caplog.set_level(logging.INFO, logger="pipeline")
+    caplog.set_level(logging.DEBUG, logger="pipeline")  # inspect says it at DEBUG (-v)
     return caplog
 
 
@@ -42,7 +42,12 @@ def step_tokens(out: str) -> np.ndarray:
 
 def test_document_level_uses_the_only_index_maps(ds, capsys, info_logs):
     run_order(ds, CFG)
+    capsys.readouterr()  # run_order's own log lines
+    # inspect says which config it uses at DEBUG (-v): a normal run prints nothing on stderr
     rc, out, err = run_cli(capsys, "inspect", ds, "--step", "3", "--format", "json")
+    assert rc == 0 and err == "", err
+    assert "order config" not in info_logs.text
+    rc, out, err = run_cli(capsys, "-v", "inspect", ds, "--step", "3", "--format", "json")
     assert rc == 0, err
     rep = json.loads(out)
     assert rep["global_batch"] == 4 and rep["seq_length"] == 16
@@ -50,7 +55,7 @@ def test_document_level_uses_the_only_index_maps(ds, capsys, info_logs):
     manifest = index_map_paths(ds, CFG)["manifest"]
     assert f"order config recorded in {manifest}: {' '.join(FLAGS)}" in info_logs.text
     # step 25 is past the recorded 25 train_iters: the recorded config bounds the steps
-    rc, _, err = run_cli(capsys, "inspect", ds, "--step", "25")
+    rc, _, err = run_cli(capsys, "-v", "inspect", ds, "--step", "25")
     assert rc == 2 and "steps 0..24" in err
 
 
@@ -63,7 +68,7 @@ def test_document_level_maps_dir(ds, capsys, tmp_path):
     assert rc == 0, err
     assert np.array_equal(step_tokens(out), DocumentData(ds, CFG_B, maps).step(5))
     # without --maps-dir nothing is recorded next to the data: pythia, and its missing maps
-    rc, _, err = run_cli(capsys, "inspect", ds, "--step", "5")
+    rc, _, err = run_cli(capsys, "-v", "inspect", ds, "--step", "5")
     assert rc == 3 and "not found" in err and "--preset pythia" in err
 
 
@@ -74,14 +79,14 @@ def test_other_datasets_maps_in_the_same_directory_are_ignored(ds, make_dataset,
     assert [t for t, _ in index_map_manifests(ds)] == [CFG.map_tag]
     assert [t for t, _ in index_map_manifests(other)] == [CFG_B.map_tag]
     assert recorded_config(ds).config == CFG and recorded_config(other).config == CFG_B
-    rc, out, _ = run_cli(capsys, "inspect", other, "--step", "2", "--format", "json")
+    rc, out, _ = run_cli(capsys, "-v", "inspect", other, "--step", "2", "--format", "json")
     assert rc == 0 and np.array_equal(step_tokens(out), DocumentData(other, CFG_B).step(2))
 
 
 def test_several_index_maps_is_an_error_listing_them(ds, capsys, tmp_path):
     run_order(ds, CFG)
     run_order(ds, CFG_B)
-    rc, _, err = run_cli(capsys, "inspect", ds, "--step", "0")
+    rc, _, err = run_cli(capsys, "-v", "inspect", ds, "--step", "0")
     assert rc == 2 and "has index maps for 2 order configs" in err
     assert f"101ns_16sl_1234s ({' '.join(FLAGS)})" in err
     assert f"61ns_16sl_9s ({' '.join(FLAGS_B)})" in err
@@ -96,7 +101,7 @@ def test_several_index_maps_is_an_error_listing_them(ds, capsys, tmp_path):
 def test_explicit_flags_pick_one_of_several(ds, capsys, info_logs):
     run_order(ds, CFG)
     run_order(ds, CFG_B)
-    rc, out, err = run_cli(capsys, "inspect", ds, "--step", "7", "--format", "json", *FLAGS_B)
+    rc, out, err = run_cli(capsys, "-v", "inspect", ds, "--step", "7", "--format", "json", *FLAGS_B)
     assert rc == 0, err
     assert np.array_equal(step_tokens(out), DocumentData(ds, CFG_B).step(7))
     assert f"order config: preset pythia with {' '.join(FLAGS_B)} ->" in info_logs.text
@@ -104,19 +109,19 @@ def test_explicit_flags_pick_one_of_several(ds, capsys, info_logs):
 
 def test_explicit_preset_wins_over_recorded_maps(ds, capsys, info_logs):
     run_order(ds, CFG)
-    rc, _, err = run_cli(capsys, "inspect", ds, "--step", "0", "--preset", "sample")
+    rc, _, err = run_cli(capsys, "-v", "inspect", ds, "--step", "0", "--preset", "sample")
     assert rc == 2 and "no index maps for 772ns_2048sl_1234s" in err
     assert "different config: 101ns_16sl_1234s" in err
     assert "order config: preset sample -> --seq-length 2048 --global-batch 8" in info_logs.text
     # one flag alone also disables detection (preset pythia + that flag)
-    rc, _, err = run_cli(capsys, "inspect", ds, "--step", "0", "--seed", "1234")
+    rc, _, err = run_cli(capsys, "-v", "inspect", ds, "--step", "0", "--seed", "1234")
     assert rc == 2 and "no index maps for 147164160ns_2048sl_1234s" in err
 
 
 def test_maps_without_manifest_keep_the_pythia_error(ds, capsys, info_logs):
     run_order(ds, CFG)
     index_map_paths(ds, CFG)["manifest"].unlink()  # like maps written by gpt-neox itself
-    rc, _, err = run_cli(capsys, "inspect", ds, "--step", "0")
+    rc, _, err = run_cli(capsys, "-v", "inspect", ds, "--step", "0")
     assert rc == 2 and "no index maps for 147164160ns_2048sl_1234s" in err
     assert "found maps built with a different config: 101ns_16sl_1234s" in err
     assert f"no order config recorded with {ds}; using preset pythia" in info_logs.text
@@ -127,14 +132,14 @@ def test_damaged_recorded_config(ds, capsys):
     path = index_map_paths(ds, CFG)["manifest"]
     write_manifest(path, kind="index-maps", config_fingerprint="0" * 64, files=[],
                    config={"seq_length": 16, "global_batch": 4, "train_iters": 25})  # fmt: skip
-    rc, _, err = run_cli(capsys, "inspect", ds, "--step", "0")
+    rc, _, err = run_cli(capsys, "-v", "inspect", ds, "--step", "0")
     assert rc == 4 and "recorded config lacks seed" in err and "--seed N" in err
     write_manifest(path, kind="index-maps", config_fingerprint="0" * 64, files=[],
                    config={"seq_length": 1, "global_batch": 4, "train_iters": 25, "seed": 1})  # fmt: skip
-    rc, _, err = run_cli(capsys, "inspect", ds, "--step", "0")
+    rc, _, err = run_cli(capsys, "-v", "inspect", ds, "--step", "0")
     assert rc == 4 and "invalid recorded order config" in err and "seq_length 1" in err
     # explicit flags skip the detection; the maps' own manifest check still applies
-    rc, _, err = run_cli(capsys, "inspect", ds, "--step", "0", *FLAGS)
+    rc, _, err = run_cli(capsys, "-v", "inspect", ds, "--step", "0", *FLAGS)
     assert rc == 2 and "maps were built with seq_length=1, requested 16" in err
 
 
@@ -173,7 +178,7 @@ def test_preshuffled_uses_its_manifest(ds, capsys, tmp_path, info_logs, where):
     run_order(ds, CFG)
     capsys.readouterr()
     data = {"dir": pre, "prefix": pre / "document", "idx": pre / "document.idx"}[where]
-    rc, out, err = run_cli(capsys, "inspect", data, "--step", "11", "--format", "json",
+    rc, out, err = run_cli(capsys, "-v", "inspect", data, "--step", "11", "--format", "json",
                            "--provenance")  # fmt: skip
     assert rc == 0, err
     rep = json.loads(out)
@@ -189,7 +194,7 @@ def test_preshuffled_explicit_global_batch_wins(ds, capsys, tmp_path):
     pre = tmp_path / "pre"
     assert main(["preshuffle", str(ds), "--out-dir", str(pre), "--no-shard", *FLAGS]) == 0
     capsys.readouterr()
-    rc, out, err = run_cli(capsys, "inspect", pre, "--step", "3", "--format", "json",
+    rc, out, err = run_cli(capsys, "-v", "inspect", pre, "--step", "3", "--format", "json",
                            "--global-batch", "5", "--seq-length", "16")  # fmt: skip
     assert rc == 0, err
     rep = json.loads(out)
@@ -209,13 +214,13 @@ def test_preshuffled_without_manifest_defaults_to_pythia(tmp_path, capsys, info_
             f.write(chunk)
     toks = np.random.RandomState(5).randint(0, 50277, (n, width)).astype(np.uint16)
     (pre / "document.bin").write_bytes(toks.tobytes())
-    rc, out, err = run_cli(capsys, "inspect", pre, "--step", "1", "--format", "json")
+    rc, out, err = run_cli(capsys, "-v", "inspect", pre, "--step", "1", "--format", "json")
     assert rc == 0, err
     rep = json.loads(out)
     assert rep["global_batch"] == 1024 and rep["seq_length"] == width - 1
     assert np.array_equal(step_tokens(out), toks[1024:2048])
     assert "using preset pythia: --seq-length 2048 --global-batch 1024" in info_logs.text
-    rc, _, err = run_cli(capsys, "inspect", pre, "--step", "2")
+    rc, _, err = run_cli(capsys, "-v", "inspect", pre, "--step", "2")
     assert rc == 2 and "steps 0..1" in err
 
 
@@ -224,7 +229,7 @@ def test_preshuffled_without_manifest_and_small_keeps_the_batch_error(ds, capsys
     pre = tmp_path / "pre"
     assert main(["preshuffle", str(ds), "--out-dir", str(pre), *FLAGS]) == 0
     (pre / "document.manifest.json").unlink()
-    rc, _, err = run_cli(capsys, "inspect", pre, "--step", "0")
+    rc, _, err = run_cli(capsys, "-v", "inspect", pre, "--step", "0")
     assert rc == 2 and "100 samples is less than one global batch of 1024" in err
 
 
@@ -242,7 +247,8 @@ def test_help_states_the_recorded_default(capsys, command):
         f"({RECORDED})" in out
         and "(default: None)" not in out.split("training order (gpt-neox):")[1]
     )
-    assert "(default: pythia)" not in out
+    # (preshuffle's --doc-idx does default to pythia; it is not an order flag)
+    assert "(default: pythia)" not in out.split("training order (gpt-neox):")[1]
 
 
 def test_order_help_keeps_the_pythia_default(capsys):

@@ -22,7 +22,7 @@ def test_order_then_inspect_text_json_npy(ds, capsys, tmp_path):
     assert rc == 0 and "_train_0_indexmap_101ns_16sl_1234s_doc_idx.npy" in out
     want = DocumentData(ds, CFG).step(3)
 
-    rc, out, _ = run_cli(capsys, "inspect", str(ds), "--step", "3", *FLAGS)
+    rc, out, _ = run_cli(capsys, "inspect", str(ds), "--step", "3", "--format", "text", *FLAGS)
     assert rc == 0
     lines = [ln for ln in out.splitlines() if ln.startswith("  tokens: ")]
     got = np.array([[int(t) for t in ln.split()[1:]] for ln in lines])
@@ -41,6 +41,52 @@ def test_order_then_inspect_text_json_npy(ds, capsys, tmp_path):
     rc, _, _ = run_cli(capsys, "inspect", str(ds), "--step", "3", "--format", "json",
                        "-o", str(tmp_path / "s3.json"), *FLAGS)  # fmt: skip
     assert json.loads((tmp_path / "s3.json").read_text())["step"] == 3
+
+
+def test_default_output_is_a_short_summary(ds, capsys):
+    assert main(["order", str(ds), *FLAGS]) == 0
+    capsys.readouterr()
+    rc, out, err = run_cli(capsys, "inspect", str(ds), "--step", "3", *FLAGS)
+    assert rc == 0 and err == ""  # no INFO line for a normal run
+    rc, js, _ = run_cli(capsys, "inspect", str(ds), "--step", "3", "--format", "json",
+                        "--decode", "--provenance", *FLAGS)  # fmt: skip
+    rep = json.loads(js)
+    lines = out.splitlines()
+    assert lines[0].startswith(f"step 3 of {ds} (document-level): training samples 12..15, 17 ")
+    for s in rep["samples"]:
+        i = lines.index(f"sample {s['batch_index']} (training sample {s['sample']}): 17 tokens "
+                        f"from {len(s['provenance'])} document"
+                        + ("s" if len(s["provenance"]) != 1 else ""))  # fmt: skip
+        for k, p in enumerate(s["provenance"][:5]):
+            row = lines[i + 1 + k].split()
+            took = p["sample_tokens"][1] - p["sample_tokens"][0]
+            assert row[:2] == [str(took), "tokens"] and p["pile_set_name"] in lines[i + 1 + k]
+            assert f"doc_id {p['doc_id']}  {p['file']}:{p['line']}" in lines[i + 1 + k]
+        text = next(ln for ln in lines[i:] if ln.startswith("  text: "))
+        assert text.startswith("  text: " + json.dumps(s["text"][:80], ensure_ascii=False))
+    assert "--format text" in lines[-1]
+    # the summary is a page, not a dump: no token ids
+    assert " ".join(map(str, rep["samples"][0]["tokens"][:4])) not in out
+    rc, out, _ = run_cli(capsys, "inspect", str(ds), "--step", "3", "--sample", "1", *FLAGS)
+    assert rc == 0 and "sample 1 (training sample 13)" in out and "sample 0 " not in out
+
+
+def test_summary_of_preshuffled_data_without_source(ds, capsys, tmp_path):
+    assert main(["order", str(ds), *FLAGS]) == 0
+    pre = tmp_path / "pre"
+    assert main(["preshuffle", str(ds), "--out-dir", str(pre), "--no-shard", *FLAGS]) == 0
+    capsys.readouterr()
+    rc, out, err = run_cli(capsys, "inspect", pre, "--step", "2")
+    assert rc == 0 and err == "" and "no source documents" not in out
+    assert "sample 3 (training sample 11): 17 tokens from " in out
+    # the recorded source dataset moved away: tokens and text still, no documents
+    idx = ds.with_name(ds.name + ".idx")
+    idx.rename(idx.with_suffix(".moved"))
+    rc, out, err = run_cli(capsys, "inspect", pre, "--step", "2")
+    assert rc == 0 and "no source documents: " in out and "--source PREFIX" in out, out
+    assert "sample 3 (training sample 11): 17 tokens\n  text: " in out
+    rc, _, err = run_cli(capsys, "inspect", pre, "--step", "2", "--provenance")
+    assert rc == 3 and "--source PREFIX" in err
 
 
 def test_preshuffle_and_range_form(ds, capsys, tmp_path):

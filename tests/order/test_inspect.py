@@ -381,3 +381,62 @@ def test_refused_preshuffle_creates_no_directory(built, tmp_path):
     with pytest.raises((InputError, IntegrityError, ConfigError)):
         run_preshuffle(prefix, other, tmp_path / "never")
     assert not (tmp_path / "never").exists()
+
+
+def test_full_doc_idx_form_is_read_like_the_pythia_form(built, tmp_path, capsys):
+    """--doc-idx full: doc_idx 0..N, as Megatron-LM's IndexedDataset asserts
+    (`sequence_lengths.shape[0] == document_indices[-1]` unless fast_cache_load=True); the
+    shards and every step are the same as with Pythia's [0]."""
+    from pipeline.cli.main import main
+    from pipeline.manifest import read_manifest
+    from pipeline.order.checks import _preshuffle_command
+    from pipeline.order.preshuffle import preshuffled_bytes
+    from pipeline.shards.mmidx import MMIDXIndex
+
+    prefix, _, _ = built
+    a, b = tmp_path / "pythia", tmp_path / "full"
+    ma = run_preshuffle(prefix, CFG, a, shard_size=1000)
+    mb = run_preshuffle(prefix, CFG, b, shard_size=1000, doc_idx="full")
+    ia, ib = MMIDXIndex(a / "document.idx"), MMIDXIndex(b / "document.idx")
+    n = len(ia)
+    assert ia.doc_idx.tolist() == [0] and ib.doc_idx.tolist() == list(range(n + 1))
+    # Megatron-LM's check without fast_cache_load: only the full form passes
+    assert ib.doc_idx[-1] == ib.sizes.shape[0] and ia.doc_idx[-1] != ia.sizes.shape[0]
+    assert (b / "document.idx").stat().st_size == preshuffled_bytes(CFG, 2, "full")[1]
+    assert (a / "document.idx").stat().st_size == preshuffled_bytes(CFG, 2)[1]
+    assert (
+        ia.sizes.tobytes() == ib.sizes.tobytes() and ia.pointers.tobytes() == ib.pointers.tobytes()
+    )
+    assert [f["sha256"] for f in ma["files"][1:]] == [f["sha256"] for f in mb["files"][1:]]
+    # the manifest records the form; the default (pythia) keeps earlier manifests' bytes
+    assert mb["config"]["doc_idx"] == "full" and "doc_idx" not in ma["config"]
+    assert read_manifest(b / "document.manifest.json")["config"]["doc_idx"] == "full"
+    assert ma["config_fingerprint"] != mb["config_fingerprint"]
+    cmd = _preshuffle_command(prefix, prefix.parent, b, mb["config"])
+    assert cmd.endswith(f"--doc-idx full --out-dir {b}") and "--shard-size 1000" in cmd
+    pa, pb = open_data(a, CFG), open_data(b, CFG)
+    assert (pa.doc_idx_form, pb.doc_idx_form) == ("pythia", "full")
+    assert np.array_equal(pa.steps(0, CFG.train_iters - 1), pb.steps(0, CFG.train_iters - 1))
+    # the CLI writes it and `pile verify` accepts it
+    c = tmp_path / "cli"
+    rc = main(["preshuffle", str(prefix), "--out-dir", str(c), "--doc-idx", "full",
+               "--shard-size", "1000", "--seq-length", "16", "--global-batch", "4",
+               "--train-iters", "40", "--seed", "3"])  # fmt: skip
+    assert rc == 0 and (c / "document.idx").read_bytes() == (b / "document.idx").read_bytes()
+    assert main(["verify", str(c)]) == 0
+    capsys.readouterr()
+    with pytest.raises(ConfigError, match="doc_idx 'megatron' not in pythia, full"):
+        run_preshuffle(prefix, CFG, tmp_path / "x", doc_idx="megatron")
+
+
+@pytest.mark.parametrize("doc_idx", [[0, 1, 2], [1], [0] * 161, list(range(161))[:-1] + [7]])
+def test_damaged_preshuffled_doc_idx_is_named(built, tmp_path, doc_idx):
+    prefix, _, _ = built
+    out = tmp_path / "pre"
+    run_preshuffle(prefix, CFG, out, shard_size=None)
+    (out / "document.manifest.json").unlink()
+    idx = out / "document.idx"
+    raw = encode_index(np.uint16, np.full(160, 17), np.array(doc_idx))
+    idx.write_bytes(raw)
+    with pytest.raises(IntegrityError, match=rf"{idx} is damaged: its doc_idx has {len(doc_idx)} "):
+        open_data(out, CFG)

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import ConfigError
-from pipeline.order.cliargs import add_order_arguments, resolve_order_config
-from pipeline.order.inspect import format_text, open_data, save_steps_npy, step_report
+from pipeline.errors import ConfigError, InputError
+from pipeline.order.cliargs import add_order_arguments, order_config_and_origin
+from pipeline.order.inspect import (
+    format_summary,
+    format_text,
+    open_data,
+    save_steps_npy,
+    step_report,
+)
+
+log = logging.getLogger(__name__)
 
 NAME = "inspect"
 HELP = "show the [global_batch, seq_length+1] tokens of training step N (text, provenance)"
@@ -23,8 +32,17 @@ stepN has seen the samples below N*global_batch.
 Without --preset/--seq-length/--global-batch/--train-iters/--seed the order config is the one
 recorded with DATA (document.manifest.json of pre-shuffled data; the manifest of the only index
 maps of a document-level dataset), else the pythia preset (EleutherAI's published data).
+Every read checks the size of each file against the manifest listing it and the structure of
+what it touches (map values in range, offsets and sizes consistent); damage found is exit 4
+naming the file. A flipped byte inside token data keeps sizes and structure intact: only a hash
+finds it, so pass --verify-hashes (or run `pile verify`) when the tokens must be trusted.
+The default output (--format summary) is a page per step: for each sample its token count,
+the source documents it spans and the first characters of its text. --format text prints every
+token id (with --decode the full text, with --provenance every span), json and npy are for
+programs.
 Examples:
-  pile inspect out/standard/pile_text_document --step 0 --sample 3 --decode --provenance
+  pile inspect out/standard/pile_text_document --step 0
+  pile inspect out/standard/pile_text_document --step 0 --sample 3 --format json --decode --provenance
   pile inspect out/standard/preshuffled --step 1000 --format npy -o step1000.npy
   pile inspect DATA --start-step 0 --end-step 9 --save-path token_indicies   (batch_viewer.py)
 """
@@ -44,15 +62,28 @@ def add_arguments(p) -> None:
         default=None,
         help="only sample i (0..global_batch-1) of the step (default: all of them)",
     )
-    p.add_argument("--decode", action="store_true", help="add the decoded text (GPT-NeoX-20B)")
+    p.add_argument(
+        "--decode",
+        action="store_true",
+        help="add the decoded text (GPT-NeoX-20B) to --format text/json (the summary always "
+        "shows the first characters)",
+    )
     p.add_argument(
         "--provenance",
         action="store_true",
         help="list the documents each sample spans (doc id, source, file:line, token ranges, "
-        "epoch copy: 0 = the item's first occurrence in doc_idx, 1 = its second, ...)",
+        "epoch copy: 0 = the item's first occurrence in doc_idx, 1 = its second, ...) in --format "
+        "text/json; the summary lists them whenever the source is known, and with this flag an "
+        "unknown source is an error",
     )
     p.add_argument(
-        "--format", choices=("text", "json", "npy"), default="text", help="output format"
+        "--format",
+        choices=("summary", "text", "json", "npy"),
+        default="summary",
+        help="summary: per sample its token count, source documents (pile_set_name, doc_id, "
+        "file:line) and first characters of text; text: every token id (+ the full text with "
+        "--decode, every span with --provenance); json: the same as one JSON object; npy: the "
+        "token array",
     )
     p.add_argument(
         "-o",
@@ -78,6 +109,15 @@ def add_arguments(p) -> None:
         "--maps-dir", default=None, help="directory of the index maps (default: next to DATA)"
     )
     d.add_argument(
+        "--verify-hashes",
+        action="store_true",
+        help="also check the sha256 of every file the command reads against its manifest (exit "
+        "4 naming a damaged file); only the files read are hashed: the .idx and the shards "
+        "holding the steps of pre-shuffled data, every map and the whole .bin of document-level "
+        "data. Without it only sizes and structure are checked, which cannot see a flipped byte "
+        "inside token data",
+    )
+    d.add_argument(
         "--source",
         default=None,
         help="for pre-shuffled DATA: the document-level prefix it was built from, for --provenance "
@@ -98,8 +138,7 @@ def run(args) -> int:
         args.decode
         or args.provenance
         or args.sample is not None
-        or args.format != "npy"
-        and args.format != "text"
+        or args.format not in ("npy", "text", "summary")
     ):
         raise ConfigError(
             "the range form writes an .npy only; drop --decode/--provenance/--sample/--format"
@@ -120,8 +159,19 @@ def run(args) -> int:
         raise ConfigError(
             "--format npy holds tokens only; use --format json or text with --decode/--provenance"
         )
-    config = resolve_order_config(args, args.data, form=args.form, maps_dir=args.maps_dir)
-    data = open_data(args.data, config, maps_dir=args.maps_dir, form=args.form, source=args.source)
+    # which config was used goes into the summary, not onto stderr (-v shows it for every format)
+    config, origin = order_config_and_origin(
+        args, args.data, form=args.form, maps_dir=args.maps_dir
+    )
+    log.debug("%s", origin)
+    data = open_data(
+        args.data,
+        config,
+        maps_dir=args.maps_dir,
+        form=args.form,
+        source=args.source,
+        verify_hashes=args.verify_hashes,
+    )
     if ranged:
         path = Path(args.output) if args.output else Path(args.save_path) / "indicies.npy"
         shape = save_steps_npy(data, args.start_step, args.end_step, path)
@@ -148,14 +198,17 @@ def run(args) -> int:
             f"saved {arr.shape} {arr.dtype} tokens of step {args.step} to {path}", file=sys.stderr
         )
         return 0
-    report = step_report(
-        data, args.step, sample=args.sample, decode=args.decode, provenance=args.provenance
-    )
-    text = (
-        json.dumps(report, ensure_ascii=False) + "\n"
-        if args.format == "json"
-        else format_text(report)
-    )
+    if args.format == "summary":
+        text = _summary(data, args, origin)
+    else:
+        report = step_report(
+            data, args.step, sample=args.sample, decode=args.decode, provenance=args.provenance
+        )
+        text = (
+            json.dumps(report, ensure_ascii=False) + "\n"
+            if args.format == "json"
+            else format_text(report)
+        )
     if args.output and args.output != "-":
         from pipeline.io import atomic_write_text
 
@@ -163,3 +216,21 @@ def run(args) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _summary(data, args, origin: str) -> str:
+    """The default page: decoded text and source documents when they can be had; without
+    --provenance a missing source is a note, not an error."""
+    tokens = data.step(args.step)
+    why = None
+    provenance = True
+    if not args.provenance:
+        try:
+            gb = data.global_batch
+            data.provenance(np.array([args.step * gb]))
+        except InputError as e:
+            provenance, why = False, str(e)
+    report = step_report(
+        data, args.step, sample=args.sample, decode=True, provenance=provenance, tokens=tokens
+    )
+    return format_summary(report, origin=origin, no_provenance=why)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipeline.order.cliargs import add_order_arguments, parse_size, resolve_order_config
+from pipeline.order.inspect import DOC_IDX_FORMS
 from pipeline.order.preshuffle import PYTHIA_SHARD_SIZE, run_preshuffle
 
 NAME = "preshuffle"
@@ -30,6 +31,15 @@ def add_arguments(p) -> None:
     )
     g.add_argument("--no-shard", action="store_true", help="write one document.bin instead")
     p.add_argument(
+        "--doc-idx",
+        choices=DOC_IDX_FORMS,
+        default="pythia",
+        help="doc_idx of document.idx: pythia = [0], byte-identical to EleutherAI's published "
+        "file (gpt-neox and Pythia's batch_viewer read it; Megatron-LM's IndexedDataset only with "
+        "fast_cache_load=True); full = 0..N, one document per sample, which current Megatron-LM "
+        "also reads",
+    )
+    p.add_argument(
         "--maps-dir", default=None, help="where the index maps are (default: next to PREFIX)"
     )
     add_order_arguments(p, recorded=True)
@@ -43,6 +53,7 @@ def run(args) -> int:
         args.out_dir,
         None if args.no_shard else args.shard_size,
         maps_dir=args.maps_dir,
+        doc_idx=args.doc_idx,
     )
     c = m["counts"]
     print(
