@@ -137,7 +137,7 @@ def assess(plan: BuildPlan) -> PlanCheck:
                 continue
             need += size
             # _clean removes what an earlier run of the stage left before it writes
-            old = owned_files(plan.out, load_record(plan.out, stage))
+            old = owned_files(plan.out, load_record(plan.out, stage), st.owns)
             reclaim += sum(p.stat().st_size for p in old)
         if row.epochs is not None:
             warning = repetition_warning(plan, row)

@@ -540,11 +540,11 @@ class BuildPlan:
         (460 GB of .jsonl.zst, ~300B tokens), uncompressed JSON about 0.5; the estimate uses 1.4
         and 0.6 to stay on the safe side."""
         from pipeline.order.indexmap import index_map_bytes, num_epochs_for
+        from pipeline.order.preshuffle import preshuffled_bytes
 
         guessed = int(
             sum(n * (TOKEN_BYTES_PER_INPUT_BYTE.get(k, 1.4)) for k, n in self.input_bytes()) / 2
         )
-        cfg = self.order_config
         stages: dict[str, int] = {}
         known = True
         for v in self.config.variants:
@@ -556,6 +556,12 @@ class BuildPlan:
             items = est.get("items") or max(1, tokens // TOKENS_PER_DOCUMENT)
             # .bin (2-byte tokens), .idx (sizes, pointers, doc_idx), sidecar, manifest
             stages[f"tokenize-{v}"] = 2 * tokens + 20 * items + 16 * items + 4096
+            cfg = self.order_config
+            if self.epochs is not None:  # train_iters follows from the (guessed) token count
+                from pipeline.build.plan_check import train_iters_for_epochs
+
+                ti = train_iters_for_epochs(tokens, cfg.seq_length, cfg.global_batch, self.epochs)
+                cfg = dataclasses.replace(cfg, train_iters=ti)
             try:
                 epochs = num_epochs_for(tokens, cfg.seq_length, cfg.num_samples)
                 maps = index_map_bytes(items, epochs, tokens, cfg.seq_length)
@@ -563,7 +569,8 @@ class BuildPlan:
                 maps = 0
             # the maps, the provenance tables (doc_id int64 + set code) and their manifest
             stages[f"order-{v}"] = maps + 10 * items + 4096
-            stages[f"preshuffle-{v}"] = est["preshuffle_bytes"] + 12 * cfg.train_samples + 4096
+            shards, _ = preshuffled_bytes(cfg)
+            stages[f"preshuffle-{v}"] = shards + 12 * cfg.train_samples + 4096
         if "deduped" in self.config.variants:
             items = max(1, guessed // TOKENS_PER_DOCUMENT)
             tok = self.estimate("standard") if "standard" in self.config.variants else {}

@@ -32,7 +32,7 @@ import numpy as np
 
 from pipeline.config import combine_fingerprints
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.io import fsync_dir, human_bytes, tmp_path
+from pipeline.io import fsync_dir, human_bytes, open_new, tmp_path
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import write_manifest
 from pipeline.order.indexmap import OrderConfig, order_fingerprint
@@ -118,7 +118,7 @@ class _ShardWriter:
         self._close_current()
         self.i += 1
         path = self.out_dir / self.names[self.i]
-        self.f = open(tmp_path(path), "wb")  # noqa: SIM115
+        self.f = open_new(tmp_path(path))  # never through a planted link
         self.left = self.shard_size if self.shard_size is not None else -1
 
     def _close_current(self) -> None:
@@ -229,7 +229,7 @@ def run_preshuffle(
     idx_path = out / (PRESHUFFLED_NAME + ".idx")
     tmp = tmp_path(idx_path)
     try:
-        with open(tmp, "wb") as f:
+        with open_new(tmp) as f:
             for chunk in preshuffled_index_chunks(n, L1, dtype, doc_idx=doc_idx):
                 f.write(chunk)
             f.flush()

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import IntegrityError
-from pipeline.io import atomic_write_text, sha256_file, tmp_path
+from pipeline.io import atomic_write_text, open_new, sha256_file, tmp_path
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def build_table(
     sets: dict[str, int] = {}
     files: dict[int, str] = {}
     tmp_id, tmp_set = tmp_path(paths["doc_id"]), tmp_path(paths["set"])
+    tmp_id.unlink(missing_ok=True)  # a leftover (or a planted link) goes, never its target
     ids = np.lib.format.open_memmap(tmp_id, mode="w+", dtype=np.int64, shape=(n_items,))
     codes = np.zeros(n_items, dtype=np.uint16)
     row = 0
@@ -117,7 +118,7 @@ def build_table(
             tmp_id.unlink()
             return None
         set_dtype = np.uint8 if len(sets) <= 256 else np.uint16
-        with open(tmp_set, "wb") as f:
+        with open_new(tmp_set) as f:
             np.save(f, codes.astype(set_dtype))
         os.replace(tmp_id, paths["doc_id"])
         os.replace(tmp_set, paths["set"])

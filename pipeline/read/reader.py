@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from pipeline.errors import InputError
+from pipeline.io import open_new
 from pipeline.read.config import ReadConfig
 from pipeline.read.document import LINE_BITS, Document, InputFile
 from pipeline.read.inputs import resolve_inputs
@@ -180,8 +181,9 @@ class _Quarantine:
     def _open(self) -> None:
         if self._raw is None:
             self.raw_path.parent.mkdir(parents=True, exist_ok=True)
-            self._raw = open(str(self.raw_path) + ".tmp", "wb")  # noqa: SIM115
-            self._reasons = open(str(self.reason_path) + ".tmp", "wb")  # noqa: SIM115
+            # never through a planted link: open_new unlinks a leftover and creates O_NOFOLLOW
+            self._raw = open_new(str(self.raw_path) + ".tmp")
+            self._reasons = open_new(str(self.reason_path) + ".tmp")
 
     def add(
         self, file: str, line: int, offset: int | None, kind: str, detail: str, raw: bytes
