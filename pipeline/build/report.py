@@ -221,7 +221,7 @@ def make_figures(plan: BuildPlan, data: dict[str, Any]) -> dict[str, bytes]:
     for v in variants:  # what each Pythia checkpoint had seen, per source (pile exposure)
         from pipeline.exposure.counts import cumulative_tokens_of, plot_png
 
-        xs, ys, sets = cumulative_tokens_of(plan.data_prefix(v), plan.order_config)
+        xs, ys, sets = cumulative_tokens_of(plan.data_prefix(v), plan.order_config_for(v))
         figs[f"exposure_{v}.png"] = plot_png(
             xs, ys, sets, f"{v}: cumulative tokens per source at the Pythia checkpoints"
         )
