@@ -9,9 +9,10 @@ Accepted sources (the format is sniffed from the content):
 - a directory: every `*manifest.json` and `*.shard_hashes.txt` (what `pile shard` writes) below it,
   recursively; any artifact-looking file below it (`.bin`, `.idx`, `.npy`, `.parquet`, `.json`)
   that none of them lists is reported as extra: it was not verified. `*.tmp` files and `.*.tmp`
-  directories (what a killed run leaves) are reported together as one "interrupted" problem. Not artifacts: what
-  `pile build` keeps beside its stage directories (`build.toml`, `report*`, `_state/`, `logs/`,
-  `quarantine/`), which no manifest lists, and the files a stage leaves unlisted on purpose
+  directories (what a killed run leaves) are reported together as one "interrupted" problem. Not
+  artifacts: what `pile build` keeps beside its stage directories (`build.toml`, `_state/`,
+  `logs/`, `quarantine/`: local paths and times), which no manifest lists (the report has its own,
+  `report.manifest.json`), and the files a stage leaves unlisted on purpose
   (`UNLISTED_BY_KIND`);
 - a `sha256sum` list (`<hash>  <file>` or `<hash> *<file>`, like the Pile's SHA256SUMS.txt);
 - Pythia's list (`<file> <hash>`, utils/shard_hashes.txt).
@@ -63,9 +64,7 @@ SOURCE_GLOBS = ("*manifest.json", "*.shard_hashes.txt")  # what a directory is v
 BUILD_MARKER = "build.toml"
 # Beside its stage directories `pile build` keeps files that name local paths or change from run to
 # run, so no manifest lists them (README "Output layout"): they are not artifacts.
-BUILD_NOT_ARTIFACTS = frozenset(
-    {"build.toml", "report.json", "report.html", "report", "_state", "logs", "quarantine"}
-)
+BUILD_NOT_ARTIFACTS = frozenset({"build.toml", "_state", "logs", "quarantine"})
 # Files and directories a stage writes next to its manifest without listing them, by manifest kind:
 # dedup's wall-clock timings.json and its keep_intermediate buckets/ and edges/.
 UNLISTED_BY_KIND = {"dedup": frozenset({"timings.json", "buckets", "edges"})}

@@ -12,6 +12,7 @@ each Pythia checkpoint within the run (`pile exposure`).
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import json
@@ -22,13 +23,14 @@ import numpy as np
 
 from pipeline.config import canonical_json
 from pipeline.io import atomic_write_bytes, atomic_write_text
-from pipeline.manifest import read_manifest
+from pipeline.manifest import read_manifest, write_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.build.runner import BuildPlan
 
 # every figure make_figures may draw: the build's planned names (a rerun removes these and only
 # these from report/, never another file a user keeps there)
+REPORT_MANIFEST = "report.manifest.json"
 REPORT_FIGURES = (
     "per_source.png",
     "doc_lengths.png",
@@ -274,9 +276,19 @@ def write_report(plan: BuildPlan) -> list[Path]:
         atomic_write_bytes(p, png)
         paths.append(p)
     data["figures"] = [f"report/{n}" for n in sorted(figures)]
-    atomic_write_text(out / "report.json", canonical_json(data) + "\n")
+    text = canonical_json(data) + "\n"
+    atomic_write_text(out / "report.json", text)
     atomic_write_text(out / "report.html", _html(data, sorted(figures)))
-    return paths + [out / "report.json", out / "report.html"]
+    paths += [out / "report.json", out / "report.html"]
+    # written last, like every stage's manifest, so `pile verify` covers the report too; the
+    # report holds no local paths or times, so its bytes are the build's (same inputs, same bytes)
+    write_manifest(
+        out / REPORT_MANIFEST,
+        kind="build-report",
+        config_fingerprint=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        files=paths,
+    )
+    return [*paths, out / REPORT_MANIFEST]
 
 
 def _iterations(data: dict[str, Any]) -> str:

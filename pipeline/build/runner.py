@@ -36,7 +36,7 @@ from typing import Any
 from pipeline import __version__
 from pipeline.build.config import BuildConfig, held_out_names
 from pipeline.build.lock import BuildLock
-from pipeline.build.report import REPORT_FIGURES
+from pipeline.build.report import REPORT_FIGURES, REPORT_MANIFEST
 from pipeline.build.state import (
     COMPLETE,
     KEY_CHANGED,
@@ -379,7 +379,12 @@ class BuildPlan:
             [st.key for st in stages],
             self._run_report,
             self.out,
-            ["report.json", "report.html", *(f"report/{n}" for n in REPORT_FIGURES)],
+            [
+                "report.json",
+                "report.html",
+                *(f"report/{n}" for n in REPORT_FIGURES),
+                REPORT_MANIFEST,
+            ],
             list(stages),
             {},
         )
