@@ -595,7 +595,7 @@ def run_dedup(
         config.bands,
         config.rows,
         config.num_perm if config.verify_candidates else None,
-        config.verify_cut if config.verify_candidates else None,
+        config.screen_cut if config.verify_candidates else None,
     )
     log.info(
         "S-curve P(candidate|J): %s; expected recall at J=%.2f: %.3f (mean over J>=t: %.3f)",
@@ -625,9 +625,9 @@ def run_dedup(
     verification: dict[str, Any] = {"enabled": config.verify_candidates}
     store = SignatureStore({f.index: signature_paths(out, f.index)[0] for f in files}, LINE_BITS)
     if config.verify_candidates and len(src):
-        src, dst, _ = verify_edges(src, dst, store, config.verify_cut)
+        src, dst, _ = verify_edges(src, dst, store, config.screen_cut)
         verification.update(
-            cut=round(config.verify_cut, 6),
+            cut=round(config.screen_cut, 6),
             candidate_pairs=candidates,
             kept_pairs=int(len(src)),
             dropped_pairs=candidates - int(len(src)),

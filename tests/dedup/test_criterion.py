@@ -81,7 +81,7 @@ def test_exact_keeps_pairs_below_threshold_that_the_estimate_removes(tmp_path):
     assert exact["counts"]["jaccard_cut"] == 0.87
     v = exact["verification"]
     assert v["mode"] == "exact" and v["exact_kept_pairs"] == len(high) == v["kept_pairs"]
-    assert v["exact_dropped_pairs"] == len(low & r_est)
+    assert v["exact_dropped_pairs"] >= len(low & r_est)  # the exact mode screens looser
     stats = json.loads((tmp_path / "exact" / "stats.json").read_text())
     manifest = json.loads((tmp_path / "exact" / "manifest.json").read_text())
     assert stats["criterion"] == manifest["criterion"] == exact["criterion"]
@@ -132,9 +132,9 @@ def test_criterion_wording_per_mode():
     c = DedupConfig().criterion()
     assert c["summary"] == (
         "exact Jaccard >= 0.87 with the document kept in its place (clusters split by id until "
-        "this holds); candidates: LSH at 0.87, MinHash estimate >= 0.8105"
+        "this holds); candidates: LSH at 0.87, MinHash estimate >= 0.7808"
     )
-    assert (c["check"], c["jaccard_cut"], c["estimate_cut"]) == ("exact", 0.87, 0.810549)
+    assert (c["check"], c["jaccard_cut"], c["estimate_cut"]) == ("exact", 0.87, 0.780818)
     assert (c["cluster_rule"], c["rule"]) == ("center", "jaccard>=0.87")
     c = DedupConfig(verify="none").criterion()
     assert c["check"] == "none" and c["jaccard_cut"] is None and c["rule"] == "lsh-component"
@@ -172,10 +172,10 @@ def test_cli_verify_exact_and_summary(tmp_path, capsys):
     rc = main(["dedup", str(src), "--out", str(tmp_path / "o"), "--verify", "exact"])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "verification (estimated J >= 0.8105, then exact J >= 0.87): kept 10 of" in text
+    assert "verification (estimated J >= 0.7808, then exact J >= 0.87): kept 10 of" in text
     assert (
         "near-duplicates: exact Jaccard >= 0.87 with the document kept in its place (clusters "
-        "split by id until this holds); candidates: LSH at 0.87, MinHash estimate >= 0.8105\n"
+        "split by id until this holds); candidates: LSH at 0.87, MinHash estimate >= 0.7808\n"
     ) in text
     assert "62 documents, 10 duplicate clusters, 10 removed" in text
 
