@@ -28,8 +28,9 @@ What is removed (`verify`, see `criterion()` for the rule in words and numbers):
   - "exact" (the default): a document is removed only when the exact Jaccard of its shingle set
     with the document kept in its place is >= the threshold (the same normalisation, n-grams and
     64-bit shingle hashes the signatures are built from; the sets are built in a second streaming
-    read of the candidate documents only). Candidate pairs are first screened by the estimate cut
-    above, so only plausible pairs are checked exactly.
+    read of the candidate documents only). Candidate pairs are first screened by their estimate
+    at a looser cut, threshold - max(verify_sigmas, 3) sigma (0.7808 at the preset: a pair at the
+    threshold is screened out with probability ~0.1%), so only plausible pairs are checked.
   - "estimate" (recall first): the MinHash estimate with the kept document is >= the estimate
     cut; documents whose true Jaccard is a little below the threshold (down to ~0.79 at the
     preset) are removed too. Measured on the novels in 4 KB documents: precision 0.28 at J >= 0.87.

@@ -3,20 +3,31 @@ stats.json, timings.json, manifest.json}.
 
 Steps and their tasks (each task is a pure function of its arguments; results merged in task
 order, so 1 or N workers give byte-identical files):
-  1. signatures: one task per input file (`pipeline.engine.map_ordered`). Reads the file with the
-     reader (`iter_file`), cuts it into batches of ~`batch_chars` characters, shingles + hashes +
-     MinHashes each batch (pipeline.dedup.shingle / .minhash), writes `signatures/<i>.npy|.parquet`
-     and appends the LSH band records to `buckets/<p>/<i>.bin` (pipeline.dedup.edges).
+  1. signatures: the main process reads each input file with the reader (`iter_file`) and cuts it
+     into batches of ~`batch_chars` characters; each batch is a task (shingle + hash + MinHash +
+     band keys, pipeline.dedup.shingle / .minhash / .lsh) on the engine's process pool, at most
+     2 x workers in flight, so a single large file keeps every worker busy. The main process
+     writes the results in batch order: `signatures/<i>.npy|.parquet` and the LSH band records in
+     `buckets/<p>/<i>.bin` (pipeline.dedup.edges): the same bytes for any worker count or
+     batch size.
   2. edges: one task per hash partition p: star edges of every bucket -> `edges/<p>.npy`.
-  3. verification (main process): candidate pairs checked on the full signatures (optional).
-     With `verify="exact"`, a second pass (one task per input file) re-reads the files and writes
-     the sorted unique shingle hashes of the documents in the surviving pairs to
-     `exact/<i>.hashes.npy` + `.offsets.npy`; the main process then keeps a pair only when the
-     exact Jaccard of the two sets is >= threshold. Memory: the candidates' shingles (memory-mapped).
-  4. components (main process): vectorised union-find; keep = smallest doc_id of each cluster.
-  5. tables: removed.parquet (doc_id, cluster_id, kept_id, pile_set_name, file, line) sorted by
-     doc_id; clusters.parquet (cluster_id, kept_id, size, pile_set_name, file, line of the kept
-     document) sorted by cluster_id; the cluster id is the kept (smallest) doc_id.
+  3. verification (main process): candidate pairs screened on the full signatures (estimate >=
+     DedupConfig.screen_cut). With `verify="exact"` (the default), a second pass (one task per
+     input file) re-reads the files and writes the sorted unique shingle hashes of the documents
+     in the surviving pairs to `exact/<i>.hashes.npy` + `.offsets.npy`; a pair is kept only when
+     the exact Jaccard of the two sets is >= threshold. Memory: the candidates' shingles
+     (memory-mapped).
+  4. clusters (main process): vectorised union-find over the kept pairs, then the cluster rule
+     (DedupConfig.cluster_rule): "center" keeps the smallest doc_id of each component and removes
+     a member only when it passes the same check against that kept document, resolving the rest
+     again among themselves (pipeline.dedup.components.split_by_center); "component" (and
+     verify="none") removes every member but the smallest.
+  5. tables: removed.parquet (doc_id, cluster_id, kept_id, pile_set_name, file, line,
+     minhash_estimate, jaccard, rule: the evidence of each removal against the document kept in
+     its place; jaccard is null unless verify="exact") sorted by doc_id; clusters.parquet
+     (cluster_id, kept_id, size, pile_set_name, file, line of the kept document) sorted by
+     cluster_id; the cluster id is the kept doc_id, a cluster is the kept document and the
+     documents removed in its place.
   6. stats.json (deterministic: counts, duplicates per pile_set_name, cluster-size histogram, the
      S-curve and expected recall, verification counts, `criterion`: the rule a removed pair met,
      see DedupConfig.criterion), timings.json (wall-clock seconds per step;
