@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -84,11 +85,12 @@ from pipeline.dedup.signatures import (
 )
 from pipeline.engine import map_ordered
 from pipeline.engine.local import resolve_workers
-from pipeline.errors import ConfigError, IntegrityError
+from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.io import atomic_open, atomic_write_text
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.read import LINE_BITS, InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
+from pipeline.read.lines import iter_lines
 
 log = logging.getLogger(__name__)
 
@@ -396,6 +398,42 @@ def exact_paths(out_dir: Path, file_index: int) -> tuple[Path, Path]:
     return base / f"{file_index:06d}.hashes.npy", base / f"{file_index:06d}.offsets.npy"
 
 
+def _candidate_docs(
+    f: InputFile, wanted: list[int], read_config: ReadConfig
+) -> Iterator[tuple[int, str]]:
+    """(doc_id, text) of the file's documents, at least the `wanted` ones, in order. A jsonl
+    input's other lines are skipped undecoded and only the wanted lines are parsed, exactly as
+    the reader's fast path does (orjson, a string under text_key); from a wanted line that
+    needs more (a damaged stream, invalid JSON, a list of strings, ...) on, the reader itself
+    takes over, so the text is always the reader's."""
+    last = -1
+    if f.kind in ("jsonl", "jsonl.zst", "jsonl.gz") and wanted:
+        lines = [(d & LINE_MASK) + 1 for d in wanted]
+        key = read_config.text_key
+        k = 0
+        try:
+            for line_no, _, raw in iter_lines(f.path, f.kind):
+                if line_no < lines[k]:
+                    continue
+                try:
+                    obj = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    break
+                text = obj.get(key) if type(obj) is dict else None
+                if type(text) is not str or not text or line_no != lines[k]:
+                    break
+                yield wanted[k], text
+                last = wanted[k]
+                k += 1
+                if k == len(wanted):
+                    return
+        except InputError:
+            pass  # a damaged stream: the reader applies the error policy below
+    for doc in iter_file(f, read_config):
+        if doc.doc_id > last:
+            yield doc.doc_id, doc.text
+
+
 def _shingle_task(task: _ShingleTask) -> dict[str, Any]:
     """Sorted unique shingle hashes of the file's candidate documents, back to back (uint64
     [total, 1]); offsets[i] is where doc_ids[i]'s set starts (len(doc_ids) + 1 entries)."""
@@ -426,16 +464,16 @@ def _shingle_task(task: _ShingleTask) -> dict[str, Any]:
 
         wanted = want.tolist()
         if wanted:
-            for doc in iter_file(task.file, task.read_config):
+            for doc_id, text in _candidate_docs(task.file, wanted, task.read_config):
                 if found >= len(wanted):
                     break
-                if doc.doc_id < wanted[found]:
+                if doc_id < wanted[found]:
                     continue
-                if doc.doc_id != wanted[found]:
+                if doc_id != wanted[found]:
                     break  # a candidate the reader no longer yields: reported below
-                texts.append(doc.text)
+                texts.append(text)
                 found += 1
-                batch_chars += len(doc.text)
+                batch_chars += len(text)
                 if batch_chars >= cfg.batch_chars or len(texts) >= MAX_BATCH_DOCS:
                     flush()
             flush()

@@ -225,3 +225,23 @@ def test_side_by_side_highlights_shared_spans():
     assert "\x1b[1;32mone two three four five six\x1b[0m seven" in colored
     narrow = side_by_side(wa, wb, 40, color=False)
     assert all(len(line.split(" | ")[0]) <= 18 for line in narrow.splitlines())
+
+
+def test_second_read_gives_the_readers_texts(tmp_path):
+    from pipeline.dedup.stage import _candidate_docs
+    from pipeline.read import ReadConfig, iter_file, resolve_inputs
+
+    src = tmp_path / "mixed.jsonl"
+    src.write_bytes(
+        b'{"text": "plain one"}\n'
+        b"\n"
+        b'{"text": ["a list", "of parts"]}\n'  # not the reader's fast path: the reader takes over
+        b'{"text": "plain \\u00e9 four"}\n'
+        b'{"text": "plain five"}\n'
+    )
+    f = resolve_inputs([src])[0]
+    rc = ReadConfig()
+    ref = {d.doc_id: d.text for d in iter_file(f, rc)}
+    for wanted in ([0, 4], [0, 2, 3], [3], [2, 4]):
+        got = dict((d, t) for d, t in _candidate_docs(f, wanted, rc) if d in set(wanted))
+        assert got == {d: ref[d] for d in wanted}
