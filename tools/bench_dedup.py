@@ -1,17 +1,30 @@
-"""Benchmark of the dedup stage: quality, signature speed versus peers, and scale.
+"""Benchmark of the dedup stage: per-pair quality and cost of every mode, peers, speed, scale.
 
-    /tmp/venv/bin/python tools/bench_dedup.py [--quick] [--scale-docs 10000000]
-        [--datatrove-python /tmp/dedup-bench-venv/bin/python] [--json results.json]
+    python tools/bench_dedup.py [--quick] [--rounds 3] [--datatrove-configs 14x8,14x9,20x6]
+        [--datatrove-python /work/venvs/datatrove/bin/python] [--skip pairs quality speed scale]
+        [--json results.json]
 
 The datatrove figures run in a separate venv (datatrove is not a project dependency):
-    python3 -m venv /tmp/dedup-bench-venv
-    /tmp/dedup-bench-venv/bin/pip install -e . datatrove==0.10.1 spacy "xxhash<4"
+    python3 -m venv /work/venvs/datatrove
+    /work/venvs/datatrove/bin/pip install datatrove==0.10.1 spacy "xxhash<4" regex tokenizers
 (datatrove 0.10's English word tokenizer needs spaCy, and its xxhash call passes str, which
 xxhash >= 4 rejects with "Strings must be encoded before hashing"). Without that venv the
 datatrove rows print "NOT RUN" with the reason.
 
 Sections (every figure is measured in this run; ratios are printed against the named peers):
 
+0. Pairs (the figures in the README's dedup table): on the shared novels cut into ~4 KB documents
+   in order (11 novels appear in two editions: natural near-duplicates at every similarity) and on
+   LAMBADA, the truth is every pair with exact word-5-gram Jaccard >= 0.87 (prefix filtering:
+   complete). Each method's removals are judged per pair: precision = share of removed documents
+   whose exact Jaccard with the document kept in their place is >= 0.87 (with the count in
+   0.80-0.87, 0.70-0.80 and below 0.70), recall = share of truth pairs that lost a member. Methods:
+   `pile dedup` end to end in a fresh process (1 worker) in every --verify mode and the old
+   default (estimate + component), datasketch MinHashLSH(0.87, 128) used Pythia's way (a document
+   is dropped when the index of kept documents returns any candidate), and datatrove 0.10's full
+   MinHash pipeline (tools/dedup_datatrove_pipeline.py: its reader, 4 stages and writers) at each
+   --datatrove-configs layout (its default 14x8, ours 14x9, 20x6). CPU seconds: median of
+   --rounds interleaved runs (process and children).
 1. Quality (pair precision / recall / ARI) of `run_dedup` with the pythia-0.87 preset, with and
    without candidate verification, against exact shingle Jaccard, on
    a) a labelled generated set: Zipf-vocabulary documents plus variants made by word substitutions
