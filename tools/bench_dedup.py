@@ -315,16 +315,14 @@ def quality_section(name: str, texts: list[str], dt_python: str, results: dict) 
             for t in texts:
                 f.write(json.dumps({"text": t}) + "\n")
         variants = (
-            ("ours 14x9 + verify (1 sigma, default)", True, 1.0),
-            ("ours 14x9 + verify (2 sigma)", True, 2.0),
-            ("ours 14x9 + verify (0 sigma)", True, 0.0),
-            ("ours 14x9, no verify", False, 2.0),
+            ("ours 14x9, exact (default)", "exact", 2.0),
+            ("ours 14x9 + estimate (2 sigma)", "estimate", 2.0),
+            ("ours 14x9 + estimate (1 sigma)", "estimate", 1.0),
+            ("ours 14x9, no verify", "none", 2.0),
         )
         for label, verify, sig in variants:
-            cfg = DedupConfig.from_preset(
-                "pythia-0.87", verify_candidates=verify, verify_sigmas=sig
-            )
-            out = Path(td) / f"out{int(verify)}{sig}"
+            cfg = DedupConfig.from_preset("pythia-0.87", verify=verify, verify_sigmas=sig)
+            out = Path(td) / f"out{verify}{sig}"
             t0 = time.perf_counter()
             run_dedup([src], out, cfg)
             rows.append(
