@@ -1,17 +1,30 @@
-"""Benchmark of the dedup stage: quality, signature speed versus peers, and scale.
+"""Benchmark of the dedup stage: per-pair quality and cost of every mode, peers, speed, scale.
 
-    /tmp/venv/bin/python tools/bench_dedup.py [--quick] [--scale-docs 10000000]
-        [--datatrove-python /tmp/dedup-bench-venv/bin/python] [--json results.json]
+    python tools/bench_dedup.py [--quick] [--rounds 3] [--datatrove-configs 14x8,14x9,20x6]
+        [--datatrove-python /work/venvs/datatrove/bin/python] [--skip pairs quality speed scale]
+        [--json results.json]
 
 The datatrove figures run in a separate venv (datatrove is not a project dependency):
-    python3 -m venv /tmp/dedup-bench-venv
-    /tmp/dedup-bench-venv/bin/pip install -e . datatrove==0.10.1 spacy "xxhash<4"
+    python3 -m venv /work/venvs/datatrove
+    /work/venvs/datatrove/bin/pip install datatrove==0.10.1 spacy "xxhash<4" regex tokenizers
 (datatrove 0.10's English word tokenizer needs spaCy, and its xxhash call passes str, which
 xxhash >= 4 rejects with "Strings must be encoded before hashing"). Without that venv the
 datatrove rows print "NOT RUN" with the reason.
 
 Sections (every figure is measured in this run; ratios are printed against the named peers):
 
+0. Pairs (the figures in the README's dedup table): on the shared novels cut into ~4 KB documents
+   in order (11 novels appear in two editions: natural near-duplicates at every similarity) and on
+   LAMBADA, the truth is every pair with exact word-5-gram Jaccard >= 0.87 (prefix filtering:
+   complete). Each method's removals are judged per pair: precision = share of removed documents
+   whose exact Jaccard with the document kept in their place is >= 0.87 (with the count in
+   0.80-0.87, 0.70-0.80 and below 0.70), recall = share of truth pairs that lost a member. Methods:
+   `pile dedup` end to end in a fresh process (1 worker) in every --verify mode and the old
+   default (estimate + component), datasketch MinHashLSH(0.87, 128) used Pythia's way (a document
+   is dropped when the index of kept documents returns any candidate), and datatrove 0.10's full
+   MinHash pipeline (tools/dedup_datatrove_pipeline.py: its reader, 4 stages and writers) at each
+   --datatrove-configs layout (its default 14x8, ours 14x9, 20x6). CPU seconds: median of
+   --rounds interleaved runs (process and children).
 1. Quality (pair precision / recall / ARI) of `run_dedup` with the pythia-0.87 preset, with and
    without candidate verification, against exact shingle Jaccard, on
    a) a labelled generated set: Zipf-vocabulary documents plus variants made by word substitutions
@@ -62,7 +75,7 @@ from pipeline.dedup.shingle import normalize_words, shingle_hashes  # noqa: E402
 SHARED = REPO.parent / "shared"
 THRESHOLD = 0.87
 PILE_DOCS = 211_000_000
-DEFAULT_DT_PY = "/tmp/dedup-bench-venv/bin/python"
+DEFAULT_DT_PY = "/work/venvs/datatrove/bin/python"
 
 
 # --------------------------------------------------------------------------- data
@@ -302,16 +315,14 @@ def quality_section(name: str, texts: list[str], dt_python: str, results: dict) 
             for t in texts:
                 f.write(json.dumps({"text": t}) + "\n")
         variants = (
-            ("ours 14x9 + verify (1 sigma, default)", True, 1.0),
-            ("ours 14x9 + verify (2 sigma)", True, 2.0),
-            ("ours 14x9 + verify (0 sigma)", True, 0.0),
-            ("ours 14x9, no verify", False, 2.0),
+            ("ours 14x9, exact (default)", "exact", 2.0),
+            ("ours 14x9 + estimate (2 sigma)", "estimate", 2.0),
+            ("ours 14x9 + estimate (1 sigma)", "estimate", 1.0),
+            ("ours 14x9, no verify", "none", 2.0),
         )
         for label, verify, sig in variants:
-            cfg = DedupConfig.from_preset(
-                "pythia-0.87", verify_candidates=verify, verify_sigmas=sig
-            )
-            out = Path(td) / f"out{int(verify)}{sig}"
+            cfg = DedupConfig.from_preset("pythia-0.87", verify=verify, verify_sigmas=sig)
+            out = Path(td) / f"out{verify}{sig}"
             t0 = time.perf_counter()
             run_dedup([src], out, cfg)
             rows.append(
@@ -349,6 +360,236 @@ def quality_section(name: str, texts: list[str], dt_python: str, results: dict) 
             print(f"recall ratio ours/{lab}: {ours['recall'] / m['recall']:.3f}")
     results[f"quality_{name}"] = {lab: m for lab, m, _ in rows}
     results[f"quality_{name}"]["truth_pairs_at_t"] = ours["truth_pairs_at_t"]
+
+
+# --------------------------------------------------------------------------- per-pair quality
+def novel_chunks(limit_docs: int | None = None, size: int = 4096) -> list[str]:
+    """Both shared novel collections cut into ~4 KB documents in order (cut at the last
+    whitespace before `size` characters): 11 novels appear in two editions, so their chunks
+    are natural near-duplicates at every similarity."""
+    import io
+
+    import zstandard
+
+    out: list[str] = []
+    for p in sorted((SHARED / "corpora" / "novels").glob("*.jsonl.zst")):
+        with p.open("rb") as f:
+            lines = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(f), "utf-8")
+            for line in lines:
+                t = json.loads(line)["text"]
+                i = 0
+                while i < len(t):
+                    j = min(len(t), i + size)
+                    if j < len(t):
+                        k = max(t.rfind(" ", i, j), t.rfind("\n", i, j))
+                        if k > i:
+                            j = k + 1
+                    out.append(t[i:j])
+                    i = j
+                    if limit_docs and len(out) >= limit_docs:
+                        return out
+    return out
+
+
+def exact_truth(sets: list[np.ndarray], threshold: float) -> dict[tuple[int, int], float]:
+    """Every pair with exact Jaccard >= threshold, by prefix filtering (complete: two sets with
+    J >= t share an element among the |x| - ceil(t |x|) + 1 rarest of each)."""
+    import math
+
+    allh = np.concatenate(sets) if sets else np.empty(0, np.uint64)
+    uniq, freq = np.unique(allh, return_counts=True)
+    index: dict[int, list[int]] = {}
+    cand: set[tuple[int, int]] = set()
+    for i, s in enumerate(sets):
+        if not len(s):
+            continue
+        f = freq[np.searchsorted(uniq, s)]
+        pre = s[np.lexsort((s, f))][: len(s) - math.ceil(threshold * len(s)) + 1]
+        for h in pre.tolist():
+            lst = index.setdefault(h, [])
+            for j in lst:
+                cand.add((j, i))
+            lst.append(i)
+    out = {}
+    for a, b in cand:
+        j = jaccard(sets[a], sets[b])
+        if j >= threshold:
+            out[(a, b)] = j
+    return out
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    if not len(a) and not len(b):
+        return 0.0
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    return inter / (len(a) + len(b) - inter)
+
+
+def pair_metrics(
+    removed: list[tuple[int, int]], truth: dict, sets: list[np.ndarray], threshold: float
+) -> dict:
+    """Per pair: precision = share of removed documents whose exact Jaccard with the document
+    kept in their place is >= threshold; recall = share of truth pairs (J >= threshold) of
+    which at least one document was removed (the pair no longer occurs twice)."""
+    js = [jaccard(sets[d], sets[k]) if k >= 0 else 0.0 for d, k in removed]
+    gone = {d for d, _ in removed}
+    hit = sum(1 for a, b in truth if a in gone or b in gone)
+    ok = sum(j >= threshold for j in js)
+    return {
+        "removed": len(removed),
+        "precision": ok / len(removed) if removed else 1.0,
+        "recall": hit / len(truth) if truth else 1.0,
+        "below_threshold": len(removed) - ok,
+        "in_0.80_0.87": sum(0.80 <= j < threshold for j in js),
+        "in_0.70_0.80": sum(0.70 <= j < 0.80 for j in js),
+        "below_0.70": sum(j < 0.70 for j in js),
+    }
+
+
+OUR_MODES = (
+    ("pile default (--verify exact)", ["--verify", "exact"]),
+    ("pile --verify estimate", ["--verify", "estimate"]),
+    (
+        "pile --verify estimate --cluster-rule component (old default)",
+        ["--verify", "estimate", "--cluster-rule", "component"],
+    ),
+    ("pile --verify none (Pythia-like)", ["--verify", "none"]),
+)
+OLD_DEFAULT = OUR_MODES[2][0]
+
+
+def _child_cpu() -> float:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_ours(src: Path, out: Path, flags: list[str]) -> tuple[list[tuple[int, int]], float]:
+    """`pile dedup` end to end in a fresh process, 1 worker: (removed, kept) lines, CPU s."""
+    import pyarrow.parquet as pq
+
+    c0 = _child_cpu()
+    cmd = [sys.executable, "-m", "pipeline.cli.main", "dedup", str(src), "--out", str(out)]
+    r = subprocess.run([*cmd, "--workers", "1", *flags], capture_output=True, text=True, cwd=REPO)
+    cpu = _child_cpu() - c0
+    if r.returncode:
+        raise RuntimeError(f"pile dedup failed: {r.stderr[-800:]}")
+    t = pq.read_table(out / "removed.parquet", columns=["doc_id", "kept_id"]).to_pydict()
+    mask = (1 << 40) - 1
+    return [(d & mask, k & mask) for d, k in zip(t["doc_id"], t["kept_id"])], cpu
+
+
+def run_datasketch_pythia(texts: list[str]) -> tuple[list[tuple[int, int]], float]:
+    """Pythia-era dedup: datasketch MinHashLSH(threshold=0.87, num_perm=128); each document in
+    order is removed when the index of the kept documents returns any candidate (kept in its
+    place: the smallest such id), else inserted. No check of the candidates."""
+    from datasketch import MinHash, MinHashLSH
+
+    c0 = time.process_time()
+    lsh = MinHashLSH(threshold=THRESHOLD, num_perm=128)
+    template = MinHash(num_perm=128, seed=1)
+    removed = []
+    for i, t in enumerate(texts):
+        w = normalize_words(t)
+        sh = [" ".join(w[k : k + 5]).encode() for k in range(max(1, len(w) - 4))] if w else []
+        m = template.copy()
+        if sh:
+            m.update_batch(sh)
+        hits = lsh.query(m)
+        if hits:
+            removed.append((i, min(hits)))
+        else:
+            lsh.insert(i, m)
+    return removed, time.process_time() - c0
+
+
+def run_datatrove_pipeline(
+    texts: list[str], dt_python: str, buckets: int, rows: int, work: Path
+) -> dict:
+    if not Path(dt_python).exists():
+        return {"error": f"{dt_python} not found: create the venv (see --help)"}
+    p = work / "dt_docs.jsonl"
+    with p.open("w", encoding="utf-8") as f:
+        for i, t in enumerate(texts):
+            f.write(json.dumps({"text": t, "id": str(i)}) + "\n")
+    cmd = [dt_python, str(REPO / "tools" / "dedup_datatrove_pipeline.py"), str(p)]
+    cmd += [str(work / "dt_work"), "--buckets", str(buckets), "--rows", str(rows)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return {"error": f"datatrove pipeline failed (rc={r.returncode}): {r.stderr[-800:]}"}
+
+
+def pairs_section(
+    name: str,
+    texts: list[str],
+    dt_python: str,
+    dt_configs: list[tuple[int, int]],
+    rounds: int,
+    results: dict,
+) -> None:
+    n = len(texts)
+    print(
+        f"\n== per-pair quality and cost: {name} ({n} documents, {sum(map(len, texts)) / 1e6:.1f}M chars) =="
+    )
+    t0 = time.perf_counter()
+    sets = shingle_sets(texts)
+    truth = exact_truth(sets, THRESHOLD)
+    print(
+        f"truth: {len(truth)} pairs with exact J >= {THRESHOLD} (prefix filtering, "
+        f"{time.perf_counter() - t0:.1f}s)"
+    )
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as td:
+        src = Path(td) / f"{name}.jsonl"
+        with src.open("w", encoding="utf-8") as f:
+            for t in texts:
+                f.write(json.dumps({"text": t}) + "\n")
+        cpu: dict[str, list[float]] = {lab: [] for lab, _ in OUR_MODES}
+        removed_of: dict[str, list] = {}
+        for _ in range(rounds):  # interleaved: every mode once per round
+            for lab, flags in OUR_MODES:
+                removed, c = run_ours(src, Path(td) / "out", flags)
+                cpu[lab].append(c)
+                removed_of[lab] = removed
+        for lab, _ in OUR_MODES:
+            m = pair_metrics(removed_of[lab], truth, sets, THRESHOLD)
+            m["cpu_seconds"] = float(np.median(cpu[lab]))
+            rows[lab] = m
+        removed, c = run_datasketch_pythia(texts)
+        rows["datasketch MinHashLSH(0.87, 128), unchecked"] = {
+            **pair_metrics(removed, truth, sets, THRESHOLD),
+            "cpu_seconds": c,
+        }
+        for b, r in dt_configs:
+            lab = f"datatrove 0.10 full pipeline {b}x{r}"
+            dt = run_datatrove_pipeline(texts, dt_python, b, r, Path(td))
+            if "error" in dt:
+                print(f"{lab}: NOT RUN: {dt['error']}")
+                continue
+            rem = [(int(d), int(k)) for d, k in dt["removed"]]
+            rows[lab] = {
+                **pair_metrics(rem, truth, sets, THRESHOLD),
+                "cpu_seconds": dt["cpu_seconds"],
+            }
+    base = rows[OLD_DEFAULT]["cpu_seconds"]
+    print(
+        f"{'method':64s} {'removed':>7s} {'prec':>6s} {'recall':>6s} {'<t':>5s} "
+        f"{'.8-.87':>6s} {'.7-.8':>5s} {'<.7':>5s} {'CPU s':>7s} {'x old':>6s}"
+    )
+    for lab, m in rows.items():
+        print(
+            f"{lab:64s} {m['removed']:7d} {m['precision']:6.3f} {m['recall']:6.3f} "
+            f"{m['below_threshold']:5d} {m['in_0.80_0.87']:6d} {m['in_0.70_0.80']:5d} "
+            f"{m['below_0.70']:5d} {m['cpu_seconds']:7.2f} {m['cpu_seconds'] / base:6.2f}"
+        )
+    print(
+        f"(CPU s: median of {rounds} interleaved end-to-end runs, 1 worker, process + children; "
+        "'x old' = CPU relative to the old default, estimate + component; the machine is shared)"
+    )
+    results[f"pairs_{name}"] = {"truth_pairs": len(truth), "methods": rows}
 
 
 def _ours_once(texts: list[str], a: np.ndarray) -> tuple[int, float, float]:
@@ -395,8 +636,8 @@ def speed_section(texts: list[str], dt_python: str, rounds: int, results: dict) 
     for _ in range(rounds):
         ours.append(_ours_once(texts, a))
         ds.append(_datasketch_once(texts))
-    o = min(ours, key=lambda x: x[1])
-    d = min(ds, key=lambda x: x[1])
+    o = sorted(ours, key=lambda x: x[1])[len(ours) // 2]  # median CPU of the interleaved rounds
+    d = sorted(ds, key=lambda x: x[1])[len(ds) // 2]
     ours_rate, ds_rate = o[0] / o[1], d[0] / d[1]
     print(
         f"ours:       {o[0]} shingles, {o[1]:.2f} CPU s ({o[2]:.2f} wall) = {ours_rate:,.0f} shingles/s"
@@ -621,7 +862,14 @@ def main() -> int:
     ap.add_argument("--scale-docs", type=int, default=10_000_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--datatrove-python", default=DEFAULT_DT_PY)
-    ap.add_argument("--skip", nargs="*", default=[], choices=["quality", "speed", "scale"])
+    ap.add_argument("--skip", nargs="*", default=[], choices=["pairs", "quality", "speed", "scale"])
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved runs per mode (median)")
+    ap.add_argument(
+        "--datatrove-configs",
+        default="14x8,14x9,20x6",
+        help="bands x rows of datatrove's full pipeline to run (its default is 14x8)",
+    )
+    ap.add_argument("--novels-docs", type=int, default=None, help="limit the novels corpus")
     ap.add_argument("--json", help="write all figures to this file")
     ap.add_argument("--scale-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -636,6 +884,19 @@ def main() -> int:
         + ("found" if dt_ok else "MISSING -> datatrove figures will be reported as NOT RUN")
     )
     lam = lambada_texts()
+    if "pairs" not in args.skip:
+        dt_configs = [
+            tuple(int(x) for x in c.split("x")) for c in args.datatrove_configs.split(",") if c
+        ]
+        novels = novel_chunks(2000 if args.quick else args.novels_docs)
+        if novels:
+            pairs_section(
+                "novels-4k", novels, args.datatrove_python, dt_configs, args.rounds, results
+            )
+        else:
+            print("\n== pairs: novels: NOT RUN (../shared/corpora/novels missing) ==")
+        if lam is not None:
+            pairs_section("lambada", lam, args.datatrove_python, dt_configs, args.rounds, results)
     if "quality" not in args.skip:
         quality_section(
             "generated", generated_set(300 if args.quick else 1500), args.datatrove_python, results

@@ -6,8 +6,9 @@
 
 Modules (each documents its choices): shingle (normalisation, n-gram shingles, 64-bit hashes),
 minhash (hash family, signatures), lsh (bands/rows, S-curve, band keys), edges (bucket partitions,
-star edges, verification), components (union-find), signatures (per-file artifacts), stage (the
-pipeline stage and its outputs), export (surviving documents as Pile-format jsonl.zst).
+star edges, verification), components (union-find, cluster rule), signatures (per-file artifacts), stage (the
+pipeline stage and its outputs), export (surviving documents as Pile-format jsonl.zst), explain
+(a removed document next to the one kept in its place).
 """
 
 from pipeline.dedup.config import DedupConfig

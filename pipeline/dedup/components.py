@@ -62,3 +62,35 @@ def components_from_labels(nodes: np.ndarray, root: np.ndarray) -> dict[str, np.
         "cluster_id": roots,
         "cluster_size": sizes,
     }
+
+
+def split_by_center(nodes: np.ndarray, root: np.ndarray, check) -> np.ndarray:
+    """The kept document of every node under the center rule (see pipeline.dedup.config).
+
+    In each component (`root`), the smallest unresolved id is kept and every other unresolved
+    member is checked against it: `check(x, c) -> bool[]` for arrays of (member, kept) ids;
+    those that pass are removed in its place, the others are resolved again among themselves in
+    the next round. All components advance together (one vectorised check per round); the number
+    of rounds is the largest number of documents kept in one component. Returns kept_of (int64,
+    aligned with `nodes`; kept_of[i] == nodes[i] for a kept document).
+    """
+    nodes = np.asarray(nodes, dtype=np.int64)
+    kept_of = nodes.copy()
+    idx = np.arange(len(nodes))
+    group = np.asarray(root, dtype=np.int64)
+    while len(idx) > 1:
+        # nodes ascend and the sort is stable, so each group's first entry is its smallest id
+        idx = idx[np.argsort(group[idx], kind="stable")]
+        g = group[idx]
+        first = np.empty(len(idx), dtype=bool)
+        first[0] = True
+        np.not_equal(g[1:], g[:-1], out=first[1:])
+        center = idx[first][np.cumsum(first) - 1]
+        others = idx[~first]
+        if not len(others):
+            break
+        centers = center[~first]
+        ok = np.asarray(check(nodes[others], nodes[centers]), dtype=bool)
+        kept_of[others[ok]] = nodes[centers[ok]]
+        idx = others[~ok]
+    return kept_of

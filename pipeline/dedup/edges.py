@@ -185,16 +185,22 @@ class SignatureStore:
         self._maps.clear()
 
 
-def verify_edges(
-    src: np.ndarray, dst: np.ndarray, store: SignatureStore, cut: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Keep edges whose signature agreement is >= cut; also returns the agreement of every edge."""
+def signature_agreement(src: np.ndarray, dst: np.ndarray, store: SignatureStore) -> np.ndarray:
+    """The MinHash estimate of each pair's Jaccard: the fraction of equal signature rows."""
     agree = np.empty(len(src), dtype=np.float64)
     for c0 in range(0, len(src), VERIFY_CHUNK):
         c1 = min(c0 + VERIFY_CHUNK, len(src))
         a = store.gather(src[c0:c1])
         b = store.gather(dst[c0:c1])
         agree[c0:c1] = np.count_nonzero(a == b, axis=1) / a.shape[1]
+    return agree
+
+
+def verify_edges(
+    src: np.ndarray, dst: np.ndarray, store: SignatureStore, cut: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep edges whose signature agreement is >= cut; also returns the agreement of every edge."""
+    agree = signature_agreement(src, dst, store)
     keep = agree >= cut - 1e-12
     return src[keep], dst[keep], agree
 

@@ -3,20 +3,31 @@ stats.json, timings.json, manifest.json}.
 
 Steps and their tasks (each task is a pure function of its arguments; results merged in task
 order, so 1 or N workers give byte-identical files):
-  1. signatures: one task per input file (`pipeline.engine.map_ordered`). Reads the file with the
-     reader (`iter_file`), cuts it into batches of ~`batch_chars` characters, shingles + hashes +
-     MinHashes each batch (pipeline.dedup.shingle / .minhash), writes `signatures/<i>.npy|.parquet`
-     and appends the LSH band records to `buckets/<p>/<i>.bin` (pipeline.dedup.edges).
+  1. signatures: the main process reads each input file with the reader (`iter_file`) and cuts it
+     into batches of ~`batch_chars` characters; each batch is a task (shingle + hash + MinHash +
+     band keys, pipeline.dedup.shingle / .minhash / .lsh) on the engine's process pool, at most
+     2 x workers in flight, so a single large file keeps every worker busy. The main process
+     writes the results in batch order: `signatures/<i>.npy|.parquet` and the LSH band records in
+     `buckets/<p>/<i>.bin` (pipeline.dedup.edges): the same bytes for any worker count or
+     batch size.
   2. edges: one task per hash partition p: star edges of every bucket -> `edges/<p>.npy`.
-  3. verification (main process): candidate pairs checked on the full signatures (optional).
-     With `verify="exact"`, a second pass (one task per input file) re-reads the files and writes
-     the sorted unique shingle hashes of the documents in the surviving pairs to
-     `exact/<i>.hashes.npy` + `.offsets.npy`; the main process then keeps a pair only when the
-     exact Jaccard of the two sets is >= threshold. Memory: the candidates' shingles (memory-mapped).
-  4. components (main process): vectorised union-find; keep = smallest doc_id of each cluster.
-  5. tables: removed.parquet (doc_id, cluster_id, kept_id, pile_set_name, file, line) sorted by
-     doc_id; clusters.parquet (cluster_id, kept_id, size, pile_set_name, file, line of the kept
-     document) sorted by cluster_id; the cluster id is the kept (smallest) doc_id.
+  3. verification (main process): candidate pairs screened on the full signatures (estimate >=
+     DedupConfig.screen_cut). With `verify="exact"` (the default), a second pass (one task per
+     input file) re-reads the files and writes the sorted unique shingle hashes of the documents
+     in the surviving pairs to `exact/<i>.hashes.npy` + `.offsets.npy`; a pair is kept only when
+     the exact Jaccard of the two sets is >= threshold. Memory: the candidates' shingles
+     (memory-mapped).
+  4. clusters (main process): vectorised union-find over the kept pairs, then the cluster rule
+     (DedupConfig.cluster_rule): "center" keeps the smallest doc_id of each component and removes
+     a member only when it passes the same check against that kept document, resolving the rest
+     again among themselves (pipeline.dedup.components.split_by_center); "component" (and
+     verify="none") removes every member but the smallest.
+  5. tables: removed.parquet (doc_id, cluster_id, kept_id, pile_set_name, file, line,
+     minhash_estimate, jaccard, rule: the evidence of each removal against the document kept in
+     its place; jaccard is null unless verify="exact") sorted by doc_id; clusters.parquet
+     (cluster_id, kept_id, size, pile_set_name, file, line of the kept document) sorted by
+     cluster_id; the cluster id is the kept doc_id, a cluster is the kept document and the
+     documents removed in its place.
   6. stats.json (deterministic: counts, duplicates per pile_set_name, cluster-size histogram, the
      S-curve and expected recall, verification counts, `criterion`: the rule a removed pair met,
      see DedupConfig.criterion), timings.json (wall-clock seconds per step;
@@ -37,22 +48,26 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.dedup.components import connected_components
+from pipeline.dedup.components import connected_components, split_by_center
 from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.edges import (
     BucketWriter,
     SignatureStore,
     read_partition,
     remove_tree,
+    signature_agreement,
     star_edges,
     unique_edges,
     verify_edges,
@@ -69,12 +84,13 @@ from pipeline.dedup.signatures import (
     write_table,
 )
 from pipeline.engine import map_ordered
-from pipeline.engine.local import imap_ordered
-from pipeline.errors import ConfigError, IntegrityError
+from pipeline.engine.local import resolve_workers
+from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.io import atomic_open, atomic_write_text
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.read import LINE_BITS, InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
+from pipeline.read.lines import iter_lines
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +106,11 @@ REMOVED_SCHEMA = pa.schema(
         ("pile_set_name", pa.string()),
         ("file", pa.string()),
         ("line", pa.int64()),
+        # evidence: the MinHash estimate and (verify="exact") the exact Jaccard with kept_id,
+        # and the rule the document met (DedupConfig.rule())
+        ("minhash_estimate", pa.float64()),
+        ("jaccard", pa.float64()),
+        ("rule", pa.string()),
     ]
 )
 CLUSTERS_SCHEMA = pa.schema(
@@ -110,95 +131,233 @@ def signature_paths(out_dir: Path, file_index: int) -> tuple[Path, Path]:
 
 
 # ----------------------------------------------------------------------------- step 1: signatures
+# The main process reads each file and cuts it into batches of ~batch_chars characters; the batches
+# (not the files) are the tasks, so a single large file keeps every worker busy. Results come back
+# in batch order and the main process writes them, so the files are the same for any worker count
+# or batch size (a signature depends only on its document).
 @dataclass(frozen=True)
-class _SigTask:
-    file: InputFile
-    out_dir: str
-    config: DedupConfig
-    read_config: ReadConfig
+class _SigBatch:
+    texts: list[str]
+    ngram: int
+    num_perm: int
+    seed: int
+    bands: int
+    rows: int
 
 
-def _signature_task(task: _SigTask) -> dict[str, Any]:
+_params_cache: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _signature_batch(task: _SigBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(signatures uint32 [n, K], shingle counts, band keys of the documents with shingles,
+    seconds) of one batch of texts."""
     t0 = time.perf_counter()
-    cfg = task.config
-    f = task.file
-    a = permutation_params(cfg.num_perm, cfg.seed)
-    npy_path, docs_path = signature_paths(Path(task.out_dir), f.index)
-    fingerprint = cfg.fingerprint()
-    rstats = ReadStats()
-    counts: dict[str, Any] = {
-        "documents": 0,
-        "no_shingles": 0,
-        "shingles": 0,
-        "chars": 0,
-        "per_set": {},
-    }
+    key = (task.num_perm, task.seed)
+    a = _params_cache.get(key)
+    if a is None:
+        a = _params_cache[key] = permutation_params(task.num_perm, task.seed)
+    h, n_sh = shingle_hashes(task.texts, task.ngram)
+    sig = minhash_signatures(h, n_sh, a)
+    keys = band_keys(sig[n_sh > 0], task.bands, task.rows)
+    return sig, n_sh, keys, time.perf_counter() - t0
+
+
+def _batches_of(f: InputFile, cfg: DedupConfig, read_config: ReadConfig, rstats, counts):
+    """(texts, ids, lines, names) batches of one file, counting documents per pile_set_name."""
     texts: list[str] = []
     ids: list[int] = []
     lines: list[int] = []
     names: list[str] = []
     batch_chars = 0
-    docs_writer = DocsTableWriter(docs_path, fingerprint)
+    last = -1
+    per = counts["per_set"]
+    for doc in iter_file(f, read_config, rstats):
+        if doc.doc_id >> LINE_BITS != f.index or doc.doc_id <= last:
+            raise IntegrityError(
+                f"{f.where} line {doc.line}: document id {doc.doc_id} is not in "
+                f"ascending order for input file index {f.index}; the reader must give "
+                "ids file_index << 40 | line-1 in line order."
+            )
+        last = doc.doc_id
+        texts.append(doc.text)
+        ids.append(doc.doc_id)
+        lines.append(doc.line)
+        names.append(doc.pile_set_name)
+        per[doc.pile_set_name] = per.get(doc.pile_set_name, 0) + 1
+        batch_chars += len(doc.text)
+        if batch_chars >= cfg.batch_chars or len(texts) >= MAX_BATCH_DOCS:
+            yield texts, ids, lines, names
+            texts, ids, lines, names, batch_chars = [], [], [], [], 0
+    if texts:
+        yield texts, ids, lines, names
+
+
+class _Lazy:
+    """Ordered results of `fn` over tasks submitted one at a time, at most `ahead` in flight
+    (in process for 1 worker); `mark(tag)` queues a tag without a task, returned in its place in
+    the order (a file's end). The pool is the engine's (same start method, same watchdog)."""
+
+    def __init__(self, fn, workers: int) -> None:
+        self.fn = fn
+        self.ahead = 2 * workers
+        self.pending: deque = deque()
+        self.pool = None
+        if workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            from pipeline.engine.local import _start_time, _worker_init
+
+            methods = mp.get_all_start_methods()
+            ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
+            main = os.getpid()
+            self.pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=ctx,
+                initializer=_worker_init,
+                initargs=(main, _start_time(main)),
+            )
+
+    def submit(self, task, tag) -> Iterator[tuple[Any, Any]]:
+        """Queue a task; yields the (tag, result) pairs that are due, in order."""
+        if self.pool is None:
+            yield from self.drain()
+            yield tag, self.fn(task)
+            return
+        self.pending.append((tag, self.pool.submit(self.fn, task)))
+        while len(self.pending) > self.ahead:
+            yield self._pop()
+
+    def mark(self, tag) -> Iterator[tuple[Any, Any]]:
+        self.pending.append((tag, None))
+        if self.pool is None:
+            yield from self.drain()
+
+    def _pop(self) -> tuple[Any, Any]:
+        tag, fut = self.pending.popleft()
+        return tag, (None if fut is None else fut.result())
+
+    def drain(self) -> Iterator[tuple[Any, Any]]:
+        while self.pending:
+            yield self._pop()
+
+    def close(self) -> None:
+        self.pending.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+class _FileSignatures:
+    """Writers of one input file's signatures/<i>.npy|.parquet and bucket records; results are
+    written in batch order as they come back from the pool."""
+
+    def __init__(self, f: InputFile, out: Path, cfg: DedupConfig) -> None:
+        self.file = f
+        npy_path, docs_path = signature_paths(out, f.index)
+        self.rstats = ReadStats()
+        self.counts: dict[str, Any] = {
+            "documents": 0,
+            "no_shingles": 0,
+            "shingles": 0,
+            "chars": 0,
+            "per_set": {},
+            "seconds": 0.0,
+        }
+        self._stack = ExitStack()
+        self.docs = DocsTableWriter(docs_path, cfg.fingerprint())
+        try:
+            fsig = self._stack.enter_context(atomic_open(npy_path, "wb"))
+            self.buckets = self._stack.enter_context(
+                BucketWriter(out / "buckets", f.index, cfg.partitions)
+            )
+        except BaseException as e:
+            self.abort(e)
+            raise
+        self.sigw = SignatureArrayWriter(fsig, cfg.num_perm)
+
+    def write(self, meta, result) -> None:
+        ids, lines, names, chars = meta
+        sig, n_sh, keys, seconds = result
+        doc_ids = np.asarray(ids, dtype=np.int64)
+        self.sigw.add(doc_ids & LINE_MASK, sig)
+        has = n_sh > 0
+        self.buckets.add(keys, doc_ids[has])
+        self.docs.add(doc_ids, lines, names, chars, n_sh)
+        c = self.counts
+        c["documents"] += len(ids)
+        c["no_shingles"] += int((~has).sum())
+        c["shingles"] += int(n_sh.sum())
+        c["chars"] += int(chars.sum())
+        c["seconds"] += seconds
+
+    def finish(self) -> dict[str, Any]:
+        self.sigw.finish()
+        self.counts["records"] = self.buckets.records
+        self._stack.close()
+        self.docs.close()
+        r = self.rstats
+        self.counts["rows"] = self.sigw.rows
+        self.counts["reader"] = {
+            "lines": r.lines,
+            "empty": r.empty,
+            "blank_lines": r.blank_lines,
+            "rejected": r.rejected,
+        }
+        return self.counts
+
+    def abort(self, e: BaseException) -> None:
+        try:
+            self._stack.__exit__(type(e), e, e.__traceback__)
+        finally:
+            self.docs.close(e)
+
+
+def _signatures(
+    files: Sequence[InputFile],
+    out: Path,
+    cfg: DedupConfig,
+    read_config: ReadConfig,
+    workers: int,
+    progress: Callable[[dict[str, Any]], None] | None,
+) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    open_files: list[_FileSignatures] = []
+    lazy = _Lazy(_signature_batch, workers)
+
+    def handle(tag, result) -> None:
+        sink, meta = tag
+        if meta is not None:
+            sink.write(meta, result)
+            return
+        open_files.remove(sink)
+        r = sink.finish()
+        results.append(r)
+        if progress is not None:
+            progress({"phase": "signatures", "counts": {"documents": r["documents"]}})
+
     try:
-        with (
-            atomic_open(npy_path, "wb") as fsig,
-            BucketWriter(Path(task.out_dir) / "buckets", f.index, cfg.partitions) as buckets,
-        ):
-            sigw = SignatureArrayWriter(fsig, cfg.num_perm)
-
-            def flush() -> None:
-                nonlocal texts, ids, lines, names, batch_chars
-                if not texts:
-                    return
-                h, n_sh = shingle_hashes(texts, cfg.ngram)
-                sig = minhash_signatures(h, n_sh, a)
-                doc_ids = np.asarray(ids, dtype=np.int64)
-                rows = doc_ids & LINE_MASK
-                sigw.add(rows, sig)
-                has = n_sh > 0
-                buckets.add(band_keys(sig[has], cfg.bands, cfg.rows), doc_ids[has])
+        for f in files:
+            sink = _FileSignatures(f, out, cfg)
+            open_files.append(sink)
+            for texts, ids, lines, names in _batches_of(
+                f, cfg, read_config, sink.rstats, sink.counts
+            ):
                 chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-                docs_writer.add(doc_ids, lines, names, chars, n_sh)
-                counts["documents"] += len(texts)
-                counts["no_shingles"] += int((~has).sum())
-                counts["shingles"] += int(n_sh.sum())
-                counts["chars"] += int(chars.sum())
-                texts, ids, lines, names, batch_chars = [], [], [], [], 0
-
-            last = -1
-            for doc in iter_file(f, task.read_config, rstats):
-                if doc.doc_id >> LINE_BITS != f.index or doc.doc_id <= last:
-                    raise IntegrityError(
-                        f"{f.where} line {doc.line}: document id {doc.doc_id} is not in "
-                        f"ascending order for input file index {f.index}; the reader must give "
-                        "ids file_index << 40 | line-1 in line order."
-                    )
-                last = doc.doc_id
-                texts.append(doc.text)
-                ids.append(doc.doc_id)
-                lines.append(doc.line)
-                names.append(doc.pile_set_name)
-                per = counts["per_set"]
-                per[doc.pile_set_name] = per.get(doc.pile_set_name, 0) + 1
-                batch_chars += len(doc.text)
-                if batch_chars >= cfg.batch_chars or len(texts) >= MAX_BATCH_DOCS:
-                    flush()
-            flush()
-            sigw.finish()
-            counts["records"] = buckets.records
+                task = _SigBatch(texts, cfg.ngram, cfg.num_perm, cfg.seed, cfg.bands, cfg.rows)
+                for tag, res in lazy.submit(task, (sink, (ids, lines, names, chars))):
+                    handle(tag, res)
+            for tag, res in lazy.mark((sink, None)):
+                handle(tag, res)
+        for tag, res in lazy.drain():
+            handle(tag, res)
     except BaseException as e:
-        docs_writer.close(e)
+        lazy.close()
+        for sink in open_files:
+            sink.abort(e)
         raise
-    docs_writer.close()
-    counts["rows"] = sigw.rows
-    counts["reader"] = {
-        "lines": rstats.lines,
-        "empty": rstats.empty,
-        "blank_lines": rstats.blank_lines,
-        "rejected": rstats.rejected,
-    }
-    counts["seconds"] = time.perf_counter() - t0
-    return counts
+    lazy.close()
+    return results
 
 
 # ----------------------------------------------------------------------------- step 2: edges
@@ -239,6 +398,42 @@ def exact_paths(out_dir: Path, file_index: int) -> tuple[Path, Path]:
     return base / f"{file_index:06d}.hashes.npy", base / f"{file_index:06d}.offsets.npy"
 
 
+def _candidate_docs(
+    f: InputFile, wanted: list[int], read_config: ReadConfig
+) -> Iterator[tuple[int, str]]:
+    """(doc_id, text) of the file's documents, at least the `wanted` ones, in order. A jsonl
+    input's other lines are skipped undecoded and only the wanted lines are parsed, exactly as
+    the reader's fast path does (orjson, a string under text_key); from a wanted line that
+    needs more (a damaged stream, invalid JSON, a list of strings, ...) on, the reader itself
+    takes over, so the text is always the reader's."""
+    last = -1
+    if f.kind in ("jsonl", "jsonl.zst", "jsonl.gz") and wanted:
+        lines = [(d & LINE_MASK) + 1 for d in wanted]
+        key = read_config.text_key
+        k = 0
+        try:
+            for line_no, _, raw in iter_lines(f.path, f.kind):
+                if line_no < lines[k]:
+                    continue
+                try:
+                    obj = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    break
+                text = obj.get(key) if type(obj) is dict else None
+                if type(text) is not str or not text or line_no != lines[k]:
+                    break
+                yield wanted[k], text
+                last = wanted[k]
+                k += 1
+                if k == len(wanted):
+                    return
+        except InputError:
+            pass  # a damaged stream: the reader applies the error policy below
+    for doc in iter_file(f, read_config):
+        if doc.doc_id > last:
+            yield doc.doc_id, doc.text
+
+
 def _shingle_task(task: _ShingleTask) -> dict[str, Any]:
     """Sorted unique shingle hashes of the file's candidate documents, back to back (uint64
     [total, 1]); offsets[i] is where doc_ids[i]'s set starts (len(doc_ids) + 1 entries)."""
@@ -269,16 +464,16 @@ def _shingle_task(task: _ShingleTask) -> dict[str, Any]:
 
         wanted = want.tolist()
         if wanted:
-            for doc in iter_file(task.file, task.read_config):
+            for doc_id, text in _candidate_docs(task.file, wanted, task.read_config):
                 if found >= len(wanted):
                     break
-                if doc.doc_id < wanted[found]:
+                if doc_id < wanted[found]:
                     continue
-                if doc.doc_id != wanted[found]:
+                if doc_id != wanted[found]:
                     break  # a candidate the reader no longer yields: reported below
-                texts.append(doc.text)
+                texts.append(text)
                 found += 1
-                batch_chars += len(doc.text)
+                batch_chars += len(text)
                 if batch_chars >= cfg.batch_chars or len(texts) >= MAX_BATCH_DOCS:
                     flush()
             flush()
@@ -322,40 +517,31 @@ def exact_jaccard(
     return out
 
 
-def _verify_exact(
+def _exact_sets(
     out: Path,
     files: Sequence[InputFile],
-    src: np.ndarray,
-    dst: np.ndarray,
+    docs: np.ndarray,
     config: DedupConfig,
     read_config: ReadConfig,
     workers: int,
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    cand = np.unique(np.concatenate([src, dst]))
-    fi = cand >> LINE_BITS
+) -> tuple[dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
+    """Shingle-hash sets of the sorted candidate documents `docs` (second read, one task per
+    file), as `exact_jaccard` takes them, and the number of documents read."""
+    fi = docs >> LINE_BITS
     remove_tree(out / "exact")
     (out / "exact").mkdir(parents=True)
-    tasks = [_ShingleTask(f, str(out), cand[fi == f.index], config, read_config) for f in files]
+    tasks = [_ShingleTask(f, str(out), docs[fi == f.index], config, read_config) for f in files]
+    tasks = [t for t in tasks if len(t.doc_ids)]
     results = map_ordered(_shingle_task, tasks, workers)
     sets = {}
     for t in tasks:
-        if len(t.doc_ids):
-            h, o = exact_paths(out, t.file.index)
-            sets[t.file.index] = (
-                t.doc_ids,
-                np.load(o, allow_pickle=False),
-                np.load(h, mmap_mode="r", allow_pickle=False)[:, 0],
-            )
-    jac = exact_jaccard(src, dst, sets)
-    keep = jac >= config.threshold - 1e-12
-    info = {
-        "exact_documents": sum(r["documents"] for r in results),
-        "exact_checked_pairs": int(len(src)),
-        "exact_kept_pairs": int(keep.sum()),
-        "exact_dropped_pairs": int(len(src) - keep.sum()),
-    }
-    del sets
-    return src[keep], dst[keep], info
+        h, o = exact_paths(out, t.file.index)
+        sets[t.file.index] = (
+            t.doc_ids,
+            np.load(o, allow_pickle=False),
+            np.load(h, mmap_mode="r", allow_pickle=False)[:, 0],
+        )
+    return sets, sum(r["documents"] for r in results)
 
 
 def _input_bytes(f: InputFile) -> int | None:
@@ -458,7 +644,7 @@ def run_dedup(
         config.bands,
         config.rows,
         config.num_perm if config.verify_candidates else None,
-        config.verify_cut if config.verify_candidates else None,
+        config.screen_cut if config.verify_candidates else None,
     )
     log.info(
         "S-curve P(candidate|J): %s; expected recall at J=%.2f: %.3f (mean over J>=t: %.3f)",
@@ -469,12 +655,7 @@ def run_dedup(
     )
 
     t0 = time.perf_counter()
-    sig_tasks = [_SigTask(f, str(out), config, read_config) for f in files]
-    sig_results = []
-    for r in imap_ordered(_signature_task, sig_tasks, workers):
-        sig_results.append(r)
-        if progress is not None:
-            progress({"phase": "signatures", "counts": {"documents": r["documents"]}})
+    sig_results = _signatures(files, out, config, read_config, resolve_workers(workers), progress)
     timings["signatures"] = time.perf_counter() - t0
     timings["signatures_task_seconds_sum"] = sum(r["seconds"] for r in sig_results)
 
@@ -491,34 +672,66 @@ def run_dedup(
 
     t0 = time.perf_counter()
     verification: dict[str, Any] = {"enabled": config.verify_candidates}
+    store = SignatureStore({f.index: signature_paths(out, f.index)[0] for f in files}, LINE_BITS)
     if config.verify_candidates and len(src):
-        store = SignatureStore(
-            {f.index: signature_paths(out, f.index)[0] for f in files}, LINE_BITS
-        )
-        src, dst, agree = verify_edges(src, dst, store, config.verify_cut)
-        store.close()
+        src, dst, _ = verify_edges(src, dst, store, config.screen_cut)
         verification.update(
-            cut=round(config.verify_cut, 6),
+            cut=round(config.screen_cut, 6),
             candidate_pairs=candidates,
             kept_pairs=int(len(src)),
             dropped_pairs=candidates - int(len(src)),
         )
     verification["mode"] = criterion["check"]
+    verification["cluster_rule"] = config.cluster_rule
     timings["verify"] = time.perf_counter() - t0
-    if config.verify == "exact" and config.verify_candidates:
+    sets = None
+    tol = 1e-12  # the cuts are inclusive; a float ratio exactly at the cut passes
+    if config.verify == "exact" and len(src):
         t0 = time.perf_counter()
-        src, dst, info = _verify_exact(out, files, src, dst, config, read_config, workers)
-        verification.update(info)
+        sets, n_read = _exact_sets(
+            out, files, np.unique(np.concatenate([src, dst])), config, read_config, workers
+        )
+        keep = exact_jaccard(src, dst, sets) >= config.threshold - tol
+        verification.update(
+            exact_documents=n_read,
+            exact_checked_pairs=int(len(src)),
+            exact_kept_pairs=int(keep.sum()),
+            exact_dropped_pairs=int(len(src) - keep.sum()),
+        )
+        src, dst = src[keep], dst[keep]
         verification["kept_pairs"] = int(len(src))
         verification["dropped_pairs"] = candidates - int(len(src))
         timings["verify_exact"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     nodes, root = connected_components(src, dst)
-    removed_mask = nodes != root
+    if config.cluster_rule == "center":
+        if sets is not None:
+
+            def check(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+                return exact_jaccard(x, c, sets) >= config.threshold - tol
+
+        else:
+
+            def check(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+                return signature_agreement(x, c, store) >= config.verify_cut - tol
+
+        kept_of = split_by_center(nodes, root, check)
+    else:
+        kept_of = root
+    removed_mask = nodes != kept_of
     removed_ids = nodes[removed_mask]
-    removed_root = root[removed_mask]
-    cluster_ids, cluster_sizes = np.unique(root, return_counts=True)
+    removed_root = kept_of[removed_mask]
+    # evidence per removed document: its similarity to the document kept in its place
+    removed_est = signature_agreement(removed_ids, removed_root, store)
+    removed_jac = exact_jaccard(removed_ids, removed_root, sets) if sets is not None else None
+    store.close()
+    sets = None  # release the memory-mapped shingle sets before exact/ is removed
+    cluster_ids, removed_per_cluster = np.unique(removed_root, return_counts=True)
+    cluster_sizes = removed_per_cluster + 1
+    verification["kept_by_cluster_rule"] = int(
+        np.count_nonzero((kept_of == nodes) & (nodes != root))
+    )
     timings["components"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -532,6 +745,12 @@ def run_dedup(
             pa.array(r_names, pa.string()),
             pa.array(r_files, pa.string()),
             pa.array(r_lines, pa.int64()),
+            pa.array(np.round(removed_est, 6), pa.float64()),
+            pa.array(
+                np.round(removed_jac, 6) if removed_jac is not None else [None] * len(removed_ids),
+                pa.float64(),
+            ),
+            pa.array([config.rule()] * len(removed_ids), pa.string()),
         ],
         schema=REMOVED_SCHEMA,
     )
@@ -586,7 +805,7 @@ def run_dedup(
         "candidate_pairs": candidates,
         "edges": int(len(src)),
         "clusters": int(len(cluster_ids)),
-        "documents_in_clusters": int(len(nodes)),
+        "documents_in_clusters": int(len(removed_ids) + len(cluster_ids)),
         "removed": int(len(removed_ids)),
         "kept": total_docs - int(len(removed_ids)),
         # the similarity a joined pair reached (see criterion.check for which similarity)

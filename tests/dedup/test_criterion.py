@@ -17,9 +17,6 @@ from pipeline.dedup.stage import _shingle_task, _ShingleTask
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.read import ReadConfig, make_doc_id, resolve_inputs
 
-# the pythia-0.87 preset's fingerprint before `verify` existed: it must not move
-PYTHIA_FINGERPRINT = "b78656429be1ce80acfd14dfa33195f6601c3ae3f0a6de9e0470b4be0a1d2cc4"
-
 
 def true_jaccard(a: str, b: str, n: int = 5) -> float:
     def sh(t: str) -> set[tuple[str, ...]]:
@@ -63,10 +60,10 @@ def removed_lines(out) -> set[int]:
 def test_exact_keeps_pairs_below_threshold_that_the_estimate_removes(tmp_path):
     src = tmp_path / "planted.jsonl"
     pairs = planted_corpus(src)
-    est = run_dedup([src], tmp_path / "est", DedupConfig.from_preset("pythia-0.87"))
-    exact = run_dedup(
-        [src], tmp_path / "exact", DedupConfig.from_preset("pythia-0.87", verify="exact")
+    est = run_dedup(
+        [src], tmp_path / "est", DedupConfig.from_preset("pythia-0.87", verify="estimate")
     )
+    exact = run_dedup([src], tmp_path / "exact", DedupConfig.from_preset("pythia-0.87"))
     r_est, r_exact = removed_lines(tmp_path / "est"), removed_lines(tmp_path / "exact")
     low = {b for _, b in pairs[0.8]}
     high = {b for j in (0.9, 1.0) for _, b in pairs[j]}
@@ -78,12 +75,13 @@ def test_exact_keeps_pairs_below_threshold_that_the_estimate_removes(tmp_path):
 
     assert est["counts"]["jaccard_cut"] == pytest.approx(0.810549)
     assert est["criterion"]["summary"] == (
-        "LSH candidates at Jaccard 0.87, whose MinHash estimate is >= 0.8105 (0.87 - 2 sigma)"
+        "MinHash estimate >= 0.8105 (0.87 - 2 sigma) with the document kept in its place "
+        "(clusters split by id until this holds); candidates: LSH at 0.87"
     )
     assert exact["counts"]["jaccard_cut"] == 0.87
     v = exact["verification"]
     assert v["mode"] == "exact" and v["exact_kept_pairs"] == len(high) == v["kept_pairs"]
-    assert v["exact_dropped_pairs"] == len(low & r_est)
+    assert v["exact_dropped_pairs"] >= len(low & r_est)  # the exact mode screens looser
     stats = json.loads((tmp_path / "exact" / "stats.json").read_text())
     manifest = json.loads((tmp_path / "exact" / "manifest.json").read_text())
     assert stats["criterion"] == manifest["criterion"] == exact["criterion"]
@@ -115,36 +113,57 @@ def test_shingle_task_names_a_candidate_missing_on_the_second_read(tmp_path):
         _shingle_task(task)
 
 
-def test_fingerprint_unchanged_for_the_estimate_check():
-    assert DedupConfig.from_preset("pythia-0.87").fingerprint() == PYTHIA_FINGERPRINT
-    assert DedupConfig(verify="estimate").fingerprint() == PYTHIA_FINGERPRINT
-    assert DedupConfig(verify="exact").fingerprint() != PYTHIA_FINGERPRINT
+def test_fingerprint_records_the_mode_and_the_rule():
+    exact = DedupConfig.from_preset("pythia-0.87")
+    assert exact.verify == "exact" and exact.cluster_rule == "center"
+    assert exact.fingerprint() == DedupConfig().fingerprint()
+    prints = {
+        DedupConfig(verify=v, cluster_rule=r).fingerprint()
+        for v in ("exact", "estimate")
+        for r in ("center", "component")
+    }
+    assert len(prints) == 4
+    # the older spelling of verify="none" is the same config
+    assert DedupConfig(verify_candidates=False) == DedupConfig(verify="none")
+    assert DedupConfig(verify="none").cluster_rule == "component"
 
 
 def test_criterion_wording_per_mode():
-    c = DedupConfig(verify="exact").criterion()
-    assert c["summary"].endswith("(0.87 - 2 sigma) and the exact Jaccard is >= 0.87")
-    assert (c["check"], c["jaccard_cut"], c["estimate_cut"]) == ("exact", 0.87, 0.810549)
-    c = DedupConfig(verify_candidates=False).criterion()
-    assert c["check"] == "none" and c["jaccard_cut"] is None
+    c = DedupConfig().criterion()
     assert c["summary"] == (
-        "LSH candidates at Jaccard 0.87 (14 bands x 9 rows), all joined unchecked "
-        "(pairs well below 0.87 can be removed)"
+        "exact Jaccard >= 0.87 with the document kept in its place (clusters split by id until "
+        "this holds); candidates: LSH at 0.87, MinHash estimate >= 0.7808"
     )
-    c = DedupConfig(threshold=0.8, verify_sigmas=1.0, num_perm=256).criterion()
+    assert (c["check"], c["jaccard_cut"], c["estimate_cut"]) == ("exact", 0.87, 0.780824)
+    assert (c["cluster_rule"], c["rule"]) == ("center", "jaccard>=0.87")
+    c = DedupConfig(verify="none").criterion()
+    assert c["check"] == "none" and c["jaccard_cut"] is None and c["rule"] == "lsh-component"
     assert c["summary"] == (
-        "LSH candidates at Jaccard 0.8, whose MinHash estimate is >= 0.7750 (0.8 - 1 sigma)"
+        "LSH candidates at Jaccard 0.87 (14 bands x 9 rows), all joined unchecked into "
+        "components (pairs well below 0.87 can be removed)"
     )
+    c = DedupConfig(
+        threshold=0.8, verify="estimate", verify_sigmas=1.0, num_perm=256, cluster_rule="component"
+    ).criterion()
+    assert c["summary"] == (
+        "MinHash estimate >= 0.7750 (0.8 - 1 sigma) with a neighbour in its cluster (chains "
+        "allowed); candidates: LSH at 0.8"
+    )
+    assert c["rule"] == "estimate>=0.7750 (chain)"
 
 
 def test_verify_mode_rejected():
-    with pytest.raises(ConfigError, match="verify='close' is invalid; allowed: estimate, exact"):
+    with pytest.raises(
+        ConfigError, match="verify='close' is invalid; allowed: exact, estimate, none"
+    ):
         DedupConfig(verify="close")
 
 
-def test_exact_without_estimate_check_rejected():
-    with pytest.raises(ConfigError, match="only with verify_candidates=true.*Drop --no-verify"):
-        DedupConfig(verify="exact", verify_candidates=False)
+def test_cluster_rule_rejected():
+    with pytest.raises(
+        ConfigError, match="cluster_rule='star' is invalid; allowed: center, component"
+    ):
+        DedupConfig(cluster_rule="star")
 
 
 def test_cli_verify_exact_and_summary(tmp_path, capsys):
@@ -153,22 +172,22 @@ def test_cli_verify_exact_and_summary(tmp_path, capsys):
     rc = main(["dedup", str(src), "--out", str(tmp_path / "o"), "--verify", "exact"])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "verification (estimated J >= 0.8105, then exact J >= 0.87): kept 10 of" in text
+    assert "verification (estimated J >= 0.7808, then exact J >= 0.87): kept 10 of" in text
     assert (
-        "near-duplicates: LSH candidates at Jaccard 0.87, whose MinHash estimate is "
-        ">= 0.8105 (0.87 - 2 sigma) and the exact Jaccard is >= 0.87\n"
+        "near-duplicates: exact Jaccard >= 0.87 with the document kept in its place (clusters "
+        "split by id until this holds); candidates: LSH at 0.87, MinHash estimate >= 0.7808\n"
     ) in text
     assert "62 documents, 10 duplicate clusters, 10 removed" in text
 
 
-def test_cli_default_summary_states_the_estimate_cut(tmp_path, capsys):
+def test_cli_estimate_summary_states_the_estimate_cut(tmp_path, capsys):
     src = tmp_path / "planted.jsonl"
     planted_corpus(src)
-    assert main(["dedup", str(src), "--out", str(tmp_path / "o")]) == 0
+    assert main(["dedup", str(src), "--out", str(tmp_path / "o"), "--verify", "estimate"]) == 0
     text = capsys.readouterr().out
     assert (
-        "near-duplicates: LSH candidates at Jaccard 0.87, whose MinHash estimate is "
-        ">= 0.8105 (0.87 - 2 sigma)\n"
+        "near-duplicates: MinHash estimate >= 0.8105 (0.87 - 2 sigma) with the document kept in "
+        "its place (clusters split by id until this holds); candidates: LSH at 0.87\n"
     ) in text
 
 
@@ -203,8 +222,9 @@ def test_lambada_exact_removes_only_pairs_at_the_threshold(shared, tmp_path):
         kept = [orjson.loads(lines[(r["kept_id"] & ((1 << 40) - 1))])["text"] for r in t]
         return [true_jaccard(a, b) for a, b in zip(text, kept)]
 
-    run_dedup([src], tmp_path / "est", DedupConfig.from_preset("pythia-0.87"))
-    run_dedup([src], tmp_path / "exact", DedupConfig.from_preset("pythia-0.87", verify="exact"))
+    chain = DedupConfig.from_preset("pythia-0.87", verify="estimate", cluster_rule="component")
+    run_dedup([src], tmp_path / "est", chain)
+    run_dedup([src], tmp_path / "exact", DedupConfig.from_preset("pythia-0.87"))
     est, exact = true_js(tmp_path / "est"), true_js(tmp_path / "exact")
     assert len(est) == 10 and sum(j < 0.87 for j in est) == 7 and min(est) > 0.79
     assert len(exact) == 3 and min(exact) >= 0.87
