@@ -247,6 +247,7 @@ def resolve_inputs(paths: Iterable[str | os.PathLike | InputFile]) -> list[Input
             )  # fmt: skip
         else:
             seen[key] = i
+    _warn_unchecked([path for path, kind, _ in found if kind == "jsonl.zst"])
     names = input_names([path for path, _, _ in found])
     return [
         InputFile(
@@ -258,6 +259,37 @@ def resolve_inputs(paths: Iterable[str | os.PathLike | InputFile]) -> list[Input
         )
         for i, ((path, kind, split), name) in enumerate(zip(found, names))
     ]
+
+
+_warned_unchecked: set[str] = set()  # once per process, however many stages resolve the inputs
+
+
+def _warn_unchecked(paths: list[str]) -> None:
+    """Say once that damage inside checksum-less zstd frames (the Pile's own files are written
+    so) cannot be seen while reading, and how to check the files instead. The bundled sample is
+    part of the package, not a download, and is left out."""
+    from pipeline.data import sample_dir
+    from pipeline.read.lines import zstd_checksummed
+
+    sample = os.path.realpath(sample_dir())
+    new = [
+        p
+        for p in paths
+        if os.path.realpath(p) not in _warned_unchecked
+        and not os.path.realpath(p).startswith(sample + os.sep)
+        and zstd_checksummed(p) is False
+    ]
+    if not new:
+        return
+    _warned_unchecked.update(os.path.realpath(p) for p in new)
+    shown = ", ".join(new[:3]) + (f" and {len(new) - 3} more" if len(new) > 3 else "")
+    log.warning(
+        "%d input file(s) (%s) have zstd frames without a content checksum, so damage that still "
+        "decodes cannot be detected while reading; check them against their published checksums: "
+        "pile verify SHA256SUMS.txt --root DIR (the Pile's download directory carries "
+        "SHA256SUMS.txt)",
+        len(new), shown,
+    )  # fmt: skip
 
 
 def input_names(paths: Sequence[str]) -> list[str]:

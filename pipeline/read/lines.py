@@ -60,7 +60,17 @@ _SKIP_FIX = (
 )
 
 
-_warned_unchecked: set[str] = set()
+def zstd_checksummed(path: str) -> bool | None:
+    """Whether the first zstd frame of `path` carries a content checksum (None: the file does not
+    start with a zstd frame). Files are written with one setting, so the first frame tells."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(5)
+    except OSError:
+        return None
+    if len(head) < 5 or int.from_bytes(head[:4], "little") != _ZSTD_MAGIC:
+        return None
+    return bool((head[4] >> 2) & 1)
 
 
 class _ZstdSource:
@@ -119,15 +129,6 @@ class _ZstdSource:
             n += _FCS_BYTES[fcs_flag] or (1 if single else 0)
             rest = f.read(n)
             header = magic + fhd_b + rest
-            if not checksum and self.path not in _warned_unchecked:
-                _warned_unchecked.add(self.path)  # once per file, however many stages read it
-                log.warning(
-                    "%s: its zstd frames carry no content checksum, so damage that still decodes "
-                    "cannot be detected while reading; check the file against its published "
-                    "checksums: pile verify SHA256SUMS.txt --root DIR (the Pile's download "
-                    "directory carries SHA256SUMS.txt)",
-                    self.path,
-                )
             if len(rest) < n:
                 yield pos, header, "partial"
                 return
