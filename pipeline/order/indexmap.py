@@ -52,6 +52,7 @@ import re
 import shlex
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ DATASET_NAME = "train_0"  # gpt-neox: name=f"train_{i}" for the first of train-d
 MANIFEST_KIND = "index-maps"
 ROLES = ("doc_idx", "sample_idx", "shuffle_idx")
 EPOCH_ROLE = "sidecar"
-CHUNK = 1 << 23  # doc_idx entries per chunk in the vectorised builders (8M: ~200 MB of temporaries)
+CHUNK = 1 << 18  # doc_idx entries per chunk in the vectorised builders: temporaries stay in cache
 QUICK_BYTES = 1 << 20  # head and tail bytes hashed for the quick dataset identity check
 INT32_MAX = int(np.iinfo(np.int32).max)
 
@@ -208,6 +209,76 @@ def sample_idx_dtype(num_epochs: int, tokens_per_epoch: int, seq_length: int) ->
     return np.dtype(np.int32) if 2 * (num_samples_f + 1) < INT32_MAX else np.dtype(np.int64)
 
 
+def iter_sample_idx(
+    sizes: np.ndarray,
+    doc_idx: np.ndarray,
+    seq_length: int,
+    num_epochs: int,
+    tokens_per_epoch: int,
+    chunk: int = CHUNK,
+) -> Iterator[np.ndarray]:
+    """helpers.cpp build_sample_idx as consecutive (rows, 2) blocks of sample_idx, in row order.
+
+    Row j is the position of flat token j * seq_length. For each chunk of doc_idx (small enough
+    that its temporaries stay in cache): the item sizes (the one random gather, as in the C loop),
+    their int64 end positions by cumsum, and T_k = the number of rows j >= next with
+    j * L < end_k, i.e. floor((end_k - next * L + L - 1) / L) (never negative: end_k >= the
+    chunk's base > (next - 1) * L). Item k holds T_k - T_(k-1) rows (0 for an empty item, which is
+    how the C loop skips it; a row on an item's last token when a sample ends exactly at its end);
+    np.repeat gives the doc_idx column and j * L - start_k the offset column.
+    """
+    num_total = (num_epochs * tokens_per_epoch - 1) // seq_length
+    dtype = sample_idx_dtype(num_epochs, tokens_per_epoch, seq_length)
+    if dtype == np.int32 and len(doc_idx) > INT32_MAX:  # pragma: no cover - needs >2**31 items
+        raise InputError("doc_idx is longer than int32 sample_idx can address")
+    L = int(seq_length)
+    j = 0  # next row to emit
+    base = 0  # flat position of the first token of the chunk
+    n = len(doc_idx)
+    sizes = np.asarray(sizes)
+    if not sizes.flags.aligned:  # the .idx sizes sit at byte 34: gathers from them are ~20x slower
+        sizes = sizes.copy()
+    for a in range(0, n, chunk):
+        if j > num_total:
+            break
+        c = np.asarray(doc_idx[a : a + chunk])
+        sz = np.take(sizes, c)
+        ends = np.cumsum(sz, dtype=np.int64)
+        chunk_tokens = int(ends[-1])
+        # t = ends + base - j*L + L - 1, then T = t // L (all >= 0)
+        t = ends + (base - j * L + L - 1)
+        t //= L
+        rows = int(t[-1])
+        take = min(rows, num_total + 1 - j)
+        if take > 0:
+            counts = np.diff(t, prepend=0)
+            del t
+            k = np.repeat(np.arange(c.size, dtype=np.intp), counts)[:take]
+            del counts
+            # start_k - j*L relative to the chunk: ends - sz + base - j*L
+            ends -= sz
+            block = np.empty((take, 2), dtype=dtype)
+            off = np.arange(take, dtype=np.int64)
+            off *= L
+            off -= np.take(ends, k)
+            off -= base - j * L
+            block[:, 1] = off
+            k += a
+            block[:, 0] = k
+            if j == 0:
+                # the C loop writes row 0 as (0, 0) before reading any item, even when doc_idx[0]
+                # is an empty item; every later row lands in a non-empty item
+                block[0] = 0
+            j += take
+            yield block
+        base += chunk_tokens
+    if j != num_total + 1:
+        raise IntegrityError(
+            f"sample_idx build filled {j} of {num_total + 1} rows; doc_idx holds fewer tokens than "
+            f"num_epochs x tokens_per_epoch = {num_epochs * tokens_per_epoch}"
+        )
+
+
 def build_sample_idx(
     sizes: np.ndarray,
     doc_idx: np.ndarray,
@@ -216,58 +287,15 @@ def build_sample_idx(
     tokens_per_epoch: int,
     chunk: int = CHUNK,
 ) -> np.ndarray:
-    """helpers.cpp build_sample_idx, vectorised: row j = position of flat token j * seq_length.
-
-    Processes doc_idx in chunks: int64 start/end positions of the chunk's items, the number of
-    multiples of seq_length inside [start, end) of each item (its rows: 0 for an empty item, which
-    is how the C++ loop skips them; a row on an item's last token when a sample ends exactly at the
-    item's end), then np.repeat of the item positions gives the doc_idx column in row order and
-    row * seq_length - start the offset column. Linear time; ~10 bytes of temporaries per entry.
-    """
+    """helpers.cpp build_sample_idx in memory: the blocks of `iter_sample_idx` in one array."""
     num_total = (num_epochs * tokens_per_epoch - 1) // seq_length
-    dtype = sample_idx_dtype(num_epochs, tokens_per_epoch, seq_length)
-    if dtype == np.int32 and len(doc_idx) > INT32_MAX:  # pragma: no cover - needs >2**31 items
-        raise InputError("doc_idx is longer than int32 sample_idx can address")
-    out = np.empty((num_total + 1, 2), dtype=dtype)
-    j = 0  # next row to fill
-    base = 0  # flat position of the first token of the chunk
-    n = len(doc_idx)
-    L = int(seq_length)
-    for a in range(0, n, chunk):
-        if j > num_total:
-            break
-        sz = sizes[doc_idx[a : a + chunk]].astype(np.int64)
-        ends = np.cumsum(sz)
-        ends += base
-        starts = ends - sz
-        del sz
-        # rows of item k: multiples of L in [starts[k], ends[k]) = ceil(end/L) - ceil(start/L)
-        first = -(-ends // L)
-        counts = first - (-(-starts // L))
-        del first
-        chunk_end = int(ends[-1])
-        del ends
-        rows = int(counts.sum())
-        take = min(rows, num_total + 1 - j)
-        if take > 0:
-            k = np.repeat(np.arange(a, a + counts.size, dtype=np.int64), counts)[:take]
-            del counts
-            off = np.arange(j, j + take, dtype=np.int64)
-            off *= L
-            off -= starts[k - a]
-            out[j : j + take, 0] = k
-            out[j : j + take, 1] = off
-            j += take
-        base = chunk_end
-    # The C++ loop writes row 0 as (0, 0) before looking at any item, even when doc_idx[0] is an
-    # empty item; every later row lands in a non-empty item.
-    out[0, 0] = 0
-    out[0, 1] = 0
-    if j != num_total + 1:
-        raise IntegrityError(
-            f"sample_idx build filled {j} of {num_total + 1} rows; doc_idx holds fewer tokens than "
-            f"num_epochs x tokens_per_epoch = {num_epochs * tokens_per_epoch}"
-        )
+    out = np.empty(
+        (num_total + 1, 2), dtype=sample_idx_dtype(num_epochs, tokens_per_epoch, seq_length)
+    )
+    j = 0
+    for block in iter_sample_idx(sizes, doc_idx, seq_length, num_epochs, tokens_per_epoch, chunk):
+        out[j : j + len(block)] = block
+        j += len(block)
     return out
 
 
@@ -281,33 +309,59 @@ def build_shuffle_idx(size: int, rng: np.random.RandomState) -> np.ndarray:
     return shuffle_idx
 
 
-def build_doc_epoch(doc_idx: np.ndarray, n_items: int, chunk: int = CHUNK) -> np.ndarray:
-    """doc_epoch[k] = number of earlier positions of item doc_idx[k] in doc_idx (its epoch copy).
+def doc_epoch_dtype(n: int, n_items: int) -> np.dtype:
+    epochs = n // max(n_items, 1)
+    return np.dtype(np.uint8 if epochs <= 1 << 8 else np.uint16 if epochs <= 1 << 16 else np.uint32)
 
-    Chunked: sort (item << 32 | position) keys of a chunk (a fast non-stable sort of unique keys
-    gives positions in order within each item), rank within each item's run, plus a running count.
+
+def iter_doc_epoch(doc_idx: np.ndarray, n_items: int, chunk: int = CHUNK) -> Iterator[np.ndarray]:
+    """doc_epoch in consecutive blocks: for each position, the earlier positions of its item.
+
+    Per chunk (small, so the sort runs in cache): sort the (item << 32 | position) keys (unique, so
+    a fast non-stable sort gives positions in order within each item), rank within each item's run,
+    plus `seen[item]` (the item's count before the chunk, read and updated once per run).
     """
     n = len(doc_idx)
-    epochs = n // max(n_items, 1)
-    dtype = np.uint8 if epochs <= 1 << 8 else np.uint16 if epochs <= 1 << 16 else np.uint32
-    out = np.empty(n, dtype=dtype)
-    seen = np.zeros(max(n_items, 1), dtype=np.int32)
+    dtype = doc_epoch_dtype(n, n_items)
+    seen = np.zeros(max(n_items, 1), dtype=dtype)
+    pos = np.arange(min(chunk, max(n, 1)), dtype=np.int64)
     for a in range(0, n, chunk):
-        c = np.asarray(doc_idx[a : a + chunk]).astype(np.int64)
-        keys = (c << 32) | np.arange(c.size, dtype=np.int64)
+        c = np.asarray(doc_idx[a : a + chunk])
+        m = c.size
+        keys = c.astype(np.int64)
+        keys <<= 32
+        keys |= pos[:m]
         keys.sort()
         items = keys >> 32
-        local = keys & 0xFFFFFFFF
-        new_run = np.empty(items.size, dtype=bool)
+        keys &= 0xFFFFFFFF  # now the chunk positions, grouped by item
+        new_run = np.empty(m, dtype=bool)
         new_run[0] = True
         np.not_equal(items[1:], items[:-1], out=new_run[1:])
         run_starts = np.flatnonzero(new_run)
-        pos = np.arange(items.size, dtype=np.int64)
-        run_of = np.cumsum(new_run) - 1
-        rank = pos - run_starts[run_of] + seen[items]
-        out[a + local] = rank
         run_items = items[run_starts]
-        seen[run_items] += np.diff(np.append(run_starts, items.size))
+        del items
+        before = np.take(seen, run_items)
+        run_of = np.cumsum(new_run, dtype=np.intp)
+        run_of -= 1
+        # rank = sorted position - start of its run + count before the chunk
+        rank = pos[:m] - np.take(run_starts, run_of)
+        rank += np.take(before, run_of)
+        block = np.empty(m, dtype=dtype)
+        block[keys] = rank
+        run_len = np.diff(run_starts, append=m)
+        run_len += before
+        seen[run_items] = run_len
+        yield block
+
+
+def build_doc_epoch(doc_idx: np.ndarray, n_items: int, chunk: int = CHUNK) -> np.ndarray:
+    """doc_epoch[k] = number of earlier positions of item doc_idx[k] in doc_idx (its epoch copy)."""
+    n = len(doc_idx)
+    out = np.empty(n, dtype=doc_epoch_dtype(n, n_items))
+    a = 0
+    for block in iter_doc_epoch(doc_idx, n_items, chunk):
+        out[a : a + block.size] = block
+        a += block.size
     return out
 
 
@@ -371,9 +425,33 @@ def order_fingerprint(config: OrderConfig, idx_sha256: str) -> str:
 # stage
 
 
-def _save_npy(path: Path, arr: np.ndarray) -> None:
+@dataclass
+class NpyBlocks:
+    """An array written block by block (never whole in memory): its dtype, shape and blocks."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    blocks: Iterator[np.ndarray]
+
+
+def _save_npy(path: Path, arr: np.ndarray | NpyBlocks) -> None:
+    """np.save of `arr`, or the same bytes from the blocks of an NpyBlocks, via *.tmp + rename."""
     with atomic_open(path, "wb") as f:
-        np.save(f, arr, allow_pickle=True)
+        if isinstance(arr, np.ndarray):
+            np.save(f, arr, allow_pickle=True)
+            return
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(arr.dtype)),
+                  "fortran_order": False, "shape": tuple(arr.shape)}  # fmt: skip
+        np.lib.format.write_array_header_1_0(f, header)
+        want = math.prod(arr.shape) * np.dtype(arr.dtype).itemsize
+        wrote = 0
+        for block in arr.blocks:
+            if block.dtype != arr.dtype:  # pragma: no cover - a bug in a block builder
+                raise IntegrityError(f"{path}: block dtype {block.dtype}, expected {arr.dtype}")
+            f.write(np.ascontiguousarray(block).data)
+            wrote += block.nbytes
+        if wrote != want:
+            raise IntegrityError(f"{path}: wrote {wrote} bytes of array data, expected {want}")
 
 
 def _sizes_of(prefix) -> np.ndarray:
@@ -446,7 +524,8 @@ def run_order(
     provenance=True) next to the dataset or in `out_dir`, then the manifest (kind "index-maps", roles doc_idx/sample_idx/shuffle_idx,
     fingerprint = combine(config fingerprint, .idx sha256)); returns the manifest dict. With
     `reuse`, an existing complete manifest with the same fingerprint is returned without rebuilding.
-    Peak memory at Pythia scale (211M items, 2 epochs): doc_idx + sample_idx, ~3.5 GB.
+    doc_epoch and sample_idx are streamed to their files: peak memory is doc_idx (4 bytes per
+    entry) + the sizes + a few MB; at Pythia scale (211M items, 2 epochs) ~2.6 GB.
     """
     paths = index_map_paths(prefix, config, out_dir)
     ident = dataset_identity(prefix, full=True)
@@ -489,16 +568,17 @@ def run_order(
     _save_npy(paths["doc_idx"], doc_idx)
     t1 = time.perf_counter()
     files: list[tuple[Path, str]] = [(paths["doc_idx"], "doc_idx")]
-    if doc_epoch:
-        epoch = build_doc_epoch(doc_idx, len(sizes))
+    if doc_epoch:  # streamed: only doc_idx is ever whole in memory
+        epoch = NpyBlocks(doc_epoch_dtype(len(doc_idx), len(sizes)), (len(doc_idx),),
+                          iter_doc_epoch(doc_idx, len(sizes)))  # fmt: skip
         _save_npy(paths["doc_epoch"], epoch)
         del epoch
-    sample_idx = build_sample_idx(sizes, doc_idx, config.seq_length, num_epochs, tokens_per_epoch)
-    del doc_idx
-    num_total = sample_idx.shape[0] - 1
-    sample_dtype = sample_idx.dtype.name
-    _save_npy(paths["sample_idx"], sample_idx)
-    del sample_idx
+    num_total = (num_epochs * tokens_per_epoch - 1) // config.seq_length
+    dtype = sample_idx_dtype(num_epochs, tokens_per_epoch, config.seq_length)
+    blocks = iter_sample_idx(sizes, doc_idx, config.seq_length, num_epochs, tokens_per_epoch)
+    _save_npy(paths["sample_idx"], NpyBlocks(dtype, (num_total + 1, 2), blocks))
+    del doc_idx, blocks
+    sample_dtype = dtype.name
     t2 = time.perf_counter()
     shuffle_idx = build_shuffle_idx(num_total, rng)
     shuffle_dtype = shuffle_idx.dtype.name

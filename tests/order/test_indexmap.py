@@ -211,3 +211,41 @@ def test_scaled_synthetic_build_two_epochs_tiles_the_stream():
     assert check_against_sizes(m.doc_idx, m.sample_idx, sizes, 2048) == []
     assert np.array_equal(np.sort(m.shuffle_idx), np.arange(m.num_total, dtype=np.uint32))
     assert np.array_equal(np.bincount(m.doc_idx, minlength=n), np.full(n, 2))
+
+
+def test_streamed_npy_has_np_save_bytes(tmp_path):
+    """run_order streams doc_epoch and sample_idx block by block: same bytes as np.save."""
+    from pipeline.order.indexmap import NpyBlocks, _save_npy, iter_doc_epoch, iter_sample_idx
+
+    rs = np.random.RandomState(4)
+    sizes = rs.randint(0, 40, 300).astype(np.int32)
+    doc_idx = np.tile(np.arange(300, dtype=np.int32), 3)
+    rs.shuffle(doc_idx)
+    tpe = int(sizes.sum())
+    want = ref.build_sample_idx_ref(sizes, doc_idx, 7, 3, tpe)
+    blocks = iter_sample_idx(sizes, doc_idx, 7, 3, tpe, chunk=50)
+    _save_npy(tmp_path / "s.npy", NpyBlocks(want.dtype, want.shape, blocks))
+    assert (tmp_path / "s.npy").read_bytes() == _npy_bytes(want)
+    epoch = build_doc_epoch(doc_idx, 300, chunk=1 << 20)
+    _save_npy(
+        tmp_path / "e.npy", NpyBlocks(epoch.dtype, epoch.shape, iter_doc_epoch(doc_idx, 300, 64))
+    )
+    assert (tmp_path / "e.npy").read_bytes() == _npy_bytes(epoch)
+
+
+def test_sample_idx_from_unaligned_sizes():
+    # a .idx holds its sizes at byte 34: the builder must give the same rows from such a view
+    sizes = np.array([5, 1, 3, 0, 8, 2, 1, 4, 6, 1], dtype=np.int32)
+    buf = np.zeros(2 + sizes.nbytes, dtype=np.uint8)
+    view = np.frombuffer(buf.data, dtype=np.int32, count=sizes.size, offset=2)
+    buf[2:] = sizes.view(np.uint8)
+    assert not view.flags.aligned
+    doc_idx = np.array(GOLDEN_DOC_IDX, dtype=np.int32)
+    got = build_sample_idx(view, doc_idx, 4, 2, 31, chunk=3)
+    assert got.tolist() == GOLDEN_SAMPLE_IDX
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    b = io.BytesIO()
+    np.save(b, a, allow_pickle=True)
+    return b.getvalue()
