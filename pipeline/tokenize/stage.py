@@ -56,6 +56,7 @@ from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_i
 from pipeline.read.document import LINE_BITS
 from pipeline.shards.mmidx import MMIDXWriter, token_dtype_for_vocab
 from pipeline.tokenize import sidecar as sidecar_mod
+from pipeline.tokenize.encoder import BACKENDS
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ MANIFEST_KIND = "token-dataset"
 EOD_TOKEN = "<|endoftext|>"
 CHUNKABLE_KINDS = ("jsonl", "jsonl.zst", "jsonl.gz")
 TASKS_PER_WORKER = 2
-BACKENDS = ("auto", "fast", "hf")
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,8 @@ class TokenizeConfig(StageConfig):
     append_eod: append the EOD id (`<|endoftext|>`) to every item (gpt-neox `--append-eod`).
     tokenizer_path: tokenizer JSON; None = the GPT-NeoX-20B file shipped in the package.
     tokenizer_sha256: expected sha256 of that file (checked at load); fingerprinted, the path is not.
-    backend: "auto" | "fast" | "hf" (identical ids; not fingerprinted).
+    backend: "auto" | "gigatoken" | "fast" | "hf" (identical ids, checked by the identity guard;
+        not fingerprinted; the manifest records the one used).
     batch_size: documents per encode batch; batch_chars caps the characters of a batch (neither
         changes output bytes).
     """
@@ -92,7 +93,7 @@ class TokenizeConfig(StageConfig):
         if self.backend not in BACKENDS:
             raise ConfigError(
                 f"tokenizer backend {self.backend!r} is not one of {', '.join(BACKENDS)}; "
-                "pass --backend auto, fast or hf."
+                f"pass --backend {', '.join(BACKENDS)}."
             )
         if int(self.batch_size) < 1 or int(self.batch_chars) < 1:
             raise ConfigError(
@@ -701,6 +702,8 @@ def run_tokenize(
                 "sha256": enc.sha256,
                 "vocab_size": int(enc.vocab_size),
                 "eod_id": int(enc.eod_id),
+                # which encoder made the ids (all give identical ids; the guard checked it)
+                "backend": enc.backend_label,
             },
             "dtype": dtype.name,
             "eod": {

@@ -62,9 +62,17 @@ def _ds(out, prefix="t"):
     return MMIDXDataset(out / f"{prefix}_text_document")
 
 
-def _files(out, prefix="t"):
+def _files(out, prefix="t", backend_too=True):
+    """The output files' bytes; backend_too=False drops the manifest's record of which backend
+    made the ids (everything else must be identical whichever backend ran)."""
     n = output_names(prefix)
-    return {k: (out / n[k]).read_bytes() for k in ("bin", "idx", "sidecar", "manifest")}
+    res = {k: (out / n[k]).read_bytes() for k in ("bin", "idx", "sidecar", "manifest")}
+    if not backend_too:
+        m = json.loads(res["manifest"])
+        assert m["tokenizer"].pop("backend").split()[0] in ("gigatoken", "fast", "hf")
+        m.pop("manifest_sha256")  # the manifest's hash of its own bytes
+        res["manifest"] = m
+    return res
 
 
 def test_golden_ids_and_eod(tmp_path, make_corpus):
@@ -135,7 +143,7 @@ def test_no_append_eod(tmp_path, corpus):
     assert m["eod"] == {"append_eod": False, "eod_id": 0, "token": "<|endoftext|>"}
 
 
-@pytest.mark.parametrize("backend", ["hf", "fast"])
+@pytest.mark.parametrize("backend", ["hf", "fast", "gigatoken"])
 def test_worker_count_and_backend_invariance(tmp_path, corpus, monkeypatch, backend):
     # tiny row groups so that the sidecar re-chunking across task boundaries is exercised
     monkeypatch.setattr(sidecar_mod, "ROW_GROUP_ROWS", 7)
@@ -145,8 +153,11 @@ def test_worker_count_and_backend_invariance(tmp_path, corpus, monkeypatch, back
     run_tokenize(corpus[:1], tmp_path / "single1", "t", TokenizeConfig(), workers=1)
     # 2 workers: 2 files -> each cut into 2 line ranges; partial outputs merged in order
     assert len(plan_tasks(resolve_inputs(corpus), 2)) == 4
+    if backend == "gigatoken":
+        pytest.importorskip("gigatoken")
     run_tokenize(corpus, out, "t", TokenizeConfig(backend=backend, batch_size=3), workers=2)
-    assert _files(out) == _files(ref)
+    assert _files(out, backend_too=False) == _files(ref, backend_too=False)
+    assert json.loads(_files(out)["manifest"])["tokenizer"]["backend"].startswith(backend)
     assert pq.ParquetFile(out / "t_text_document.docs.parquet").num_row_groups > 1
     # one input file cut into line ranges by 2 workers
     run_tokenize(corpus[:1], tmp_path / "single2", "t", TokenizeConfig(), workers=2)
