@@ -79,6 +79,17 @@ class SidecarWriter:
         while self._pending_rows >= ROW_GROUP_ROWS:
             self._write_group(ROW_GROUP_ROWS)
 
+    def append_table(self, table: pa.Table) -> None:
+        """Rows of another sidecar (same columns), e.g. a filtered one."""
+        if table.num_rows == 0:
+            return
+        table = table.select(SCHEMA.names).cast(self.schema)
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        while self._pending_rows >= ROW_GROUP_ROWS:
+            self._write_group(ROW_GROUP_ROWS)
+
     def append_npz(self, path: Path) -> None:
         """Rows of a task's partial sidecar (`doc_id, line, set_code, set_names, tokens, source_file`)."""
         with np.load(path, allow_pickle=False) as z:
