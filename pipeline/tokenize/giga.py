@@ -115,8 +115,12 @@ class GigaBPE:
             self.resets += 1
 
     def encode(self, text: str) -> list[int]:
-        flat, _ = self.encode_batch_flat([text])
-        return flat.tolist()
+        if self._needs_reference(text):
+            self.referred += 1
+            return self._reference(text)
+        ids = self._tok.encode(self._prepare(text)).tolist()  # a numpy array: no awkward
+        self._account(len(text))
+        return ids
 
     def encode_batch_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if not texts:
