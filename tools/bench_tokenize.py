@@ -304,12 +304,15 @@ def methods(corpus_dir: Path, n: int, backend: str | None) -> dict[str, tuple[li
     }
 
 
-def check_identity(corpus_dir: Path) -> str:
+PEER_BINS = {"neox": WORK / "neox.bin", "hf-batch": WORK / "hf.bin"}
+
+
+def check_identity(corpus_dir: Path, ran) -> str:
     pile_bin = WORK / "pile_out" / "bench_text_document.bin"
     want = sha256(pile_bin)
     bad = []
-    for name, path in (("neox", WORK / "neox.bin"), ("hf-batch", WORK / "hf.bin")):
-        if path.exists() and sha256(path) != want:
+    for name, path in PEER_BINS.items():
+        if name in ran and sha256(path) != want:
             bad.append(
                 f"{name}: "
                 + first_difference(
@@ -360,10 +363,12 @@ def main() -> int:
         for n in [int(x) for x in args.cores.split(",")]:
             ms = {k: v for k, v in methods(cdir, n, args.backend).items() if k not in args.skip}
             res: dict[str, list[tuple[float, float]]] = {k: [] for k in ms}
+            for p in PEER_BINS.values():  # no stale output of an earlier run is compared
+                p.unlink(missing_ok=True)
             for _ in range(args.rounds):
                 for k, (cmd, env) in ms.items():
                     res[k].append(timed_process(cmd, env))
-            bad = check_identity(cdir)
+            bad = check_identity(cdir, ms)
             if bad:
                 ok = False
                 print("IDENTITY FAILED " + bad)
