@@ -4,7 +4,7 @@ Corpus: `../shared/corpora/novels/*.jsonl.zst` (or --corpus FILES) split into pa
 documents: split on blank lines, consecutive paragraphs merged until a document has >= 1 KB
 (a single paragraph longer than 5 KB stays whole).
 
-    python tools/bench_encoder.py                   # MB/s per core: fast vs HF, ratios
+    python tools/bench_encoder.py                   # MB/s per core: gigatoken, fast vs HF
     python tools/bench_encoder.py --check-identity  # fast == HF ids on the whole corpus
     python tools/bench_encoder.py --unicode-sweep   # fast == HF on every code point in contexts
     python tools/bench_encoder.py --rss 1024        # RSS over 1 GB of novels + code-like text,
@@ -208,7 +208,19 @@ def bench(docs: list[str], fast, hf, reps: int, per_doc_mb: float, batch: int) -
         total += len(d.encode("utf-8"))
     sub_mb = total / 1e6
 
-    runs = {
+    runs = {}
+    try:
+        from pipeline.tokenize.encoder import load_encoder
+
+        giga = load_encoder(backend="gigatoken")
+        runs["gigatoken encode_batch_flat"] = (
+            mb,
+            batched(giga.encode_batch_flat, docs, batch),
+            reps,
+        )
+    except Exception as e:  # noqa: BLE001 - not installed or not identical: say so, go on
+        print(f"gigatoken backend not measured: {e}")
+    runs |= {
         "fast encode_batch_flat": (mb, batched(fast.encode_batch_flat, docs, batch), reps),
         "fast encode_batch": (mb, batched(fast.encode_batch, docs, batch), reps),
         f"hf {hf_batch_name}": (mb, batched(fn_fast, docs, batch), reps),
