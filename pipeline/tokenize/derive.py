@@ -80,7 +80,8 @@ def derive_excluded(
     append_eod = bool(std["eod"]["append_eod"])
 
     ds = MMIDXDataset(std_dir / sn["data_prefix"])
-    side = sidecar_mod.read_sidecar(std_dir / sn["sidecar"])
+    # string columns as dictionaries: 211M documents must not become 211M Python strings
+    side = sidecar_mod.read_sidecar(std_dir / sn["sidecar"], dictionary=True)
     doc_id = side.column("doc_id").to_numpy()
     pos = np.searchsorted(exclude_ids, doc_id)
     pos[pos >= exclude_ids.size] = 0
@@ -128,19 +129,21 @@ def derive_excluded(
                     item_of = item_of[z != ends[item_of] - 1]
                 literal[items[np.unique(item_of)]] = True
             i = j
-        sw.append_table(side.filter(pa.array(keep)))
+        for lo in range(0, side.num_rows, sidecar_mod.ROW_GROUP_ROWS):  # bounded memory
+            hi = lo + sidecar_mod.ROW_GROUP_ROWS
+            sw.append_table(side.slice(lo, hi - lo).filter(pa.array(keep[lo:hi])))
         if sw.rows != writer.num_items:
             raise IntegrityError("derived sidecar and dataset differ in length; internal error")
         sw.finalize()
         writer.finalize()
 
     # counts, as run_tokenize computes them
-    set_names = side.column("pile_set_name").to_numpy(zero_copy_only=False)
-    files = side.column("file").to_numpy(zero_copy_only=False)
+    set_codes, set_dict = _codes(side.column("pile_set_name"))
+    file_codes, file_dict = _codes(side.column("file"))
     tokens = side.column("tokens").to_numpy().astype(np.int64)
     per_source = {}
     for name, d in std["counts"]["per_source"].items():
-        m = set_names == name
+        m = set_codes == set_dict.get(name, -1)
         k = m & keep
         per_source[name] = {
             "documents": int(k.sum()),
@@ -151,7 +154,7 @@ def derive_excluded(
         }
     per_file = {}
     for name in std["counts"]["per_file"]:
-        k = (files == name) & keep
+        k = (file_codes == file_dict.get(name, -1)) & keep
         per_file[name] = {"documents": int(k.sum()), "tokens": int(tokens[k].sum())}
     n_files = int(c["input_files"])
     from pipeline.read.document import LINE_BITS
@@ -210,3 +213,14 @@ def derive_excluded(
         time.perf_counter() - t0,
     )
     return counts
+
+
+def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, dict[str, int]]:
+    """(one int code per row, {value: code}) of a dictionary-read string column."""
+    if not pa.types.is_dictionary(col.type):
+        col = col.dictionary_encode()
+    arr = col.unify_dictionaries().combine_chunks() if col.num_chunks else col.combine_chunks()
+    if isinstance(arr, pa.ChunkedArray):  # pragma: no cover - older pyarrow
+        arr = arr.combine_chunks()
+    codes = arr.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, {v: i for i, v in enumerate(arr.dictionary.to_pylist())}

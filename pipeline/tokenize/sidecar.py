@@ -138,9 +138,12 @@ class SidecarWriter:
             self.abort(exc)
 
 
-def read_sidecar(path: str | os.PathLike) -> pa.Table:
-    """The whole sidecar as a table (columns above)."""
+def read_sidecar(path: str | os.PathLike, dictionary: bool = False) -> pa.Table:
+    """The whole sidecar as a table (columns above); `dictionary`: the string columns as
+    dictionary arrays (one copy of each distinct name, not one string per row)."""
     try:
+        if dictionary:
+            return pq.read_table(path, read_dictionary=["file", "pile_set_name"])
         return pq.read_table(path)
     except FileNotFoundError as e:
         raise IntegrityError(f"{path}: sidecar not found.") from e
