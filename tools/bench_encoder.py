@@ -4,9 +4,11 @@ Corpus: `../shared/corpora/novels/*.jsonl.zst` (or --corpus FILES) split into pa
 documents: split on blank lines, consecutive paragraphs merged until a document has >= 1 KB
 (a single paragraph longer than 5 KB stays whole).
 
-    python tools/bench_encoder.py                   # MB/s per core: fast vs HF, ratios
+    python tools/bench_encoder.py                   # MB/s per core: gigatoken, fast vs HF
     python tools/bench_encoder.py --check-identity  # fast == HF ids on the whole corpus
     python tools/bench_encoder.py --unicode-sweep   # fast == HF on every code point in contexts
+    python tools/bench_encoder.py --rss 1024        # RSS over 1 GB of novels + code-like text,
+                                                    # each backend in its own process
 
 Speed is measured on one core: HF's rayon pool is limited to 1 thread (RAYON_NUM_THREADS=1,
 set before `tokenizers` is imported) unless --hf-threads is given. Both wall-clock MB/s and MB per
@@ -206,7 +208,19 @@ def bench(docs: list[str], fast, hf, reps: int, per_doc_mb: float, batch: int) -
         total += len(d.encode("utf-8"))
     sub_mb = total / 1e6
 
-    runs = {
+    runs = {}
+    try:
+        from pipeline.tokenize.encoder import load_encoder
+
+        giga = load_encoder(backend="gigatoken")
+        runs["gigatoken encode_batch_flat"] = (
+            mb,
+            batched(giga.encode_batch_flat, docs, batch),
+            reps,
+        )
+    except Exception as e:  # noqa: BLE001 - not installed or not identical: say so, go on
+        print(f"gigatoken backend not measured: {e}")
+    runs |= {
         "fast encode_batch_flat": (mb, batched(fast.encode_batch_flat, docs, batch), reps),
         "fast encode_batch": (mb, batched(fast.encode_batch, docs, batch), reps),
         f"hf {hf_batch_name}": (mb, batched(fn_fast, docs, batch), reps),
@@ -235,6 +249,104 @@ def bench(docs: list[str], fast, hf, reps: int, per_doc_mb: float, batch: int) -
     return 0
 
 
+def code_like_docs(seed: int, n: int) -> list[str]:
+    """Generated C/Python-like source with long whitespace runs and ever-new identifiers, hex
+    constants and numbers (a long-tailed pretoken stream: what makes pretoken caches grow).
+    Random draws are made per document in arrays (scalar draws would make this the bottleneck)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(40, 120))
+        hexes = rng.bytes(6 * k).hex()
+        kinds = rng.random(k).tolist()
+        pads = rng.integers(1, 60, k).tolist()
+        nums = rng.integers(0, 10**9, k).tolist()
+        tabs = (rng.random(k) < 0.3).tolist()
+        lines = []
+        depth = 0
+        for i in range(k):
+            ind = ("\t" if tabs[i] else "    ") * depth
+            ident = "v" + hexes[12 * i : 12 * i + 12]
+            kind = kinds[i]
+            if kind < 0.15:
+                lines.append(f"{ind}def {ident}(x, y=0x{hexes[12 * i + 3 : 12 * i + 11]}):")
+                depth = min(depth + 1, 12)
+            elif kind < 0.25 and depth:
+                depth -= 1
+                lines.append(f"{ind}return {ident} + {nums[i]}")
+            elif kind < 0.35:
+                lines.append(ind + " " * pads[i] + f"/* {ident} */")
+            else:
+                lines.append(f"{ind}{ident} = {ident}[{nums[i] % 999}] * 3.{nums[i]}")
+        out.append("\n".join(lines) + "\n")
+    return out
+
+
+def rss_run(backend: str, total_mb: int, reset_chars: int | None) -> int:
+    """Encode `total_mb` of alternating novels paragraphs and code-like text with one backend;
+    print RSS after every tenth. Run in a fresh process per backend (RSS is per process)."""
+    import psutil
+
+    from pipeline.tokenize.encoder import load_encoder
+
+    if reset_chars is not None:
+        os.environ["PILE_GIGATOKEN_RESET_CHARS"] = str(reset_chars)
+    enc = load_encoder(backend=backend)
+    novels = paragraph_docs(t for f in corpus_files([str(DEFAULT_CORPUS)]) for t in iter_texts(f))
+    import numpy as np
+
+    # a pool of code, made new for every batch by permuting its hex digits (each permutation turns
+    # every identifier and constant into unseen pretokens; generating fresh code is too slow)
+    pool = code_like_docs(0, 120)
+    digits = "0123456789abcdef"
+    rng = np.random.default_rng(1)
+    proc = psutil.Process()
+    done = 0
+    step = total_mb * 1_000_000 // 10
+    mark = step
+    seed = 0
+    ni = 0
+    t0 = time.perf_counter()
+    print(
+        f"{backend} reset_chars={reset_chars}: start RSS {proc.memory_info().rss / 2**20:.0f} MiB"
+    )
+    while done < total_mb * 1_000_000:
+        # novels repeat (their pretokens are cached after the first pass); code is always new
+        batch = novels[ni : ni + 500] or novels[:500]
+        ni = ni + 500 if ni + 500 < len(novels) else 0
+        perm = "".join(rng.permutation(list(digits)).tolist())
+        table = str.maketrans(digits, perm)
+        j = (seed * 60) % len(pool)
+        batch = batch + [d.translate(table) for d in pool[j : j + 60]]
+        seed += 1
+        enc.encode_batch_flat(batch)
+        done += sum(len(t.encode("utf-8")) for t in batch)
+        if done >= mark:
+            rss = proc.memory_info().rss / 2**20
+            mb = done / 1e6
+            print(
+                f"  {mb:8.0f} MB encoded  RSS {rss:7.0f} MiB  {mb / (time.perf_counter() - t0):.1f} MB/s",
+                flush=True,
+            )
+            mark += step
+    return 0
+
+
+def rss_main(total_mb: int) -> int:
+    """Each backend (and gigatoken without the cache bound) in its own process."""
+    import subprocess
+
+    rc = 0
+    for backend, reset in (("gigatoken", None), ("gigatoken", 1 << 40), ("fast", None)):
+        cmd = [sys.executable, __file__, "--rss-child", backend, "--rss", str(total_mb)]
+        if reset is not None:
+            cmd += ["--reset-chars", str(reset)]
+        rc |= subprocess.call(cmd)
+    return rc
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--corpus", action="append", help="jsonl(.zst) file or directory (repeatable)")
@@ -246,8 +358,16 @@ def main(argv=None) -> int:
     ap.add_argument("--per-doc-mb", type=float, default=8.0, help="MB for per-document HF encode")
     ap.add_argument("--batch-docs", type=int, default=1000, help="documents per encode batch")
     ap.add_argument("--hf-threads", type=int, default=1, help="HF rayon threads (speed mode)")
+    ap.add_argument("--rss", type=int, default=0, help="RSS over N MB per backend (0 = off)")
+    ap.add_argument("--rss-child", help=argparse.SUPPRESS)
+    ap.add_argument("--reset-chars", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
+    if args.rss:
+        sys.path.insert(0, str(REPO))
+        if args.rss_child:
+            return rss_run(args.rss_child, args.rss, args.reset_chars)
+        return rss_main(args.rss)
     if args.check_identity or args.unicode_sweep:
         os.environ.pop("RAYON_NUM_THREADS", None)  # identity checks use every core for HF
     else:

@@ -432,6 +432,26 @@ class BuildPlan:
             if merged["tasks"] == 1:
                 fault_point(stage, "mid")
 
+        if variant == "deduped" and self.stage("tokenize-standard") is not None:
+            # tokenize once: the deduped tokens are the standard ones minus the removed documents
+            # (byte-identical to tokenizing again, so the stage key does not change; the standard
+            # stage runs first, and derive_excluded tokenizes when its outputs do not fit)
+            from pipeline.tokenize.derive import derive_excluded
+
+            counts = derive_excluded(
+                self.out / "standard",
+                self.prefix("standard"),
+                out,
+                self.prefix(variant),
+                self.tokenize_config,
+                self.read_config,
+                exclude_ids,
+                exclude_fp,
+            )
+            if counts is not None:
+                return _manifest_outputs(
+                    out / output_names(self.prefix(variant))["manifest"]
+                ), counts
         total = self._expected_documents(variant)
         if total is not None:
             self.progress(stage, {"status": "total", "documents": total})

@@ -3,12 +3,18 @@
 `load_encoder()` returns an `Encoder` for the tokenizer JSON shipped in the package (sha256 checked)
 or a user path. Backends:
 
-- "hf":   HF `tokenizers` (`Tokenizer.encode(text).ids`), exactly what gpt-neox v1.0 used.
-- "fast": tiktoken's BPE core with the NeoX vocabulary (see `pipeline.tokenize.fast_bpe`).
-- "auto": "fast" when the tokenizer file has the shape the fast path reproduces, else "hf".
+- "hf":        HF `tokenizers` (`Tokenizer.encode(text).ids`), exactly what gpt-neox v1.0 used:
+               the reference every other backend is checked against, and the fallback.
+- "gigatoken": gigatoken's Rust BPE on the same JSON (`pipeline.tokenize.giga`), cache bounded.
+- "fast":      tiktoken's BPE with the NeoX vocabulary (see `pipeline.tokenize.fast_bpe`).
+- "auto":      the fastest of gigatoken, fast, hf that loads and passes the identity guard.
 
-Encoders pickle as (path, backend, check_sha256) and are re-created from a per-process cache, so
-they can be passed to process-pool workers cheaply.
+Identity guard (`pipeline.tokenize.identity`): before a non-HF backend is used it must reproduce
+HF's ids on the built-in edge cases. "auto" skips a backend that fails (a warning names the
+case); an explicit backend that fails is a ConfigError naming the first differing input.
+
+Encoders pickle as (path, resolved backend, check_sha256) and are re-created from a per-process
+cache without re-running the guard, so they can be passed to process-pool workers cheaply.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ from pipeline.errors import ConfigError, InputError, IntegrityError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "fast", "hf")
+BACKENDS = ("auto", "gigatoken", "fast", "hf")
+AUTO_ORDER = ("gigatoken", "fast", "hf")  # fastest first
 EOD_TOKEN = "<|endoftext|>"
 
 _CACHE: dict[tuple[str, str, bool], Encoder] = {}
-_CACHE_LOCK = threading.Lock()
+_CACHE_LOCK = threading.RLock()
 
 
 def _sha256_bytes(data: bytes) -> str:
@@ -83,12 +90,21 @@ class Encoder:
         self._raw = raw
         self._hf_tok = None
         self._fast = None
+        self._added = [str(a.get("content")) for a in spec.get("added_tokens") or []]
+        self.version = None
         if backend == "fast":
             from pipeline.tokenize.fast_bpe import FastBPE
 
             self._fast = FastBPE(spec, checked=fast_checked)
+            self.version = _dist_version("tiktoken")
+        elif backend == "gigatoken":
+            from pipeline.tokenize.giga import GigaBPE, gigatoken_version
+
+            self._fast = GigaBPE(raw, reference=lambda t: self._hf.encode(t).ids)
+            self.version = gigatoken_version()
         else:
             self._hf  # noqa: B018  (load now so errors surface at load time)
+            self.version = _dist_version("tokenizers")
 
     @property
     def _hf(self):
@@ -99,19 +115,29 @@ class Encoder:
             self._hf_tok = tokenizers.Tokenizer.from_str(self._raw.decode("utf-8"))
         return self._hf_tok
 
+    def added_tokens(self) -> list[str]:
+        return list(self._added)
+
+    @property
+    def backend_label(self) -> str:
+        """The backend and the version of the package behind it, e.g. "gigatoken 0.10.0"."""
+        return f"{self.backend} {self.version}" if self.version else self.backend
+
     def describe(self) -> dict:
         """What a manifest should record about the tokenizer."""
         return {
             "file": self.path.name,
             "sha256": self.sha256,
             "backend": self.backend,
+            "backend_version": self.version,
             "vocab_size": self.vocab_size,
             "eod_id": self.eod_id,
         }
 
     # -- pickling: re-create from the per-process cache -------------------------------------
     def __reduce__(self):
-        return (_from_cache, (str(self.path), self.backend, self._check_sha256))
+        # the parent ran the identity guard: workers trust its choice
+        return (_from_cache, (str(self.path), self.backend, self._check_sha256, None, True))
 
     def __repr__(self) -> str:
         return (
@@ -126,8 +152,9 @@ class Encoder:
         if self._fast is not None:
             try:
                 return self._fast.encode(text)
-            except UnicodeEncodeError:
-                raise _surrogate_error(text) from None
+            except (UnicodeEncodeError, ValueError, TypeError):
+                self._raise_first_bad([text])
+                raise
         try:
             return self._hf.encode(text).ids
         except TypeError:
@@ -139,7 +166,7 @@ class Encoder:
         if self._fast is not None:
             try:
                 return [self._fast.encode(t) for t in texts]
-            except UnicodeEncodeError:
+            except (UnicodeEncodeError, ValueError, TypeError):
                 self._raise_first_bad(texts)
                 raise
         try:
@@ -155,7 +182,7 @@ class Encoder:
         if self._fast is not None:
             try:
                 return self._fast.encode_batch_flat(texts)
-            except UnicodeEncodeError:
+            except (UnicodeEncodeError, ValueError, TypeError):
                 self._raise_first_bad(texts)
                 raise
         try:
@@ -180,7 +207,7 @@ class Encoder:
             try:
                 t.encode("utf-8")
             except UnicodeEncodeError:
-                raise _surrogate_error(t, f" #{i}") from None
+                raise _surrogate_error(t, f" #{i}" if len(texts) > 1 else "") from None
 
     def decode(self, ids) -> str:
         """Text of `ids` (as HF's ByteLevel decoder: special tokens included, invalid UTF-8
@@ -198,6 +225,15 @@ class Encoder:
 
     def token_to_id(self, token: str) -> int | None:
         return self._hf.token_to_id(token)
+
+
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
 def _summarize(spec: dict, path: Path) -> dict:
@@ -235,33 +271,43 @@ def load_encoder(
     """Load (cached per process) the tokenizer at `path` (default: the shipped GPT-NeoX-20B JSON).
 
     For the shipped file the sha256 is checked against `pipeline.data.TOKENIZER_SHA256` when
-    `check_sha256` (IntegrityError on mismatch). `backend` is "auto" (fast when supported),
-    "fast" (ConfigError if the file is not supported by the fast path) or "hf".
+    `check_sha256` (IntegrityError on mismatch). `backend` is "auto" (the fastest backend that is
+    installed, supports the file and passes the identity guard), "gigatoken", "fast" (ConfigError
+    if unavailable or not identical to HF on the edge cases) or "hf".
     """
     if backend not in BACKENDS:
         raise ConfigError(
             f"tokenizer backend {backend!r} is not one of {', '.join(BACKENDS)}; "
-            "fix: pass backend='auto', 'fast' or 'hf'"
+            "fix: pass backend='auto', 'gigatoken', 'fast' or 'hf'"
         )
     p, is_default = _resolve(path)
     return _from_cache(str(p), backend, check_sha256, is_default)
 
 
-def _from_cache(path: str, backend: str, check_sha256: bool, is_default: bool | None = None):
+def _from_cache(
+    path: str,
+    backend: str,
+    check_sha256: bool,
+    is_default: bool | None = None,
+    trusted: bool = False,
+):
     key = (path, backend, check_sha256)
     enc = _CACHE.get(key)
     if enc is not None:
         return enc
-    with _CACHE_LOCK:
+    with _CACHE_LOCK:  # re-entrant: loading a backend loads the HF reference through here
         enc = _CACHE.get(key)
         if enc is None:
-            enc = _load_uncached(Path(path), backend, check_sha256, is_default)
+            enc = _load_uncached(Path(path), backend, check_sha256, is_default, trusted)
+            # one instance per resolved backend, so a pickled encoder comes back as itself
+            enc = _CACHE.setdefault((path, enc.backend, check_sha256), enc)
             _CACHE[key] = enc
-            _CACHE.setdefault((path, enc.backend, check_sha256), enc)
     return enc
 
 
-def _load_uncached(p: Path, backend: str, check_sha256: bool, is_default: bool | None) -> Encoder:
+def _load_uncached(
+    p: Path, backend: str, check_sha256: bool, is_default: bool | None, trusted: bool = False
+) -> Encoder:
     if is_default is None:
         is_default = p == TOKENIZER_PATH.resolve()
     try:
@@ -286,29 +332,84 @@ def _load_uncached(p: Path, backend: str, check_sha256: bool, is_default: bool |
         raise InputError(
             f"tokenizer file {p} is not valid JSON ({e}); fix: pass a tokenizer.json"
         ) from e
-    chosen = backend
-    if backend in ("auto", "fast"):
+    if backend == "hf":
+        return _construct(p, "hf", check_sha256, raw, spec)
+    if trusted:  # a worker re-creating the encoder its parent checked
+        return _construct(p, backend, check_sha256, raw, spec, fast_checked=True)
+    hf = _from_cache(str(p), "hf", check_sha256, is_default)
+    candidates = AUTO_ORDER if backend == "auto" else (backend,)
+    for cand in candidates:
+        if cand == "hf":
+            log.info("tokenizer %s: backend hf (HF tokenizers, the reference)", p.name)
+            return hf
+        why = _unavailable(cand, spec)
+        enc = None
+        if why is None:
+            try:
+                enc = Encoder(p, cand, check_sha256, raw, spec, fast_checked=True)
+            except Exception as e:  # HF loaded the file: the backend does not support it
+                if isinstance(e, (InputError, ConfigError, IntegrityError)):
+                    raise
+                why = f"it cannot load the file ({str(e).splitlines()[0]})"
+        if enc is None:
+            if backend != "auto":
+                raise ConfigError(
+                    f"tokenizer backend {cand!r} cannot be used for {p}: {why}; allowed: "
+                    f"{', '.join(BACKENDS)}; fix: use --backend auto (the fastest that works) "
+                    "or --backend hf"
+                )
+            log.info("tokenizer %s: backend %s skipped (%s)", p.name, cand, why)
+            continue
+        from pipeline.tokenize.identity import first_mismatch
+
+        bad = first_mismatch(enc, hf)
+        if bad is None:
+            log.info(
+                "tokenizer %s: backend %s (ids identical to HF tokenizers on the %s edge cases)",
+                p.name,
+                enc.backend_label,
+                "built-in",
+            )
+            return enc
+        msg = (
+            f"tokenizer backend {enc.backend_label} does not reproduce HF tokenizers' ids for "
+            f"{p.name} on {bad.describe()}"
+        )
+        if backend != "auto":
+            raise ConfigError(
+                f"{msg}; its tokens would differ from gpt-neox's; fix: use --backend auto (it "
+                "falls back to a backend that passes) or --backend hf"
+            )
+        log.warning("%s; falling back to the next backend", msg)
+    raise AssertionError("unreachable: hf ends the candidate list")  # pragma: no cover
+
+
+def _unavailable(backend: str, spec: dict) -> str | None:
+    """Why `backend` cannot load this tokenizer here, or None."""
+    if backend == "gigatoken":
+        from pipeline.tokenize.giga import gigatoken_version
+
+        if gigatoken_version() is None:
+            return "the gigatoken package is not installed (pip install gigatoken)"
+        return None
+    if backend == "fast":
         from pipeline.tokenize.fast_bpe import unsupported_reason
 
         reason = unsupported_reason(spec)
-        if reason is None:
-            chosen = "fast"
-        elif backend == "fast":
-            raise ConfigError(
-                f"tokenizer {p} is not supported by the fast backend: {reason}; "
-                "allowed: a GPT-NeoX-style NFC + ByteLevel BPE tokenizer; fix: use backend='hf' "
-                "or 'auto'"
-            )
-        else:
-            log.info("tokenizer %s: fast backend unsupported (%s); using hf", p, reason)
-            chosen = "hf"
+        if reason is not None:
+            return f"{reason} (only a GPT-NeoX-style NFC + ByteLevel BPE tokenizer is reproduced)"
+    return None
+
+
+def _construct(
+    p: Path, backend: str, check_sha256: bool, raw: bytes, spec: dict, fast_checked=False
+) -> Encoder:
     try:
-        # unsupported_reason() already ran above: FastBPE need not repeat it
-        enc = Encoder(p, chosen, check_sha256, raw, spec, fast_checked=chosen == "fast")
+        return Encoder(p, backend, check_sha256, raw, spec, fast_checked=fast_checked)
     except Exception as e:
         if isinstance(e, (InputError, ConfigError, IntegrityError)):
             raise
         raise InputError(
-            f"tokenizer file {p} cannot be loaded ({e}); fix: pass a valid tokenizer.json"
+            f"tokenizer file {p} cannot be loaded by backend {backend} ({e}); fix: pass a valid "
+            "tokenizer.json, or --backend hf"
         ) from e
-    return enc

@@ -79,6 +79,17 @@ class SidecarWriter:
         while self._pending_rows >= ROW_GROUP_ROWS:
             self._write_group(ROW_GROUP_ROWS)
 
+    def append_table(self, table: pa.Table) -> None:
+        """Rows of another sidecar (same columns), e.g. a filtered one."""
+        if table.num_rows == 0:
+            return
+        table = table.select(SCHEMA.names).cast(self.schema)
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        while self._pending_rows >= ROW_GROUP_ROWS:
+            self._write_group(ROW_GROUP_ROWS)
+
     def append_npz(self, path: Path) -> None:
         """Rows of a task's partial sidecar (`doc_id, line, set_code, set_names, tokens, source_file`)."""
         with np.load(path, allow_pickle=False) as z:
@@ -127,9 +138,12 @@ class SidecarWriter:
             self.abort(exc)
 
 
-def read_sidecar(path: str | os.PathLike) -> pa.Table:
-    """The whole sidecar as a table (columns above)."""
+def read_sidecar(path: str | os.PathLike, dictionary: bool = False) -> pa.Table:
+    """The whole sidecar as a table (columns above); `dictionary`: the string columns as
+    dictionary arrays (one copy of each distinct name, not one string per row)."""
     try:
+        if dictionary:
+            return pq.read_table(path, read_dictionary=["file", "pile_set_name"])
         return pq.read_table(path)
     except FileNotFoundError as e:
         raise IntegrityError(f"{path}: sidecar not found.") from e

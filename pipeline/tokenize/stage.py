@@ -14,8 +14,8 @@ Outputs in `out_dir` (all written atomically; the manifest last):
     {prefix}_text_document.docs.parquet   item i -> doc_id, file, line, pile_set_name, tokens
     {prefix}.manifest.json                counts, tokenizer sha256, dtype, EOD policy, file hashes
 
-Parallelism: the work is split into tasks (one per input file; when there are fewer files than
-2 x workers, jsonl files are also cut into line ranges). Each task writes a partial `.bin`, its
+Parallelism: the work is split into tasks of about equal bytes (`plan_tasks`: whole files, and
+line ranges of the jsonl files larger than a task's share). Each task writes a partial `.bin`, its
 item sizes and its sidecar rows to `out_dir/.{prefix}.tokenize.{run}.tmp/`; the main process appends them
 in task order (`MMIDXWriter.append_bin_file`) and rewrites the sidecar rows in fixed-size row
 groups, so every output byte is the same for any worker count. The index's doc_idx is written once
@@ -24,9 +24,10 @@ extend it). Partials are deleted as soon as they are merged; since workers can r
 merge, the temporary space needed is up to the size of the final `.bin` again.
 
 A line range of a file is read by decompressing and parsing the file from its start (zstd streams
-cannot be entered in the middle), so cutting costs one extra parse per range: it is done only when
-there are fewer input files than 2 x workers, and the task that reads a file to its end reports
-that file's reader statistics (rejected, empty, blank lines) and keeps its quarantine.
+cannot be entered in the middle), so cutting costs one extra parse of the skipped prefix per range
+(a reader entry point that skips lines without parsing them would remove it: pipeline/read), and
+the task that reads a file to its end reports that file's reader statistics (rejected, empty,
+blank lines) and keeps its quarantine.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_i
 from pipeline.read.document import LINE_BITS
 from pipeline.shards.mmidx import MMIDXWriter, token_dtype_for_vocab
 from pipeline.tokenize import sidecar as sidecar_mod
+from pipeline.tokenize.encoder import BACKENDS
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,6 @@ MANIFEST_KIND = "token-dataset"
 EOD_TOKEN = "<|endoftext|>"
 CHUNKABLE_KINDS = ("jsonl", "jsonl.zst", "jsonl.gz")
 TASKS_PER_WORKER = 2
-BACKENDS = ("auto", "fast", "hf")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ class TokenizeConfig(StageConfig):
     append_eod: append the EOD id (`<|endoftext|>`) to every item (gpt-neox `--append-eod`).
     tokenizer_path: tokenizer JSON; None = the GPT-NeoX-20B file shipped in the package.
     tokenizer_sha256: expected sha256 of that file (checked at load); fingerprinted, the path is not.
-    backend: "auto" | "fast" | "hf" (identical ids; not fingerprinted).
+    backend: "auto" | "gigatoken" | "fast" | "hf" (identical ids, checked by the identity guard;
+        not fingerprinted; the manifest records the one used).
     batch_size: documents per encode batch; batch_chars caps the characters of a batch (neither
         changes output bytes).
     """
@@ -92,7 +94,7 @@ class TokenizeConfig(StageConfig):
         if self.backend not in BACKENDS:
             raise ConfigError(
                 f"tokenizer backend {self.backend!r} is not one of {', '.join(BACKENDS)}; "
-                "pass --backend auto, fast or hf."
+                f"pass --backend {', '.join(BACKENDS)}."
             )
         if int(self.batch_size) < 1 or int(self.batch_chars) < 1:
             raise ConfigError(
@@ -284,9 +286,17 @@ def count_lines(f: InputFile) -> int:
 
 
 def plan_tasks(files: Sequence[InputFile], workers: int) -> list[tuple[InputFile, int, int | None]]:
-    """(file, first_line, stop_line) ranges; files are cut only when there are too few of them."""
-    target = workers * TASKS_PER_WORKER
-    if workers <= 1 or len(files) >= target:
+    """(file, first_line, stop_line) ranges balanced by bytes, not one task per file.
+
+    The per-task target is total bytes / (workers x TASKS_PER_WORKER); a jsonl file larger than
+    1.2x the target is cut into ceil(size / target) line ranges of equal line counts (one large
+    file otherwise holds one worker for most of the run: a 101 MB file of 37% of the bytes kept
+    one of two workers busy for >= 63% of the work). The output is the same for any split (the
+    partials are merged in order). A range is read from the file's start (a zstd stream cannot be
+    entered in the middle), so cutting costs a line count and the skipped prefixes' reading: a
+    file is cut only when that buys balance. Parquet and datasets inputs are never cut.
+    """
+    if workers <= 1:
         return [(f, 1, None) for f in files]
     sizes = []
     for f in files:
@@ -295,9 +305,10 @@ def plan_tasks(files: Sequence[InputFile], workers: int) -> list[tuple[InputFile
         except OSError:
             sizes.append(0)
     total = sum(sizes) or 1
+    target = total / (workers * TASKS_PER_WORKER)
     plan: list[tuple[InputFile, int, int | None]] = []
     for f, size in zip(files, sizes):
-        k = max(1, round(target * size / total)) if size else 1
+        k = -(-size // max(1, int(target))) if size > 1.2 * target else 1
         if k > 1:
             lines = count_lines(f)
             k = min(k, lines)
@@ -383,14 +394,22 @@ def _run_task(task: _Task) -> dict[str, Any]:
                 )
         keep = sizes > 0
         if append_eod:
-            flat = np.insert(np.asarray(flat), np.cumsum(sizes), eod)
+            # one pass: the ids are cast into place around the EODs (np.insert + astype +
+            # tobytes made three copies of every token)
             sizes = sizes + 1
+            ends = np.cumsum(sizes) - 1
+            buf = np.empty(int(ends[-1]) + 1 if ends.size else 0, dtype=dtype)
+            text_pos = np.ones(buf.size, dtype=bool)
+            text_pos[ends] = False
+            buf[text_pos] = flat
+            buf[ends] = eod
+            flat = buf
             keep = np.ones(sizes.size, dtype=bool)  # sizes are >= 1 now
         if not keep.all():
             for j in np.flatnonzero(~keep).tolist():
                 counts["zero_token"] += 1
                 src(meta[j][2])["empty"] += 1
-        out.write(np.ascontiguousarray(flat, dtype=dtype).tobytes())
+        out.write(memoryview(np.ascontiguousarray(flat, dtype=dtype)).cast("B"))
         kept = sizes[keep]
         sizes_parts.append(kept.astype(np.int32))
         for j in np.flatnonzero(keep).tolist():
@@ -701,6 +720,8 @@ def run_tokenize(
                 "sha256": enc.sha256,
                 "vocab_size": int(enc.vocab_size),
                 "eod_id": int(enc.eod_id),
+                # which encoder made the ids (all give identical ids; the guard checked it)
+                "backend": enc.backend_label,
             },
             "dtype": dtype.name,
             "eod": {

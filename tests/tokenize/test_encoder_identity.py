@@ -1,4 +1,5 @@
-"""The fast backend gives the same ids as HF `tokenizers` (the reference), and decodes the same.
+"""Every non-HF backend (fast, gigatoken) gives the same ids as HF `tokenizers` (the reference),
+and decodes the same: the differential test.
 
 Edge cases (space runs, whitespace, CJK, emoji, combining marks, specials, unusual code points),
 seeded random strings, a sweep of every BMP code point, and the real corpora in ../shared.
@@ -19,6 +20,16 @@ from pipeline.errors import InputError
 from pipeline.tokenize.fast_bpe import nfc_divergent
 
 from ..conftest import shared_path
+
+
+@pytest.fixture(scope="module", params=["fast", "gigatoken"])
+def fast(request):
+    """Each backend under test in turn (the name is the tests' historical one)."""
+    from pipeline.tokenize.encoder import load_encoder
+
+    if request.param == "gigatoken":
+        pytest.importorskip("gigatoken", reason="gigatoken not installed")
+    return load_encoder(backend=request.param)
 
 
 def assert_identical(fast, hf, texts):
@@ -190,6 +201,31 @@ def test_identity_pile_real(fast, hf):
     base = shared_path("corpora", "pile_real")
     texts = [t for f in sorted(base.glob("*.jsonl.zst")) for t in _jsonl_texts(f)]
     assert len(texts) == 3
+    assert_identical(fast, hf, texts)
+
+
+def test_identity_cc(fast, hf):
+    base = shared_path("corpora", "cc")
+    texts = [t for f in sorted(base.glob("*.jsonl")) for t in _jsonl_texts(f)]
+    assert len(texts) > 10
+    assert_identical(fast, hf, texts)
+
+
+def test_identity_novels_subset(fast, hf):
+    """~4 MB of the novels: the first 400 paragraph runs of each collection (the whole corpora:
+    tools/bench_encoder.py --check-identity)."""
+    import zstandard
+
+    texts = []
+    for f in sorted(shared_path("corpora", "novels").glob("*.jsonl.zst")):
+        with open(f, "rb") as fh:
+            reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(fh), "utf-8")
+            for k, line in enumerate(reader):
+                if k >= 4:
+                    break
+                t = json.loads(line)["text"]
+                texts += [t[i : i + 5000] for i in range(0, min(len(t), 500_000), 5000)]
+    assert len(texts) > 200
     assert_identical(fast, hf, texts)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import unicodedata
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from pipeline.shards.mmidx import MMIDXDataset
 from pipeline.tokenize import sidecar as sidecar_mod
 from pipeline.tokenize.encoder import load_encoder
 from pipeline.tokenize.stage import (
+    TASKS_PER_WORKER,
     TokenizeConfig,
     load_exclude,
     output_names,
@@ -62,9 +64,17 @@ def _ds(out, prefix="t"):
     return MMIDXDataset(out / f"{prefix}_text_document")
 
 
-def _files(out, prefix="t"):
+def _files(out, prefix="t", backend_too=True):
+    """The output files' bytes; backend_too=False drops the manifest's record of which backend
+    made the ids (everything else must be identical whichever backend ran)."""
     n = output_names(prefix)
-    return {k: (out / n[k]).read_bytes() for k in ("bin", "idx", "sidecar", "manifest")}
+    res = {k: (out / n[k]).read_bytes() for k in ("bin", "idx", "sidecar", "manifest")}
+    if not backend_too:
+        m = json.loads(res["manifest"])
+        assert m["tokenizer"].pop("backend").split()[0] in ("gigatoken", "fast", "hf")
+        m.pop("manifest_sha256")  # the manifest's hash of its own bytes
+        res["manifest"] = m
+    return res
 
 
 def test_golden_ids_and_eod(tmp_path, make_corpus):
@@ -135,7 +145,7 @@ def test_no_append_eod(tmp_path, corpus):
     assert m["eod"] == {"append_eod": False, "eod_id": 0, "token": "<|endoftext|>"}
 
 
-@pytest.mark.parametrize("backend", ["hf", "fast"])
+@pytest.mark.parametrize("backend", ["hf", "fast", "gigatoken"])
 def test_worker_count_and_backend_invariance(tmp_path, corpus, monkeypatch, backend):
     # tiny row groups so that the sidecar re-chunking across task boundaries is exercised
     monkeypatch.setattr(sidecar_mod, "ROW_GROUP_ROWS", 7)
@@ -143,14 +153,44 @@ def test_worker_count_and_backend_invariance(tmp_path, corpus, monkeypatch, back
     run_tokenize(corpus, ref, "t", TokenizeConfig(batch_size=5), workers=1)
     out = tmp_path / f"w2-{backend}"
     run_tokenize(corpus[:1], tmp_path / "single1", "t", TokenizeConfig(), workers=1)
-    # 2 workers: 2 files -> each cut into 2 line ranges; partial outputs merged in order
-    assert len(plan_tasks(resolve_inputs(corpus), 2)) == 4
+    # 2 workers: 2 files -> each cut into line ranges; partial outputs merged in order
+    assert len(plan_tasks(resolve_inputs(corpus), 2)) >= 4
+    if backend == "gigatoken":
+        pytest.importorskip("gigatoken")
     run_tokenize(corpus, out, "t", TokenizeConfig(backend=backend, batch_size=3), workers=2)
-    assert _files(out) == _files(ref)
+    assert _files(out, backend_too=False) == _files(ref, backend_too=False)
+    assert json.loads(_files(out)["manifest"])["tokenizer"]["backend"].startswith(backend)
     assert pq.ParquetFile(out / "t_text_document.docs.parquet").num_row_groups > 1
     # one input file cut into line ranges by 2 workers
     run_tokenize(corpus[:1], tmp_path / "single2", "t", TokenizeConfig(), workers=2)
     assert _files(tmp_path / "single2") == _files(tmp_path / "single1")
+
+
+def test_tasks_are_balanced_by_bytes(tmp_path):
+    """One file of 40% of the bytes among many small ones is cut so no task holds much more than
+    its share; with one worker nothing is cut."""
+    big = write_corpus(
+        tmp_path / "in" / "00.jsonl.zst", [(f"w{i} " * 400, "A") for i in range(400)]
+    )
+    small = [
+        write_corpus(tmp_path / "in" / f"{k:02d}.jsonl.zst", [(f"s{k}x{i} " * 400, "B") for i in range(40)])
+        for k in range(1, 13)
+    ]  # fmt: skip
+    files = resolve_inputs([big, *small])
+    size = {str(f.path): os.path.getsize(f.path) for f in files}
+    total = sum(size.values())
+    assert size[str(big)] > 0.25 * total
+    plan = plan_tasks(files, 2)
+    assert [(a, b) for f, a, b in plan if str(f.path) == str(small[0])] == [(1, None)]
+    ranges = [(a, b) for f, a, b in plan if str(f.path) == str(big)]
+    assert len(ranges) >= 2 and ranges[0][0] == 1 and ranges[-1][1] is None
+    share = max(size[str(big)] / len(ranges), *(size[str(p)] for p in small)) / total
+    assert share <= 1.2 / (2 * TASKS_PER_WORKER)
+    assert plan_tasks(files, 1) == [(f, 1, None) for f in files]
+    # and the output is the same for any split
+    run_tokenize([big, *small[:3]], tmp_path / "w1", "t", TokenizeConfig(), workers=1)
+    run_tokenize([big, *small[:3]], tmp_path / "w2", "t", TokenizeConfig(), workers=2)
+    assert _files(tmp_path / "w1") == _files(tmp_path / "w2")
 
 
 def test_exclude_ids_skipped_and_counted(tmp_path, corpus):

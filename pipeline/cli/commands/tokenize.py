@@ -43,10 +43,11 @@ def add_arguments(p) -> None:
     )
     p.add_argument(
         "--backend",
-        choices=("auto", "fast", "hf"),
+        choices=("auto", "gigatoken", "fast", "hf"),
         default="auto",
-        help="encoder: fast (tiktoken core, bit-identical) or hf (HF tokenizers); auto = fast when "
-        "the tokenizer supports it",
+        help="encoder: gigatoken (Rust, fastest), fast (tiktoken) or hf (HF tokenizers, the "
+        "reference); a backend must reproduce HF's ids on built-in edge cases before use; auto = "
+        "the fastest that is installed and passes (the manifest and log say which)",
     )
     p.add_argument("--batch-size", type=int, default=1024, help="documents per encode batch")
     add_workers_argument(p)
