@@ -310,10 +310,7 @@ def test_build_directory_top_level_files_are_not_artifacts(ds, tmp_path, capsys)
     b = tmp_path / "build"
     shutil.copytree(ds, b / "standard")
     (b / "build.toml").write_text("[build]\n")
-    (b / "report.json").write_text("{}")
-    (b / "report.html").write_text("<html></html>")
     for sub, name in [
-        ("report", "per_source.png"),
         ("_state", "tokenize-standard.json"),
         ("logs", "dedup_timings.json"),
         ("quarantine", "00000-00.jsonl.zst.rejected.jsonl"),
@@ -323,7 +320,12 @@ def test_build_directory_top_level_files_are_not_artifacts(ds, tmp_path, capsys)
     (b / ".lock").write_text("")
     assert main(["verify", str(b)]) == 0
     assert "all OK" in capsys.readouterr().out
-    # the same names inside a stage directory are not the build's: flagged
+    # the report is an artifact with its own manifest (report.manifest.json): unlisted, flagged
+    (b / "report.json").write_text("{}")
+    assert main(["verify", str(b)]) == 4
+    assert "EXTRA     " + str(b / "report.json") in capsys.readouterr().out
+    (b / "report.json").unlink()
+    # the build's own names inside a stage directory are not the build's: flagged
     (b / "standard" / "report.json").write_text("{}")
     assert main(["verify", str(b)]) == 4
     assert "EXTRA     " + str(b / "standard" / "report.json") in capsys.readouterr().out
