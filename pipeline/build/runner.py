@@ -60,6 +60,7 @@ SIX_DIGITS = "[0-9]" * 6
 # --dry-run's disk estimate (BuildPlan.estimate_disk): bytes of uint16 tokens per input byte
 TOKEN_BYTES_PER_INPUT_BYTE = {"jsonl": 0.6, "jsonl.zst": 1.4, "jsonl.gz": 1.4, "parquet": 1.4}
 TOKENS_PER_DOCUMENT = 400  # fewer tokens per document than the sample's 685 or the Pile's
+MAX_PLANNED_SHARDS = 10_000  # a plan with more shards is refused by the plan check anyway
 REPORT_BYTES = 400_000  # report.html/json and six PNGs: ~170 kB on the sample
 
 
@@ -282,12 +283,16 @@ class BuildPlan:
 
         d = f"{variant}/preshuffled"
         size = self.shard_size if self.shard_size is not None else PYTHIA_SHARD_SIZE
-        # the shard count follows the token dtype: the names for 2- and 4-byte tokens
-        shards = {
-            n
-            for item in (2, 4)
-            for n in shard_names(preshuffled_bytes(self.order_config, item)[0], size)
-        }
+        # with --epochs, train_iters follows from the token count, not known when planning
+        cfg = self.order_config if self.epochs is None else None
+        # the shard count follows the token dtype: the names for 2- and 4-byte tokens. Unknown or
+        # absurd counts are not listed: preshuffle itself removes shards of another count
+        counts = [preshuffled_bytes(cfg, item)[0] // size + 1 for item in (2, 4)] if cfg else []
+        shards = (
+            {n for item in (2, 4) for n in shard_names(preshuffled_bytes(cfg, item)[0], size)}
+            if cfg is not None and max(counts) <= MAX_PLANNED_SHARDS
+            else set()
+        )
         return [
             f"{d}/{PRESHUFFLED_NAME}.idx",
             *(f"{d}/{n}" for n in sorted(shards)),
