@@ -84,7 +84,8 @@ def _seek(items: Iterator[tuple], number: int, task: _ExportTask) -> tuple:
 
 def _jsonl_records(task: _ExportTask) -> Iterator[bytes | None]:
     """The original line of each kept document (None for a dropped one)."""
-    lines = iter_lines(task.file.path, task.file.kind)
+    # an oversized line (never a kept document) streams by without being held whole
+    lines = iter_lines(task.file.path, task.file.kind, task.read_config.max_line_bytes)
     try:
         for line, kept in _kept_docs(task):
             raw = _seek(lines, line, task)[2]

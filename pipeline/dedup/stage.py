@@ -412,7 +412,7 @@ def _candidate_docs(
         key = read_config.text_key
         k = 0
         try:
-            for line_no, _, raw in iter_lines(f.path, f.kind):
+            for line_no, _, raw in iter_lines(f.path, f.kind, read_config.max_line_bytes):
                 if line_no < lines[k]:
                     continue
                 try:
