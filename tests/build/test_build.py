@@ -971,3 +971,15 @@ def test_completion_check_never_reads_what_a_bad_record_names(tmp_path):
         (out / "_state" / "s.json").write_text(json.dumps(rec))
         ok, why = check_complete(out, "s", "k")
         assert not ok and "its record is not valid" in why
+
+
+def test_max_line_bytes_flag_reaches_the_reader(tmp_path, capsys):
+    corpus = tmp_path / "in.jsonl"
+    good = "".join(json.dumps({"text": f"document {i} " * 20}) + "\n" for i in range(5))
+    corpus.write_text(good + json.dumps({"text": "x" * 5000}) + "\n")
+    argv = ["build", "--input", str(corpus), "--out", str(tmp_path / "o"), "--max-line-bytes"]
+    assert main([*argv, "1000", "--dry-run"]) == 0
+    assert "max_line_bytes = 1000" in capsys.readouterr().out
+    assert main([*argv, "1000"]) == 3
+    err = capsys.readouterr().err
+    assert "in.jsonl" in err and "--max-line-bytes" in err

@@ -80,6 +80,14 @@ def add_arguments(p) -> None:
     )
     g.add_argument("--on-error", choices=("raise", "skip"), default=None, help="bad-record policy")
     g.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="longest input line read (default 256 MiB); longer ones are refused or quarantined "
+        "without being held in memory",
+    )
+    g.add_argument(
         "--threshold", type=float, default=None, metavar="J", help="dedup Jaccard threshold"
     )
     g.add_argument(
@@ -133,6 +141,7 @@ def _overrides(args) -> dict:
             "text_key": args.text_key,
             "set_name_key": args.set_name_key,
             "on_error": args.on_error,
+            "max_line_bytes": args.max_line_bytes,
         },
         "dedup": {"threshold": args.threshold, "num_perm": args.num_perm},
         "tokenize": {"tokenizer": args.tokenizer, "append_eod": args.append_eod},
