@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from pipeline.config import combine_fingerprints
 from pipeline.errors import IntegrityError
-from pipeline.manifest import read_manifest, write_manifest
+from pipeline.manifest import read_manifest
 from pipeline.read import ReadConfig
 from pipeline.shards.mmidx import MMIDXDataset, MMIDXWriter
 from pipeline.tokenize import sidecar as sidecar_mod
@@ -51,12 +51,10 @@ def derive_excluded(
     """Write `out_dir/{prefix}_text_document.*` + manifest from the standard dataset minus
     `exclude_ids`; returns the counts (as `run_tokenize`), or None when it cannot be derived."""
     from pipeline.tokenize.stage import (
-        EOD_TOKEN,
         FORMAT_VERSION,
-        MANIFEST_KIND,
-        _fingerprinted,
         normalize_ids,
         output_names,
+        write_dataset_manifest,
     )
 
     t0 = time.perf_counter()
@@ -180,29 +178,18 @@ def derive_excluded(
         "per_source": {k: per_source[k] for k in sorted(per_source)},
         "per_file": per_file,
     }
-    write_manifest(
+    write_dataset_manifest(
         manifest_path,
-        kind=MANIFEST_KIND,
-        config_fingerprint=fingerprint,
-        files=[
-            (out / names["bin"], "bin"),
-            (out / names["idx"], "idx"),
-            (out / names["sidecar"], "sidecar"),
-        ],
-        config={
-            "tokenize": _fingerprinted(config),
-            "read": _fingerprinted(read_config),
-            "exclude_fingerprint": exclude_fingerprint,
-        },
+        names,
+        fingerprint=fingerprint,
+        config=config,
+        read_config=read_config,
+        exclude_fingerprint=exclude_fingerprint,
         counts=counts,
-        extra={
-            "tokenize_format_version": FORMAT_VERSION,
-            "data_prefix": names["data_prefix"],
-            "tokenizer": std["tokenizer"],  # the backend that made the standard ids made these
-            "dtype": std["dtype"],
-            "eod": {"append_eod": append_eod, "eod_id": eod, "token": EOD_TOKEN},
-            "inputs": std["inputs"],
-        },
+        tokenizer=std["tokenizer"],  # the backend that made the standard ids made these
+        dtype=std["dtype"],
+        eod_id=eod,
+        inputs=std["inputs"],
         workers=3,
     )
     log.info(

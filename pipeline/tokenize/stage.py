@@ -497,6 +497,52 @@ def _add_source(total: dict[str, dict[str, int]], part: dict[str, dict[str, int]
             t[k] = t.get(k, 0) + v
 
 
+def write_dataset_manifest(
+    manifest_path: Path,
+    names: dict[str, str],
+    *,
+    fingerprint: str,
+    config: TokenizeConfig,
+    read_config: ReadConfig,
+    exclude_fingerprint: str | None,
+    counts: dict[str, Any],
+    tokenizer: dict[str, Any],
+    dtype: str,
+    eod_id: int,
+    inputs: list[str],
+    workers: int,
+) -> None:
+    """The token dataset's manifest, written last: one writer for tokenizing and for deriving the
+    deduped dataset from the standard one (`pipeline.tokenize.derive`), so both give its bytes."""
+    out = Path(manifest_path).parent
+    write_manifest(
+        manifest_path,
+        kind=MANIFEST_KIND,
+        config_fingerprint=fingerprint,
+        files=[
+            (out / names["bin"], "bin"),
+            (out / names["idx"], "idx"),
+            (out / names["sidecar"], "sidecar"),
+        ],
+        config={
+            # only what determines the bytes: backend, batch size, paths and workers do not
+            "tokenize": _fingerprinted(config),
+            "read": _fingerprinted(read_config),
+            "exclude_fingerprint": exclude_fingerprint,
+        },
+        counts=counts,
+        extra={
+            "tokenize_format_version": FORMAT_VERSION,
+            "data_prefix": names["data_prefix"],
+            "tokenizer": tokenizer,
+            "dtype": dtype,
+            "eod": {"append_eod": bool(config.append_eod), "eod_id": eod_id, "token": EOD_TOKEN},
+            "inputs": inputs,
+        },
+        workers=workers,
+    )
+
+
 @holds_dir_locks
 def run_tokenize(
     inputs: Iterable[str | os.PathLike | InputFile],
@@ -697,40 +743,24 @@ def run_tokenize(
             EOD_TOKEN,
             enc.eod_id,
         )
-    write_manifest(
+    write_dataset_manifest(
         manifest_path,
-        kind=MANIFEST_KIND,
-        config_fingerprint=fingerprint,
-        files=[
-            (out / names["bin"], "bin"),
-            (out / names["idx"], "idx"),
-            (sidecar_path, "sidecar"),
-        ],
-        config={
-            # only what determines the bytes: backend, batch size, paths and workers do not
-            "tokenize": _fingerprinted(config),
-            "read": _fingerprinted(read_config),
-            "exclude_fingerprint": exclude_fingerprint,
-        },
+        names,
+        fingerprint=fingerprint,
+        config=config,
+        read_config=read_config,
+        exclude_fingerprint=exclude_fingerprint,
         counts=result_counts,
-        extra={
-            "tokenize_format_version": FORMAT_VERSION,
-            "data_prefix": names["data_prefix"],
-            "tokenizer": {
-                "sha256": enc.sha256,
-                "vocab_size": int(enc.vocab_size),
-                "eod_id": int(enc.eod_id),
-                # which encoder made the ids (all give identical ids; the guard checked it)
-                "backend": enc.backend_label,
-            },
-            "dtype": dtype.name,
-            "eod": {
-                "append_eod": bool(config.append_eod),
-                "eod_id": int(enc.eod_id),
-                "token": EOD_TOKEN,
-            },
-            "inputs": [f.label for f in files],
+        tokenizer={
+            "sha256": enc.sha256,
+            "vocab_size": int(enc.vocab_size),
+            "eod_id": int(enc.eod_id),
+            # which encoder made the ids (all give identical ids; the guard checked it)
+            "backend": enc.backend_label,
         },
+        dtype=dtype.name,
+        eod_id=int(enc.eod_id),
+        inputs=[f.label for f in files],
         workers=min(3, workers + 1),
     )
     log.info(
