@@ -918,6 +918,7 @@ def run_build(
         targets = [str(out / v) for v in config.variants] + (
             [str(out / "dedup")] if "deduped" in config.variants else []
         )
+        targets.append(str(out / REPORT_MANIFEST))  # the report and its figures too
         report = verify_paths(targets)
         # damage that kept size and mtime (bit rot) passes the cheap intact check of a rerun and
         # is found here: redo the stages owning the damaged files (and their downstream) once
