@@ -302,6 +302,21 @@ def _progress_line(d: Path) -> str:
     return line + (f"; running: {', '.join(running)}" if running else "")
 
 
+def _unfinished_stages(d: Path) -> list[str]:
+    """Stages of the build in `d` (its `_state/` records) whose record is still *running*: a run
+    killed or failed there, so what `d` holds is not a finished build even if every manifest that
+    exists checks out."""
+    names = []
+    for rec_path in sorted((d / "_state").glob("*.json")):
+        try:
+            rec = json.loads(rec_path.read_text("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and rec.get("status", "complete") != "complete":
+            names.append(rec_path.stem)
+    return names
+
+
 def _sources_below(d: Path) -> list[Path]:
     """Every manifest and shard hash list below `d`, skipping hidden files and directories."""
     found: set[Path] = set()
@@ -338,6 +353,17 @@ def _collect(paths: Sequence[str | os.PathLike], root: str | os.PathLike | None)
                     )
                 )
                 continue
+            unfinished = _unfinished_stages(p)
+            if unfinished:
+                out.problems.append(
+                    Problem(
+                        str(p),
+                        "interrupted",
+                        f"stage(s) {', '.join(unfinished)} of this build did not finish (the run "
+                        "was killed or failed): its outputs are incomplete; rerun `pile build "
+                        f"--config {p / BUILD_MARKER}` to finish it",
+                    )
+                )
             found = _sources_below(p)
             tmps = _temporaries(p)
             if tmps:

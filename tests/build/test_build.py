@@ -983,3 +983,21 @@ def test_max_line_bytes_flag_reaches_the_reader(tmp_path, capsys):
     assert main([*argv, "1000"]) == 3
     err = capsys.readouterr().err
     assert "in.jsonl" in err and "--max-line-bytes" in err
+
+
+def test_verify_of_a_killed_build_says_it_is_unfinished(reference, tmp_path, capsys):
+    # a build killed (or failed) mid-way: every manifest that exists checks out, yet the build is
+    # not finished; verify says which stage did not finish and how to finish it
+    corpus, _, _ = reference
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "pipeline.cli.main", *build_args(corpus, out)]
+    env = dict(os.environ, PILE_FAULT="order-standard:start")
+    assert subprocess.run(cmd, env=env, capture_output=True, timeout=300).returncode == -9
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 4
+    text = capsys.readouterr().out
+    assert "INTERRUPTED" in text and "order-standard" in text
+    assert f"pile build --config {out / 'build.toml'}" in text
+    assert main(build_args(corpus, out)) == 0
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 0
