@@ -128,6 +128,11 @@ def check_self_hash(raw: bytes) -> str | None:
     pattern = re.compile(rb'"' + SELF_HASH_KEY.encode() + rb'": "([0-9a-f]{64})"')
     found = pattern.findall(raw)
     if not found:
+        if b'"' + SELF_HASH_KEY.encode() + b'"' in raw:  # the field is there, its value damaged
+            return (
+                f"{SELF_HASH_KEY} is not 64 lowercase hex digits; the manifest was modified or "
+                "corrupted"
+            )
         return None
     if len(found) > 1:
         return f"{SELF_HASH_KEY} appears {len(found)} times; the manifest was edited"

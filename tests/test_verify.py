@@ -550,3 +550,15 @@ def test_speed_line_times_only_the_hashing(ds, monkeypatch):
     assert "MB/s" not in s  # a few kB: a rate would measure file opens, not hashing
     rep.bytes_hashed = 400 << 20
     assert f"({(400 << 20) / n / 1e6:,.0f} MB/s)" in rep.summary()
+
+
+def test_damage_inside_the_self_hash_field_is_caught(ds, capsys):
+    # a flipped case bit turns a hex digit of manifest_sha256 into an upper-case one: the field no
+    # longer parses as a hash, which must not pass as an old manifest without one
+    m = ds / "t.manifest.json"
+    raw = m.read_bytes()
+    i = raw.index(b'"manifest_sha256": "') + len(b'"manifest_sha256": "')
+    j = next(k for k in range(i, i + 64) if raw[k : k + 1] in b"abcdef")
+    m.write_bytes(raw[:j] + raw[j : j + 1].upper() + raw[j + 1 :])
+    assert main(["verify", str(m)]) == 4
+    assert "manifest_sha256 is not 64 lowercase hex digits" in capsys.readouterr().out
