@@ -314,6 +314,11 @@ def _unfinished_stages(d: Path) -> list[str]:
             continue
         if isinstance(rec, dict) and rec.get("status", "complete") != "complete":
             names.append(rec_path.stem)
+    # the report is every build's last stage: a build that stopped before it (refused or failed
+    # between stages) has only complete records, and is still not finished
+    if (d / BUILD_MARKER).is_file() and (d / "_state").is_dir():
+        if not (d / "_state" / "report.json").is_file():
+            names.append("report (and any stage before it that had not started)")
     return names
 
 

@@ -317,6 +317,7 @@ def test_build_directory_top_level_files_are_not_artifacts(ds, tmp_path, capsys)
     ]:
         (b / sub).mkdir()
         (b / sub / name).write_text("{}")
+    (b / "_state" / "report.json").write_text("{}")  # a finished build's last stage
     (b / ".lock").write_text("")
     assert main(["verify", str(b)]) == 0
     assert "all OK" in capsys.readouterr().out

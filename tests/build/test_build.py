@@ -996,7 +996,7 @@ def test_verify_of_a_killed_build_says_it_is_unfinished(reference, tmp_path, cap
     capsys.readouterr()
     assert main(["verify", str(out)]) == 4
     text = capsys.readouterr().out
-    assert "INTERRUPTED" in text and "order-standard" in text
+    assert "INTERRUPTED" in text and "order-standard" in text and "report" in text
     assert f"pile build --config {out / 'build.toml'}" in text
     assert main(build_args(corpus, out)) == 0
     capsys.readouterr()
