@@ -709,8 +709,12 @@ def disk_cases(work: Path) -> Iterator[Case]:
             if r.code == 0:
                 yield Case("disk", f"full at {size_mb} MB", True, detail="fit; nothing to test")
                 continue
-            ok = r.code == 1 and no_traceback(r) and str(mnt) in r.err
-            why = f"exit {r.code}: {r.err.strip().splitlines()[-1] if r.err.strip() else ''}"
+            last = r.err.strip().splitlines()[-1] if r.err.strip() else ""
+            # refused before writing (the plan does not fit: exit 2, the numbers and a fix), or
+            # a disk that filled up while writing (exit 1 naming the file)
+            refused = r.code == 2 and "free" in r.err
+            ok = no_traceback(r) and (refused or (r.code == 1 and str(mnt) in r.err))
+            why = f"exit {r.code}: {last[:160]}"
             v = pile("verify", str(out))
             if v.code == 0 and "all OK" in v.out:
                 ok, why = False, "a partial build verifies as all OK"
