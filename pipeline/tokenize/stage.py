@@ -562,19 +562,18 @@ def _reusable(task: _Task) -> dict[str, Any] | None:
     if rec.get("fingerprint") != task.fingerprint or rec.get("task") != _task_identity(task):
         return None
     tmp = Path(task.tmp_dir)
-    for name, want in (rec.get("files") or {}).items():
+    files = rec.get("files")
+    res = rec.get("result")
+    names = {f"{task.key}.bin", f"{task.key}.docs.npz"}
+    if not isinstance(files, dict) or set(files) != names or not isinstance(res, dict):
+        return None
+    for name, want in files.items():
         f = tmp / name
         try:
             if f.stat().st_size != want["size"] or sha256_file(f) != want["sha256"]:
                 return None
         except (OSError, KeyError, TypeError):
             return None
-    res = rec.get("result")
-    if not isinstance(res, dict) or set(rec.get("files") or {}) != {
-        f"{task.key}.bin",
-        f"{task.key}.docs.npz",
-    }:
-        return None
     rc = task.read_config
     if task.reads_to_end and rc.on_error == "skip" and (res.get("stats") or {}).get("rejected"):
         from pipeline.read.reader import _Quarantine
