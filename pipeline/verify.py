@@ -65,6 +65,14 @@ BUILD_MARKER = "build.toml"
 # Beside its stage directories `pile build` keeps files that name local paths or change from run to
 # run, so no manifest lists them (README "Output layout"): they are not artifacts.
 BUILD_NOT_ARTIFACTS = frozenset({"build.toml", "_state", "logs", "quarantine"})
+
+
+# task work directories (`.PREFIX.tokenize.FP.tmp`, dedup's `.signatures.FP.tmp`): a killed run's
+# finished tasks, reused by its rerun (pipeline/tokenize/stage.py, pipeline/dedup/stage.py)
+def _is_task_work(name: str) -> bool:
+    return name.startswith(".") and (".tokenize." in name or name.startswith(".signatures."))
+
+
 # Files and directories a stage writes next to its manifest without listing them, by manifest kind:
 # dedup's wall-clock timings.json and its keep_intermediate buckets/ and edges/.
 UNLISTED_BY_KIND = {"dedup": frozenset({"timings.json", "buckets", "edges"})}
@@ -252,8 +260,9 @@ class _Collected:
 def _temporaries(d: Path) -> list[Path]:
     """`*.tmp` files and `.*.tmp` directories below `d`: what an interrupted run leaves behind.
 
-    Every stage writes `<name>.tmp` then renames it (pipeline.io), and tokenize works in a hidden
-    `.{prefix}.tokenize.tmp/`; their presence means a run was killed before it finished.
+    Every stage writes `<name>.tmp` then renames it (pipeline.io), and tokenize and dedup keep
+    their finished tasks in a hidden `.{prefix}.tokenize.{fp}.tmp/` / `.signatures.{fp}.tmp/`
+    (reused by the rerun); their presence means a run was killed before it finished.
     """
     found: list[Path] = []
     for here, subdirs, files in os.walk(d):
@@ -379,6 +388,12 @@ def _collect(paths: Sequence[str | os.PathLike], root: str | os.PathLike | None)
                     "command that writes them (it replaces them; delete them if you abandon "
                     "that run)"
                 )
+                work = [t for t in tmps if t.is_dir() and _is_task_work(t.name)]
+                if work:
+                    msg += (
+                        f"; {len(work)} of them hold the tasks that run finished (tokenize "
+                        "partials, dedup signatures), which the rerun reuses"
+                    )
                 out.problems.append(Problem(str(p), "interrupted", msg))
             if not found and not tmps:
                 raise InputError(

@@ -16,7 +16,9 @@ A build of one variant reports (never deletes) the other variant when its comple
 longer match the current inputs and config (`BuildPlan.stale_variants`).
 
 Fault injection for tests: `PILE_FAULT=<stage>:<point>` (point = start | end) sends SIGKILL to the
-build process at that point; `tokenize:<v>:mid` kills it after the first tokenize task is merged.
+build process at that point; `tokenize:<v>:mid` kills it after the first tokenize task is merged;
+`tokenize-task:N` and `dedup-signatures:N` kill inside the stage after N tasks (pipeline.tokenize
+.stage, pipeline.dedup.stage: their finished tasks are reused by the rerun).
 """
 
 from __future__ import annotations

@@ -60,11 +60,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.config import combine_fingerprints
 from pipeline.dedup.components import connected_components, split_by_center
 from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.edges import (
     BucketWriter,
     SignatureStore,
+    bucket_path,
     read_partition,
     remove_tree,
     signature_agreement,
@@ -86,7 +88,7 @@ from pipeline.dedup.signatures import (
 from pipeline.engine import map_ordered
 from pipeline.engine.local import resolve_workers
 from pipeline.errors import ConfigError, InputError, IntegrityError
-from pipeline.io import atomic_open, atomic_write_text
+from pipeline.io import atomic_open, atomic_write_text, fsync_dir, sha256_file
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.read import LINE_BITS, InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
@@ -254,6 +256,7 @@ class _FileSignatures:
 
     def __init__(self, f: InputFile, out: Path, cfg: DedupConfig) -> None:
         self.file = f
+        self.identity: dict[str, Any] | None = None
         npy_path, docs_path = signature_paths(out, f.index)
         self.rstats = ReadStats()
         self.counts: dict[str, Any] = {
@@ -315,15 +318,19 @@ class _FileSignatures:
 
 def _signatures(
     files: Sequence[InputFile],
-    out: Path,
+    work: Path,
     cfg: DedupConfig,
     read_config: ReadConfig,
     workers: int,
     progress: Callable[[dict[str, Any]], None] | None,
+    fingerprint: str = "",
 ) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
+    """Signatures and bucket records of every file in `work` (the work directory), in file order.
+    A file whose task record is valid (a killed run finished it) is not read again."""
+    results: list[dict[str, Any] | None] = [None] * len(files)
     open_files: list[_FileSignatures] = []
     lazy = _Lazy(_signature_batch, workers)
+    pos = {f.index: i for i, f in enumerate(files)}
 
     def handle(tag, result) -> None:
         sink, meta = tag
@@ -332,13 +339,28 @@ def _signatures(
             return
         open_files.remove(sink)
         r = sink.finish()
-        results.append(r)
+        _record_signatures(work, sink.file, cfg, read_config, fingerprint, r, sink.identity)
+        results[pos[sink.file.index]] = r
         if progress is not None:
             progress({"phase": "signatures", "counts": {"documents": r["documents"]}})
+        _fault_after(sum(x is not None for x in results))
 
     try:
         for f in files:
-            sink = _FileSignatures(f, out, cfg)
+            old = _reusable_signatures(work, f, cfg, read_config, fingerprint)
+            if old is not None:
+                results[pos[f.index]] = old
+                if progress is not None:
+                    progress(
+                        {
+                            "phase": "signatures",
+                            "counts": {"documents": old["documents"]},
+                            "reused": True,
+                        }
+                    )
+                continue
+            sink = _FileSignatures(f, work, cfg)
+            sink.identity = _input_identity(f)
             open_files.append(sink)
             for texts, ids, lines, names in _batches_of(
                 f, cfg, read_config, sink.rstats, sink.counts
@@ -357,7 +379,111 @@ def _signatures(
             sink.abort(e)
         raise
     lazy.close()
-    return results
+    reused = sum(bool(r.get("reused")) for r in results if r is not None)
+    log.info(
+        "dedup signatures: read %d of %d file(s), reused %d finished by an interrupted run",
+        len(files) - reused,
+        len(files),
+        reused,
+    )
+    return [r for r in results if r is not None]
+
+
+# Resume: one task record per input file in the work directory (`<i>.task.json`, written after
+# the file's signatures, docs table and bucket files are committed): the stage fingerprint, the
+# input's identity (name, index, size, mtime) and the size and sha256 of each file. A rerun with
+# the same fingerprint reuses a file whose record is valid; the later phases rerun from the
+# signatures and buckets, so the outputs are identical to an uninterrupted run's.
+SIG_RECORD_VERSION = 1
+
+
+def _fault_after(done: int) -> None:
+    """Test hook: `PILE_FAULT=dedup-signatures:N` SIGKILLs this process once N files are done."""
+    if os.environ.get("PILE_FAULT") == f"dedup-signatures:{done}":
+        import signal
+
+        log.warning("PILE_FAULT: killing dedup after %d signature file(s)", done)
+        logging.shutdown()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def work_dir_name(fingerprint: str) -> str:
+    """Hidden and ending in `.tmp`: `pile verify` reports it (one line) as an interrupted run."""
+    return f".signatures.{fingerprint[:16]}.tmp"
+
+
+def _input_identity(f: InputFile) -> dict[str, Any] | None:
+    try:
+        st = os.stat(f.path)
+    except OSError:
+        return None
+    return {
+        "input": f.label,
+        "index": f.index,
+        "kind": f.kind,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+    }
+
+
+def _signature_files(work: Path, f: InputFile, cfg: DedupConfig) -> list[Path]:
+    return [
+        *signature_paths(work, f.index),
+        *(bucket_path(work / "buckets", p, f.index) for p in range(cfg.partitions)),
+    ]
+
+
+def _sig_record_path(work: Path, f: InputFile) -> Path:
+    return work / f"{f.index:06d}.task.json"
+
+
+def _record_signatures(work, f, cfg, read_config, fingerprint, counts, identity) -> None:
+    if identity is None or identity != _input_identity(f):
+        return  # the input changed while it was read: nothing worth recording
+    files = {
+        p.relative_to(work).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in _signature_files(work, f, cfg)
+    }
+    rec = {
+        "version": SIG_RECORD_VERSION,
+        "fingerprint": fingerprint,
+        "task": identity,
+        "files": files,
+        "counts": counts,
+    }
+    atomic_write_text(_sig_record_path(work, f), json.dumps(rec))
+    fsync_dir(work)
+
+
+def _reusable_signatures(work, f, cfg, read_config, fingerprint) -> dict[str, Any] | None:
+    try:
+        rec = json.loads(_sig_record_path(work, f).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("version") != SIG_RECORD_VERSION:
+        return None
+    if rec.get("fingerprint") != fingerprint or rec.get("task") != _input_identity(f):
+        return None
+    files = rec.get("files")
+    want = {p.relative_to(work).as_posix() for p in _signature_files(work, f, cfg)}
+    if not isinstance(files, dict) or set(files) != want:
+        return None
+    for name, meta in files.items():
+        try:
+            p = work / name
+            if p.stat().st_size != meta["size"] or sha256_file(p) != meta["sha256"]:
+                return None
+        except (OSError, KeyError, TypeError):
+            return None
+    counts = rec.get("counts")
+    if not isinstance(counts, dict):
+        return None
+    if read_config.on_error == "skip" and (counts.get("reader") or {}).get("rejected"):
+        from pipeline.read.reader import _Quarantine
+
+        if not _Quarantine(read_config.quarantine_dir, f).raw_path.is_file():
+            return None  # its quarantine was removed since: read the file again
+    return {**counts, "reused": True}
 
 
 # ----------------------------------------------------------------------------- step 2: edges
@@ -366,12 +492,14 @@ class _EdgeTask:
     out_dir: str
     partition: int
     file_indices: tuple[int, ...]
+    buckets_dir: str = ""  # default: out_dir/buckets
 
 
 def _edge_task(task: _EdgeTask) -> dict[str, Any]:
     t0 = time.perf_counter()
     out = Path(task.out_dir)
-    rec = read_partition(out / "buckets", task.partition, list(task.file_indices))
+    buckets = Path(task.buckets_dir) if task.buckets_dir else out / "buckets"
+    rec = read_partition(buckets, task.partition, list(task.file_indices))
     keys = rec["key"]
     src, dst, largest = star_edges(keys, rec["doc"])
     write_edges(out / "edges" / f"{task.partition:05d}.npy", src, dst)
@@ -627,6 +755,17 @@ def run_dedup(
         stale.unlink()  # this directory is not a complete result again until the new manifest
     for d in ("buckets", "edges", "exact"):
         remove_tree(out / d)
+    # signatures and buckets are made in a work directory of this config, kept when a run is
+    # killed so that the rerun reuses the files it finished; those of other configs go
+    work_fp = combine_fingerprints(
+        fingerprint, read_config.fingerprint(), f"partitions={config.partitions}"
+    )
+    work = out / work_dir_name(work_fp)
+    if out.is_dir():
+        for old in out.glob(".signatures.*.tmp"):
+            if old != work:
+                remove_tree(old)
+    work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     criterion = config.criterion()
     log.info(
@@ -655,13 +794,18 @@ def run_dedup(
     )
 
     t0 = time.perf_counter()
-    sig_results = _signatures(files, out, config, read_config, resolve_workers(workers), progress)
+    sig_results = _signatures(
+        files, work, config, read_config, resolve_workers(workers), progress, work_fp
+    )
     timings["signatures"] = time.perf_counter() - t0
     timings["signatures_task_seconds_sum"] = sum(r["seconds"] for r in sig_results)
 
     t0 = time.perf_counter()
     file_indices = tuple(f.index for f in files)
-    edge_tasks = [_EdgeTask(str(out), p, file_indices) for p in range(config.partitions)]
+    edge_tasks = [
+        _EdgeTask(str(out), p, file_indices, str(work / "buckets"))
+        for p in range(config.partitions)
+    ]
     edge_results = map_ordered(_edge_task, edge_tasks, workers)
     parts = [np.load(out / "edges" / f"{p:05d}.npy") for p in range(config.partitions)]
     all_edges = np.concatenate(parts) if parts else np.empty((0, 2), np.int64)
@@ -672,7 +816,7 @@ def run_dedup(
 
     t0 = time.perf_counter()
     verification: dict[str, Any] = {"enabled": config.verify_candidates}
-    store = SignatureStore({f.index: signature_paths(out, f.index)[0] for f in files}, LINE_BITS)
+    store = SignatureStore({f.index: signature_paths(work, f.index)[0] for f in files}, LINE_BITS)
     if config.verify_candidates and len(src):
         src, dst, _ = verify_edges(src, dst, store, config.screen_cut)
         verification.update(
@@ -735,8 +879,8 @@ def run_dedup(
     timings["components"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    r_names, r_files, r_lines = _doc_meta(out, files, removed_ids)
-    c_names, c_files, c_lines = _doc_meta(out, files, cluster_ids)
+    r_names, r_files, r_lines = _doc_meta(work, files, removed_ids)
+    c_names, c_files, c_lines = _doc_meta(work, files, cluster_ids)
     removed_table = pa.Table.from_arrays(
         [
             pa.array(removed_ids, pa.int64()),
@@ -834,9 +978,16 @@ def run_dedup(
     )
     timings["tables"] = time.perf_counter() - t0
     if not config.keep_intermediate:
-        remove_tree(out / "buckets")
         remove_tree(out / "edges")
         remove_tree(out / "exact")
+    else:
+        os.replace(work / "buckets", out / "buckets")
+    # the signatures move to their place only now: until here a killed run reuses them
+    (out / "signatures").mkdir(exist_ok=True)
+    for f in files:
+        for src_p, dst_p in zip(signature_paths(work, f.index), signature_paths(out, f.index)):
+            os.replace(src_p, dst_p)
+    fsync_dir(out / "signatures")
 
     t0 = time.perf_counter()
     manifest_files: list[tuple[Path, str]] = []
@@ -871,6 +1022,7 @@ def run_dedup(
             counts["shingles"] / timings["signatures_task_seconds_sum"]
         )
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=1, sort_keys=True) + "\n")
+    remove_tree(work)
     log.info(
         "dedup: %d documents, %d candidate pairs, %d clusters, %d removed (%.2f%%)",
         total_docs,

@@ -15,13 +15,16 @@ Outputs in `out_dir` (all written atomically; the manifest last):
     {prefix}.manifest.json                counts, tokenizer sha256, dtype, EOD policy, file hashes
 
 Parallelism: the work is split into tasks of about equal bytes (`plan_tasks`: whole files, and
-line ranges of the jsonl files larger than a task's share). Each task writes a partial `.bin`, its
-item sizes and its sidecar rows to `out_dir/.{prefix}.tokenize.{run}.tmp/`; the main process appends them
-in task order (`MMIDXWriter.append_bin_file`) and rewrites the sidecar rows in fixed-size row
+line ranges of the jsonl files larger than a task's share). Each task writes a partial `.bin` and
+its sidecar rows (with the item sizes) to the work directory `out_dir/.{prefix}.tokenize.{fp}.tmp/`
+(one per config fingerprint), then its record `<task>.task.json` last; the main process appends
+them in task order (`MMIDXWriter.append_bin_file`) and rewrites the sidecar rows in fixed-size row
 groups, so every output byte is the same for any worker count. The index's doc_idx is written once
 from the merged sizes (0, 1, ..., N), never concatenated from partials (gpt-neox's merge forgot to
-extend it). Partials are deleted as soon as they are merged; since workers can run ahead of the
-merge, the temporary space needed is up to the size of the final `.bin` again.
+extend it). Resume: a killed run's work directory is kept, and a rerun with the same fingerprint
+reuses every task whose record is valid (same input size, mtime and line range, partial files of
+the recorded sizes and sha256) and runs only the others; the directory is removed once the
+manifest is written. The temporary space needed is the size of the final `.bin` again.
 
 A line range of a file is read by decompressing and parsing the file from its start (zstd streams
 cannot be entered in the middle), so cutting costs one extra parse of the skipped prefix per range
@@ -32,8 +35,10 @@ blank lines) and keeps its quarantine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -50,7 +55,7 @@ from pipeline.config import StageConfig, combine_fingerprints
 from pipeline.data import TOKENIZER_SHA256
 from pipeline.engine.local import imap_ordered, resolve_workers
 from pipeline.errors import ConfigError, InputError, IntegrityError
-from pipeline.io import sha256_file
+from pipeline.io import fsync_dir, open_new, sha256_file
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import write_manifest
 from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
@@ -267,10 +272,18 @@ class _Task:
     read_config: ReadConfig
     tmp_dir: str
     exclude: np.ndarray  # sorted doc ids of this task's range
+    fingerprint: str = ""  # the stage's config fingerprint (its task records must hold it)
 
     @property
     def reads_to_end(self) -> bool:
         return self.stop_line is None
+
+    @property
+    def key(self) -> str:
+        """The task's file names in the work directory: its input and line range, so a rerun
+        with another split (worker count) still reuses the ranges it shares."""
+        stop = "end" if self.stop_line is None else str(self.stop_line)
+        return f"{self.input.index:06d}.{self.first_line}-{stop}"
 
 
 def count_lines(f: InputFile) -> int:
@@ -329,7 +342,7 @@ def _slice_ids(ids: np.ndarray, file_index: int, first_line: int, stop_line: int
     return ids[a:b]
 
 
-def _run_task(task: _Task) -> dict[str, Any]:
+def _tokenize_task(task: _Task) -> dict[str, Any]:
     """Tokenize one task's documents into partial files; return their paths and counts."""
     from pipeline.tokenize.encoder import load_encoder
 
@@ -341,10 +354,10 @@ def _run_task(task: _Task) -> dict[str, Any]:
     rc = task.read_config
     if rc.on_error == "skip" and not task.reads_to_end:
         # another task reads this file to its end and keeps the real quarantine and statistics
-        rc = dataclasses.replace(rc, quarantine_dir=os.path.join(task.tmp_dir, f"q{task.seq:06d}"))
+        rc = dataclasses.replace(rc, quarantine_dir=os.path.join(task.tmp_dir, f"q{task.key}"))
     stats = ReadStats()
     tmp = Path(task.tmp_dir)
-    bin_path = tmp / f"{task.seq:06d}.bin"
+    bin_path = tmp / f"{task.key}.bin"
 
     doc_ids = array("q")
     lines = array("q")
@@ -428,7 +441,7 @@ def _run_task(task: _Task) -> dict[str, Any]:
         texts, meta, nchars = [], [], 0
 
     append_eod = bool(cfg.append_eod)
-    with open(bin_path, "wb") as out:
+    with _committed(bin_path) as out:
         for doc in iter_file(task.input, rc, stats):
             if doc.line < task.first_line:
                 continue
@@ -457,17 +470,18 @@ def _run_task(task: _Task) -> dict[str, Any]:
 
     sizes = np.concatenate(sizes_parts) if sizes_parts else np.zeros(0, dtype=np.int32)
     file_name = task.input.label
-    sidecar_path = tmp / f"{task.seq:06d}.docs.npz"
-    np.savez(
-        sidecar_path,
-        doc_id=np.array(doc_ids, dtype=np.int64),
-        line=np.array(lines, dtype=np.int64),
-        set_code=np.array(set_codes, dtype=np.int32),
-        set_names=np.array(sorted(set_names, key=set_names.get), dtype=np.str_),
-        tokens=sizes,
-        source_file=np.array(file_name, dtype=np.str_),
-        allow_pickle=False,
-    )
+    sidecar_path = tmp / f"{task.key}.docs.npz"
+    with _committed(sidecar_path) as f:
+        np.savez(
+            f,
+            doc_id=np.array(doc_ids, dtype=np.int64),
+            line=np.array(lines, dtype=np.int64),
+            set_code=np.array(set_codes, dtype=np.int32),
+            set_names=np.array(sorted(set_names, key=set_names.get), dtype=np.str_),
+            tokens=sizes,
+            source_file=np.array(file_name, dtype=np.str_),
+            allow_pickle=False,
+        )
     return {
         "seq": task.seq,
         "bin": str(bin_path),
@@ -480,6 +494,146 @@ def _run_task(task: _Task) -> dict[str, Any]:
         "exclude_ids": excl_n,
         "exclude_matched": excl_matched,
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# task records: resume inside the stage
+#
+# A task's partial files are committed (written under a per-process temporary name, fsynced,
+# renamed) and then its record `<key>.task.json`, last: a record names the stage fingerprint, the
+# task's identity (input name, index, size, mtime, line range, its exclusion ids) and the size and
+# sha256 of each of its files. A rerun with the same fingerprint returns a task's recorded result
+# when its record is valid and runs the others; the merge reads the same partial bytes either way,
+# so the merged outputs are identical to an uninterrupted run's.
+
+TASK_RECORD_VERSION = 1
+
+
+@contextlib.contextmanager
+def _committed(path: Path):
+    """Write `path` through `path.<pid>.tmp` (fsync, rename). The temporary name is per process:
+    a straggling worker of a killed run can never rename this run's half-written file."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    f = open_new(tmp)
+    try:
+        with f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _task_identity(task: _Task) -> dict[str, Any] | None:
+    """What the task read: None when its input cannot be stat'ed (nothing to reuse then)."""
+    try:
+        st = os.stat(task.input.path)
+    except OSError:
+        return None
+    return {
+        "input": task.input.label,
+        "index": task.input.index,
+        "kind": task.input.kind,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "first_line": task.first_line,
+        "stop_line": task.stop_line,
+        "exclude_sha256": ids_fingerprint(task.exclude),
+    }
+
+
+def _record_path(task: _Task) -> Path:
+    return Path(task.tmp_dir) / f"{task.key}.task.json"
+
+
+def _reusable(task: _Task) -> dict[str, Any] | None:
+    """The recorded result of a task a previous run finished, when its record matches this task
+    and its files are intact (size and sha256), else None."""
+    path = _record_path(task)
+    try:
+        rec = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("version") != TASK_RECORD_VERSION:
+        return None
+    if rec.get("fingerprint") != task.fingerprint or rec.get("task") != _task_identity(task):
+        return None
+    tmp = Path(task.tmp_dir)
+    files = rec.get("files")
+    res = rec.get("result")
+    names = {f"{task.key}.bin", f"{task.key}.docs.npz"}
+    if not isinstance(files, dict) or set(files) != names or not isinstance(res, dict):
+        return None
+    for name, want in files.items():
+        f = tmp / name
+        try:
+            if f.stat().st_size != want["size"] or sha256_file(f) != want["sha256"]:
+                return None
+        except (OSError, KeyError, TypeError):
+            return None
+    rc = task.read_config
+    if task.reads_to_end and rc.on_error == "skip" and (res.get("stats") or {}).get("rejected"):
+        from pipeline.read.reader import _Quarantine
+
+        if not _Quarantine(rc.quarantine_dir, task.input).raw_path.is_file():
+            return None  # its quarantine was removed since: read the file again
+    with np.load(tmp / f"{task.key}.docs.npz", allow_pickle=False) as z:
+        sizes = np.asarray(z["tokens"], dtype=np.int32)
+    return {
+        **res,
+        "seq": task.seq,
+        "bin": str(tmp / f"{task.key}.bin"),
+        "sidecar": str(tmp / f"{task.key}.docs.npz"),
+        "sizes": sizes,
+        "reused": True,
+    }
+
+
+def _run_task(task: _Task) -> dict[str, Any]:
+    """A task's result: reused from its valid record, else tokenized and recorded."""
+    res = _reusable(task)
+    if res is not None:
+        return res
+    identity = _task_identity(task)
+    res = _tokenize_task(task)
+    res["reused"] = False
+    if identity is None or identity != _task_identity(task):
+        return res  # the input changed while it was read: nothing worth recording
+    files = {}
+    for p in (Path(res["bin"]), Path(res["sidecar"])):
+        files[p.name] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
+    keep = ("file", "counts", "per_source", "stats", "exclude_ids", "exclude_matched")
+    rec = {
+        "version": TASK_RECORD_VERSION,
+        "fingerprint": task.fingerprint,
+        "task": identity,
+        "files": files,
+        "result": {k: res[k] for k in keep},
+    }
+    with _committed(_record_path(task)) as f:
+        # insertion order kept: the merged counts keep the order a fresh run gives
+        f.write(json.dumps(rec).encode("utf-8"))
+    fsync_dir(Path(task.tmp_dir))
+    return res
+
+
+def work_dir_name(prefix: str, fingerprint: str) -> str:
+    """The stage's work directory in its output directory: one per config fingerprint, hidden
+    and ending in `.tmp` (what `pile verify` reports, as one line, as an interrupted run)."""
+    return f".{prefix}.tokenize.{fingerprint[:16]}.tmp"
+
+
+def _fault_after_merge(merged: int) -> None:
+    """Test hook: `PILE_FAULT=tokenize-task:N` SIGKILLs this process once N tasks are merged."""
+    if os.environ.get("PILE_FAULT") == f"tokenize-task:{merged}":
+        import signal
+
+        log.warning("PILE_FAULT: killing tokenize after %d merged task(s)", merged)
+        logging.shutdown()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -625,12 +779,13 @@ def run_tokenize(
     manifest_path = out / names["manifest"]
     if manifest_path.exists():
         manifest_path.unlink()  # the outputs are about to change: no stale "complete" marker
-    # temp dirs of killed runs (the lock means no live run owns one); the name is unique per run
-    # so a killed run's straggling workers can never write into this run's partials
+    # the work directory of this fingerprint is kept (its finished tasks are reused); those of
+    # other configs are removed (the lock means no live run owns one)
+    tmp_dir = out / work_dir_name(prefix, fingerprint)
     for stale in out.glob(f".{prefix}.tokenize.*tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp_dir = out / f".{prefix}.tokenize.{os.getpid()}-{os.urandom(4).hex()}.tmp"
-    tmp_dir.mkdir()
+        if stale != tmp_dir:
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp_dir.mkdir(exist_ok=True)
 
     plan = plan_tasks(files, workers)
     tasks = [
@@ -643,6 +798,7 @@ def run_tokenize(
             read_config=read_config,
             tmp_dir=str(tmp_dir),
             exclude=_slice_ids(exclude_ids, f.index, a, b),
+            fingerprint=fingerprint,
         )
         for i, (f, a, b) in enumerate(plan)
     ]
@@ -663,6 +819,7 @@ def run_tokenize(
     per_file: dict[str, dict[str, int]] = {}
     read_stats = ReadStats()
     exclude_matched = 0
+    reused = 0
     try:
         with (
             MMIDXWriter(data_prefix, dtype) as writer,
@@ -677,10 +834,11 @@ def run_tokenize(
             ) as side,
         ):
             for res in imap_ordered(_run_task, tasks, workers):
+                # partials stay until the merge is complete: a run killed while merging
+                # resumes from them
                 writer.append_bin_file(Path(res["bin"]), res["sizes"])
                 side.append_npz(Path(res["sidecar"]))
-                os.unlink(res["bin"])
-                os.unlink(res["sidecar"])
+                reused += bool(res.get("reused"))
                 for k in counts:
                     counts[k] += res["counts"][k]
                 _add_source(per_source, res["per_source"])
@@ -692,6 +850,7 @@ def run_tokenize(
                     read_stats.merge(ReadStats.from_dict(res["stats"]))
                 if progress is not None:
                     progress(res)
+                _fault_after_merge(res["seq"] + 1)
             if side.rows != writer.num_items:
                 raise IntegrityError(
                     f"sidecar has {side.rows} rows but the dataset {writer.num_items} items; "
@@ -699,8 +858,20 @@ def run_tokenize(
                 )
             side.finalize()
             writer.finalize()
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    except BaseException:
+        # finished tasks stay for the rerun (their records say so); a run that finished none
+        # leaves nothing behind
+        if not any(tmp_dir.glob("*.task.json")):
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        else:
+            log.warning("tokenize stopped; the finished tasks in %s are reused by a rerun", tmp_dir)
+        raise
+    log.info(
+        "tokenize: ran %d of %d task(s), reused %d finished by an interrupted run",
+        len(tasks) - reused,
+        len(tasks),
+        reused,
+    )
 
     for name, s in read_stats.sources.items():
         d = per_source.setdefault(
@@ -763,6 +934,8 @@ def run_tokenize(
         inputs=[f.label for f in files],
         workers=min(3, workers + 1),
     )
+    # only now: a run killed before the manifest was written reuses every task
+    shutil.rmtree(tmp_dir, ignore_errors=True)
     log.info(
         "wrote %s: %d documents, %d tokens in %.1fs",
         out / names["bin"],
