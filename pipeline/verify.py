@@ -185,6 +185,12 @@ def _load_manifest(path: Path, raw: bytes) -> tuple[list[Source], list[Problem]]
     except IntegrityError as e:
         return [], [Problem(str(path), "manifest", str(e).replace(f"{path}: ", ""))]
     self_problem = check_self_hash(raw)
+    if self_problem is None and "manifest_sha256" not in doc:
+        # every manifest pile writes carries it: a damaged key (a flipped bit in its name) or a
+        # hand edit removed it, and nothing else then vouches for the manifest's own bytes
+        self_problem = (
+            "no manifest_sha256 (every pile manifest has one): the manifest was edited or damaged"
+        )
     if self_problem:
         problems.append(Problem(str(path), "manifest", self_problem))
     src = Source(path=path, kind="manifest", manifest=doc)

@@ -563,3 +563,19 @@ def test_damage_inside_the_self_hash_field_is_caught(ds, capsys):
     m.write_bytes(raw[:j] + raw[j : j + 1].upper() + raw[j + 1 :])
     assert main(["verify", str(m)]) == 4
     assert "manifest_sha256 is not 64 lowercase hex digits" in capsys.readouterr().out
+
+
+def test_every_single_byte_flip_of_a_manifest_is_caught(ds):
+    # including flips inside the key "manifest_sha256" itself (which once read as a manifest
+    # written before the self-hash existed) and inside its value
+    from pipeline.verify import verify_paths
+
+    m = ds / "t.manifest.json"
+    orig = m.read_bytes()
+    passed = []
+    for i in range(len(orig)):
+        m.write_bytes(orig[:i] + bytes([orig[i] ^ 0x20]) + orig[i + 1 :])
+        if verify_paths([str(m)]).ok:
+            passed.append((i, orig[max(0, i - 20) : i + 5]))
+    m.write_bytes(orig)
+    assert not passed
