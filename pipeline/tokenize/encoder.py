@@ -340,7 +340,7 @@ def _load_uncached(
     candidates = AUTO_ORDER if backend == "auto" else (backend,)
     for cand in candidates:
         if cand == "hf":
-            log.info("tokenizer %s: backend hf (HF tokenizers, the reference)", p.name)
+            log.debug("tokenizer %s: backend hf (HF tokenizers, the reference)", p.name)
             return hf
         why = _unavailable(cand, spec)
         enc = None
@@ -358,13 +358,13 @@ def _load_uncached(
                     f"{', '.join(BACKENDS)}; fix: use --backend auto (the fastest that works) "
                     "or --backend hf"
                 )
-            log.info("tokenizer %s: backend %s skipped (%s)", p.name, cand, why)
+            log.debug("tokenizer %s: backend %s skipped (%s)", p.name, cand, why)
             continue
         from pipeline.tokenize.identity import first_mismatch
 
         bad = first_mismatch(enc, hf)
         if bad is None:
-            log.info(
+            log.debug(
                 "tokenizer %s: backend %s (ids identical to HF tokenizers on the %s edge cases)",
                 p.name,
                 enc.backend_label,

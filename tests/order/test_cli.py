@@ -233,3 +233,20 @@ def test_error_preshuffle_without_maps_and_bad_shard_size(ds, capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["preshuffle", str(ds), "--out-dir", str(tmp_path / "p"), "--shard-size", "lots"])
     assert "is not a size" in capsys.readouterr().err
+
+
+def test_a_fresh_process_prints_nothing_on_stderr(ds, capsys):
+    # in a new process the tokenizer is loaded (and its backend chosen) for the summary's text:
+    # that choice is logged at debug level, never on a normal run's stderr
+    import subprocess
+    import sys
+
+    assert main(["order", str(ds), *FLAGS]) == 0
+    r = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli.main", "inspect", str(ds), "--step", "3", *FLAGS],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "step 3 of" in r.stdout

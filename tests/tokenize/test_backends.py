@@ -40,7 +40,7 @@ def test_every_backend_passes_the_guard(backend, hf):
 
 
 def test_auto_prefers_gigatoken_and_says_so(fresh_cache, caplog):
-    with caplog.at_level(logging.INFO, logger="pipeline.tokenize.encoder"):
+    with caplog.at_level(logging.DEBUG, logger="pipeline.tokenize.encoder"):
         enc = load_encoder()
     assert enc.backend == "gigatoken" and enc.backend_label.startswith("gigatoken 0.")
     assert "backend gigatoken" in caplog.text and "identical to HF" in caplog.text
