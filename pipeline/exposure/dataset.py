@@ -89,16 +89,11 @@ inverse maps are then checked against the index maps' sizes and sha256 only; wit
 
 def add_data_arguments(p) -> None:
     """DATA options shared by exposure / find / contamination (as `pile inspect`'s)."""
-    from pipeline.order.cliargs import add_order_arguments
+    from pipeline.order.cliargs import add_data_form_arguments, add_order_arguments
 
     p.add_argument("data", metavar="DATA", help="dataset prefix, .idx/.bin path or directory")
     d = p.add_argument_group("data")
-    d.add_argument(
-        "--form", choices=("auto", "document", "preshuffled"), default="auto", help="data form"
-    )
-    d.add_argument(
-        "--maps-dir", default=None, help="directory of the index maps (default: next to DATA)"
-    )
+    add_data_form_arguments(d)
     d.add_argument(
         "--source",
         default=None,

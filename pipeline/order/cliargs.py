@@ -16,6 +16,17 @@ RECORDED_DEFAULT = f"the config recorded with the data, else {FALLBACK_PRESET}"
 ORDER_FLAGS = ("seq_length", "global_batch", "train_iters", "seed")
 
 
+def add_data_form_arguments(group) -> None:
+    """--form and --maps-dir: how a DATA argument is read (inspect, exposure, find,
+    contamination)."""
+    group.add_argument(
+        "--form", choices=("auto", "document", "preshuffled"), default="auto", help="data form"
+    )
+    group.add_argument(
+        "--maps-dir", default=None, help="directory of the index maps (default: next to DATA)"
+    )
+
+
 def add_order_arguments(
     p: argparse.ArgumentParser, default_preset: str = FALLBACK_PRESET, *, recorded: bool = False
 ) -> None:

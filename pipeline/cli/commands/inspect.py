@@ -10,7 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import ConfigError, InputError
-from pipeline.order.cliargs import add_order_arguments, order_config_and_origin
+from pipeline.order.cliargs import (
+    add_data_form_arguments,
+    add_order_arguments,
+    order_config_and_origin,
+)
 from pipeline.order.inspect import (
     format_summary,
     format_text,
@@ -102,12 +106,7 @@ def add_arguments(p) -> None:
         help="directory for indicies.npy of shape ((end-start+1)*global_batch, seq_length+1)",
     )
     d = p.add_argument_group("data")
-    d.add_argument(
-        "--form", choices=("auto", "document", "preshuffled"), default="auto", help="data form"
-    )
-    d.add_argument(
-        "--maps-dir", default=None, help="directory of the index maps (default: next to DATA)"
-    )
+    add_data_form_arguments(d)
     d.add_argument(
         "--verify-hashes",
         action="store_true",
