@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import zstandard
 
-from pipeline.build.lock import BuildLock
 from pipeline.cli.main import main
 from pipeline.dedup import run_dedup
 from pipeline.lock import BuildLocked, DirLock, holds_dir_locks, lock_dir
@@ -64,7 +63,7 @@ def test_lock_names_holder_and_is_removed_on_release(tmp_path):
             DirLock(d).acquire()
         assert e.value.exit_code == 5
     assert not (d / ".lock").exists()
-    with BuildLock(d):  # free again
+    with DirLock(d, "build"):  # free again
         pass
 
 
@@ -91,7 +90,7 @@ def test_holds_dir_locks_releases_on_error(tmp_path):
 
 def test_tokenize_cli_refused_while_a_build_holds_the_directory(tmp_path, corpus, capsys):
     out = tmp_path / "out"
-    with BuildLock(out):
+    with DirLock(out, "build"):
         rc = main(["tokenize", str(corpus[0].parent), "--out", str(out), "--prefix", "p"])
     assert rc == 5
     assert f"pid {os.getpid()}" in capsys.readouterr().err

@@ -135,7 +135,9 @@ def test_checksum_catches_damage_that_decodes(tmp_path, caplog):
         out, _ = docs([p])
     assert len(out) == 200
     assert [d.text for d in out[:100]] != [json.loads(x)["text"] for x in lines]
-    warnings = [r.getMessage() for r in caplog.records if "without a content checksum" in r.getMessage()]
+    warnings = [
+        r.getMessage() for r in caplog.records if "without a content checksum" in r.getMessage()
+    ]
     assert len(warnings) == 1
     assert str(p) in warnings[0] and "pile verify SHA256SUMS.txt" in warnings[0]
 

@@ -24,7 +24,7 @@ DESCRIPTION = (
     "pre-shuffled sizes, free disk) is checked before dedup and again once tokens are counted."
 )
 
-log = logging.getLogger("pipeline.build")
+log = logging.getLogger("pipeline.job")
 
 
 def add_arguments(p) -> None:
@@ -36,7 +36,7 @@ def add_arguments(p) -> None:
         help="input files or directories (default: the bundled sample's train shards)",
     )
     # no argparse defaults here: a default would shadow the config file's value (flag > file >
-    # default is resolved in pipeline.build.config)
+    # default is resolved in pipeline.job.config)
     p.add_argument(
         "--out",
         default=None,
@@ -204,8 +204,8 @@ class _Progress:
 
 
 def run(args) -> int:
-    from pipeline.build.config import resolve_build_config
-    from pipeline.build.runner import BuildPlan, check_out_dir, ensure_out_dir, run_build
+    from pipeline.job.config import resolve_build_config
+    from pipeline.job.runner import BuildPlan, check_out_dir, ensure_out_dir, run_build
 
     config = resolve_build_config(
         inputs=args.input,
@@ -250,10 +250,10 @@ def run(args) -> int:
 
 
 def _dry_run(plan, force: bool = False) -> None:
-    from pipeline.build.plan_check import assess, fixes, summary_line
-    from pipeline.build.runner import check_out_dir
     from pipeline.errors import ConfigError
     from pipeline.io import human_bytes
+    from pipeline.job.plan_check import assess, fixes, summary_line
+    from pipeline.job.runner import check_out_dir
 
     try:
         check_out_dir(plan.config.out, force)

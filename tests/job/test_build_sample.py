@@ -25,8 +25,8 @@ def planted_removals() -> tuple[int, set[int]]:
 
 
 def test_default_build_of_bundled_sample(tmp_path, capsys):
-    from pipeline.build.config import resolve_build_config
-    from pipeline.build.runner import BuildPlan
+    from pipeline.job.config import resolve_build_config
+    from pipeline.job.runner import BuildPlan
 
     out = tmp_path / "pile_out"
     # --dry-run's estimate before anything is built (token counts from the input sizes)

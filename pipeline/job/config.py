@@ -17,7 +17,7 @@
 any working directory.
 
 `[order] epochs = N` (`--epochs N`) derives `train_iters` from the token count once tokenize has
-run (pipeline.build.plan_check.train_iters_for_epochs). It is the default for your own `--input`
+run (pipeline.job.plan_check.train_iters_for_epochs). It is the default for your own `--input`
 when neither a preset nor train_iters/epochs is named anywhere: the Pythia preset's 143000 steps
 would repeat a small corpus thousands of times. `--preset pythia` keeps Pythia's exact train_iters.
 """

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from pipeline.build.config import load_config_file, resolve_build_config
 from pipeline.cli.main import main
+from pipeline.job.config import load_config_file, resolve_build_config
 from tests.read.helpers import pile_line, write_zst
 
 if sys.version_info >= (3, 11):

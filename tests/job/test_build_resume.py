@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from pipeline.cli.main import main
-from tests.build.test_build import _artifacts, build_args, reference, tree_hashes  # noqa: F401
+from tests.job.test_build import _artifacts, build_args, reference, tree_hashes  # noqa: F401
 
 pytestmark = pytest.mark.slow
 

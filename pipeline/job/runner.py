@@ -5,7 +5,7 @@ preshuffle:<v> → report, then a verify pass over every manifest. Each stage ha
 of its name, its own config fingerprint, the identity of the inputs (path, size, mtime) and the keys
 of the stages it reads; its record also stores these parts, so a changed key is explained (e.g.
 "input train/02.jsonl.zst changed (mtime)"). Inputs are never hashed: the Pile is ~460 GB. A stage runs unless `OUT/_state/<stage>.json` is complete, holds the same
-key and all of its outputs are intact (pipeline.build.state), and a stage runs whenever one it reads
+key and all of its outputs are intact (pipeline.job.state), and a stage runs whenever one it reads
 runs. Before it runs, the files its previous record names (the outputs of a finished run, or the
 planned outputs of a killed or failed one, whatever its config) and any `*.tmp` are removed, and a
 *running* record listing the files it may write is stored; so a rerun of a killed build produces the
@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
-from pipeline.build.config import BuildConfig, held_out_names
-from pipeline.build.lock import BuildLock
-from pipeline.build.report import REPORT_FIGURES, REPORT_MANIFEST
-from pipeline.build.state import (
+from pipeline.config import canonical_json, combine_fingerprints
+from pipeline.errors import ConfigError, IntegrityError, PipelineError
+from pipeline.io import atomic_write_text
+from pipeline.job.config import BuildConfig, held_out_names
+from pipeline.job.state import (
     COMPLETE,
     KEY_CHANGED,
     STATE_DIR,
@@ -49,10 +50,9 @@ from pipeline.build.state import (
     write_record,
     write_running,
 )
-from pipeline.config import canonical_json, combine_fingerprints
-from pipeline.errors import ConfigError, IntegrityError, PipelineError
-from pipeline.io import atomic_write_text
+from pipeline.lock import DirLock
 from pipeline.read import ReadConfig, resolve_inputs
+from pipeline.report.stage import REPORT_FIGURES, REPORT_MANIFEST
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Stage:
     directory: Path
     planned: list[str] = field(default_factory=list)  # files it may write, relative to OUT
     # fnmatch patterns (from the code, never from a record) of every name this stage may write
-    # in any config: a record's names outside them are not removed (pipeline.build.state)
+    # in any config: a record's names outside them are not removed (pipeline.job.state)
     owns: list[str] = field(default_factory=list)
     upstream: list[str] = field(default_factory=list)  # names of the stages it reads
     status: str = "pending"  # pending | up-to-date | done
@@ -182,7 +182,7 @@ class BuildPlan:
         train_iters gives that many epochs of the variant's tokens (needs tokenize done)."""
         if self.epochs is None:
             return self.order_config
-        from pipeline.build.plan_check import train_iters_for_epochs
+        from pipeline.job.plan_check import train_iters_for_epochs
 
         counts = self.dataset_counts(variant)
         if counts is None:
@@ -510,7 +510,7 @@ class BuildPlan:
         return _manifest_outputs(out / PRESHUFFLED_MANIFEST), dict(manifest.get("counts", {}))
 
     def _run_report(self) -> tuple[list[Path], dict[str, Any]]:
-        from pipeline.build.report import write_report
+        from pipeline.report.stage import write_report
 
         paths = write_report(self)
         return paths, {}
@@ -590,7 +590,7 @@ class BuildPlan:
             stages[f"tokenize-{v}"] = 2 * tokens + 20 * items + 16 * items + 4096
             cfg = self.order_config
             if self.epochs is not None:  # train_iters follows from the (guessed) token count
-                from pipeline.build.plan_check import train_iters_for_epochs
+                from pipeline.job.plan_check import train_iters_for_epochs
 
                 ti = train_iters_for_epochs(tokens, cfg.seq_length, cfg.global_batch, self.epochs)
                 cfg = dataclasses.replace(cfg, train_iters=ti)
@@ -674,7 +674,7 @@ class BuildPlan:
         return list(found.values())
 
     def execute(self, redo: dict[str, str] | None = None) -> list[Stage]:
-        from pipeline.build.plan_check import check_plan
+        from pipeline.job.plan_check import check_plan
 
         self.refresh_status(refresh=True, redo=redo)
         # refuse a plan that cannot fit before any stage runs (what is known now), and again
@@ -909,7 +909,7 @@ def run_build(
 
     check_out_dir(config.out, force)
     out = ensure_out_dir(config.out)
-    with BuildLock(out):
+    with DirLock(out, "build"):
         plan = BuildPlan(config, progress)
         plan.check_confined()
         plan.stale = plan.stale_variants()

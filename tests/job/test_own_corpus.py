@@ -12,18 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.build.config import resolve_build_config
-from pipeline.build.plan_check import (
+from pipeline.cli.main import main
+from pipeline.errors import ConfigError
+from pipeline.job.config import resolve_build_config
+from pipeline.job.plan_check import (
     REPEAT_WARNING,
     samples_in_epochs,
     train_iters_for_epochs,
 )
-from pipeline.cli.main import main
-from pipeline.errors import ConfigError
 from pipeline.order.indexmap import num_epochs_for, num_samples_for
-from tests.build.test_build import make_corpus
+from tests.job.test_build import make_corpus
 
-# the corpus of tests/build/test_build.py: 60 documents, 3,913 tokens (58 / 3,467 deduped)
+# the corpus of tests/job/test_build.py: 60 documents, 3,913 tokens (58 / 3,467 deduped)
 TOKENS = {"standard": 3913, "deduped": 3467}
 SHAPE = ["--seq-length", "32", "--global-batch", "4", "--shard-size", "2000"]
 
@@ -34,7 +34,7 @@ def _state(out: Path) -> dict[str, str]:
 
 def _fake_free(monkeypatch, free: int) -> None:
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr("pipeline.build.plan_check.shutil.disk_usage", lambda p: usage(0, 0, free))
+    monkeypatch.setattr("pipeline.job.plan_check.shutil.disk_usage", lambda p: usage(0, 0, free))
 
 
 # -- train_iters from epochs ---------------------------------------------------------------------

@@ -26,7 +26,7 @@ from pipeline.io import atomic_write_bytes, atomic_write_text
 from pipeline.manifest import read_manifest, write_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pipeline.build.runner import BuildPlan
+    from pipeline.job.runner import BuildPlan
 
 # every figure make_figures may draw: the build's planned names (a rerun removes these and only
 # these from report/, never another file a user keeps there)

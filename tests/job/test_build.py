@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.build.lock import BuildLock
 from pipeline.cli.main import main
+from pipeline.lock import DirLock
 from tests.read.helpers import pile_line, write_zst
 
 WORDS = (
@@ -222,7 +222,7 @@ def test_dry_run_writes_nothing(tmp_path, capsys):
 
 def test_lock_contention_names_the_holder(tmp_path, capsys):
     out = tmp_path / "locked"
-    with BuildLock(out):
+    with DirLock(out, "build"):
         assert main(["build", "--out", str(out), *SMALL]) == 5
     err = capsys.readouterr().err
     assert f"pid {os.getpid()}" in err and "being built" in err
@@ -423,7 +423,7 @@ def test_copied_output_dir_is_accepted_by_hash_and_records_refreshed(reference, 
 
 
 def test_completion_check_branches(tmp_path, caplog):
-    from pipeline.build.state import check_complete, write_record, write_running
+    from pipeline.job.state import check_complete, write_record, write_running
 
     out = tmp_path
     (out / "d").mkdir()
@@ -451,7 +451,7 @@ def test_completion_check_branches(tmp_path, caplog):
 
 
 def test_owned_files_stay_inside_the_output_directory(tmp_path):
-    from pipeline.build.state import owned_files
+    from pipeline.job.state import owned_files
 
     out = tmp_path / "out"
     (out / "v").mkdir(parents=True)
@@ -640,7 +640,7 @@ def test_touched_input_is_named_as_the_reason(reference, capsys):
 
 
 def test_input_change_descriptions():
-    from pipeline.build.runner import _input_changes
+    from pipeline.job.runner import _input_changes
 
     old = [["a", "/c/a", "jsonl", None, 10, 1], ["b", "/c/b", "jsonl", None, 20, 2]]
     assert _input_changes(old, old) == []
@@ -708,7 +708,7 @@ def test_stale_variant_after_a_config_change(reference, tmp_path, capsys):
 
 
 def test_held_out_names():
-    from pipeline.build.config import held_out_names
+    from pipeline.job.config import held_out_names
 
     names = [
         "train/00.jsonl.zst",
@@ -755,7 +755,7 @@ def test_held_out_inputs_warn(tmp_path, capsys):
 
 
 def test_stale_warning_grammar_for_two_directories(tmp_path):
-    from pipeline.build.runner import StaleVariant
+    from pipeline.job.runner import StaleVariant
 
     sv = StaleVariant(
         variant="deduped",
@@ -769,7 +769,7 @@ def test_stale_warning_grammar_for_two_directories(tmp_path):
 
 
 def test_relative_paths_in_a_config_file_are_relative_to_the_file(tmp_path, monkeypatch):
-    from pipeline.build.config import resolve_build_config
+    from pipeline.job.config import resolve_build_config
 
     cfg_dir = tmp_path / "project"
     cfg_dir.mkdir()
@@ -930,8 +930,8 @@ def test_real_disk_full_names_the_file_then_resume(reference, tmp_path, capsys):
 
 
 def test_dry_run_disk_estimate_covers_every_artifact(reference, tmp_path, capsys):
-    from pipeline.build.config import resolve_build_config
-    from pipeline.build.runner import BuildPlan
+    from pipeline.job.config import resolve_build_config
+    from pipeline.job.runner import BuildPlan
 
     corpus, ref_out, _ = reference
     cfg = resolve_build_config(
@@ -962,7 +962,7 @@ def test_symlinked_logs_directory_is_refused(tmp_path, capsys):
 
 
 def test_completion_check_never_reads_what_a_bad_record_names(tmp_path):
-    from pipeline.build.state import check_complete
+    from pipeline.job.state import check_complete
 
     out = tmp_path / "out"
     (out / "_state").mkdir(parents=True)

@@ -35,7 +35,7 @@ from pipeline.errors import ConfigError
 from pipeline.io import human_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pipeline.build.runner import BuildPlan
+    from pipeline.job.runner import BuildPlan
     from pipeline.order.indexmap import OrderConfig
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class PlanCheck:
 
 def assess(plan: BuildPlan) -> PlanCheck:
     """Everything known about the order/preshuffle plan now (call plan.refresh_status first)."""
-    from pipeline.build.state import load_record, owned_files
+    from pipeline.job.state import load_record, owned_files
 
     rows, need, reclaim, unknown, warnings = [], 0, 0, [], []
     for v in plan.config.variants:

@@ -1,0 +1,1 @@
+"""`pile build`: its typed config, the plan derived from the stages, state records and the runner."""
