@@ -64,3 +64,16 @@ def add_workers_argument(parser: argparse.ArgumentParser, default: int = 1) -> N
         default=default,
         help="worker processes (0 = one per core); output bytes do not depend on it",
     )
+
+
+def executor_from_args(args, scratch=None):
+    """The executor a command's stages run on: `--engine` (default local), `--workers`,
+    `--ray-address`; commands without those options get the local engine's defaults."""
+    from pipeline.engine import make_executor
+
+    return make_executor(
+        getattr(args, "engine", None) or "local",
+        getattr(args, "workers", None),
+        scratch,
+        getattr(args, "ray_address", None),
+    )

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import docid
 from pipeline.io import atomic_open
 
 RECORD = np.dtype([("key", "<u8"), ("doc", "<i8")])
@@ -158,9 +159,8 @@ def read_edges(path: Path) -> tuple[np.ndarray, np.ndarray]:
 class SignatureStore:
     """Random access to the per-file signature arrays (memory-mapped, rows = line index)."""
 
-    def __init__(self, paths: dict[int, Path], line_bits: int) -> None:
+    def __init__(self, paths: dict[int, Path]) -> None:
         self.paths = paths
-        self.line_bits = line_bits
         self._maps: dict[int, np.ndarray] = {}
 
     def _map(self, fi: int) -> np.ndarray:
@@ -171,8 +171,7 @@ class SignatureStore:
         return m
 
     def gather(self, doc_ids: np.ndarray) -> np.ndarray:
-        fi = doc_ids >> self.line_bits
-        rows = doc_ids & ((1 << self.line_bits) - 1)
+        fi, rows = docid.file_index(doc_ids), docid.row(doc_ids)
         files = np.unique(fi)
         first = self._map(int(files[0]))
         out = np.empty((len(doc_ids), first.shape[1]), dtype=first.dtype)

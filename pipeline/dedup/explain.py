@@ -19,9 +19,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from pipeline import docid
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.manifest import read_manifest
-from pipeline.read import LINE_BITS, ReadConfig, iter_file, resolve_inputs
+from pipeline.read import ReadConfig, iter_file, resolve_inputs
 
 HIGHLIGHT = ("\x1b[1;32m", "\x1b[0m")
 PLAIN = ("[[", "]]")
@@ -29,7 +30,7 @@ _WORD = re.compile(r"\S+")
 
 
 def _text_of(files, doc_id: int, read_config: ReadConfig) -> tuple[str, str]:
-    fi, row = doc_id >> LINE_BITS, doc_id & ((1 << LINE_BITS) - 1)
+    fi, row = docid.file_index(doc_id), docid.row(doc_id)
     if fi >= len(files):
         raise ConfigError(
             f"doc_id {doc_id} names input file {fi}, but only {len(files)} input(s) were given; "

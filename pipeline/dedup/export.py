@@ -28,12 +28,13 @@ import numpy as np
 import orjson
 import zstandard
 
+from pipeline import docid
 from pipeline.config import combine_fingerprints
 from pipeline.engine import map_ordered
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.io import atomic_open
 from pipeline.manifest import read_manifest, write_manifest
-from pipeline.read import LINE_BITS, InputFile, ReadConfig, iter_file, resolve_inputs
+from pipeline.read import InputFile, ReadConfig, iter_file, resolve_inputs
 from pipeline.read.lines import iter_lines
 from pipeline.read.reader import _iter_rows  # the reader's raw rows, in its row order
 
@@ -159,7 +160,7 @@ def export_text(
     if stale.exists():
         stale.unlink()
     names = output_names(files)
-    fi = removed >> LINE_BITS
+    fi = docid.file_index(removed)
     tasks = [
         _ExportTask(f, str(dest / name), removed[fi == f.index], read_config)
         for f, name in zip(files, names)

@@ -2,7 +2,7 @@
 
 `<index>.npy` is a standard NumPy .npy file (format 1.0, '<u4', C order) of shape (rows, K): row i
 is the MinHash signature of the document on 0-based line i of input file `index`, i.e. of doc_id
-`index << 40 | i`. Lines without a document (blank, rejected, empty text) and documents without
+`docid.make(index, i + 1)`. Lines without a document (blank, rejected, empty text) and documents without
 shingles hold the sentinel 0xFFFFFFFF in every column. Rows indexed by line let later steps
 memory-map the file and fetch any document's signature without a lookup table. The array is
 streamed to disk: a fixed 128-byte header is reserved, rows are appended, and the header is

@@ -60,6 +60,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import docid
 from pipeline.config import combine_fingerprints
 from pipeline.dedup.components import connected_components, split_by_center
 from pipeline.dedup.config import DedupConfig
@@ -91,13 +92,12 @@ from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.io import atomic_open, atomic_write_text, fsync_dir, sha256_file
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import read_manifest, write_manifest
-from pipeline.read import LINE_BITS, InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
+from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
 from pipeline.read.lines import iter_lines
 
 log = logging.getLogger(__name__)
 
 MANIFEST_KIND = "dedup"
-LINE_MASK = (1 << LINE_BITS) - 1
 MAX_BATCH_DOCS = 8192
 
 REMOVED_SCHEMA = pa.schema(
@@ -174,7 +174,7 @@ def _batches_of(f: InputFile, cfg: DedupConfig, read_config: ReadConfig, rstats,
     last = -1
     per = counts["per_set"]
     for doc in iter_file(f, read_config, rstats):
-        if doc.doc_id >> LINE_BITS != f.index or doc.doc_id <= last:
+        if docid.file_index(doc.doc_id) != f.index or doc.doc_id <= last:
             raise IntegrityError(
                 f"{f.where} line {doc.line}: document id {doc.doc_id} is not in "
                 f"ascending order for input file index {f.index}; the reader must give "
@@ -283,7 +283,7 @@ class _FileSignatures:
         ids, lines, names, chars = meta
         sig, n_sh, keys, seconds = result
         doc_ids = np.asarray(ids, dtype=np.int64)
-        self.sigw.add(doc_ids & LINE_MASK, sig)
+        self.sigw.add(docid.row(doc_ids), sig)
         has = n_sh > 0
         self.buckets.add(keys, doc_ids[has])
         self.docs.add(doc_ids, lines, names, chars, n_sh)
@@ -536,7 +536,7 @@ def _candidate_docs(
     takes over, so the text is always the reader's."""
     last = -1
     if f.kind in ("jsonl", "jsonl.zst", "jsonl.gz") and wanted:
-        lines = [(d & LINE_MASK) + 1 for d in wanted]
+        lines = [docid.row(d) + 1 for d in wanted]
         key = read_config.text_key
         k = 0
         try:
@@ -608,7 +608,7 @@ def _shingle_task(task: _ShingleTask) -> dict[str, Any]:
         if found != len(want):
             missing = int(want[found])
             raise IntegrityError(
-                f"{task.file.where} line {(missing & LINE_MASK) + 1}: candidate document "
+                f"{task.file.where} line {docid.row(missing) + 1}: candidate document "
                 f"{missing} was not found on the second read; the input changed during "
                 "`pile dedup`. Rerun it on unchanged inputs."
             )
@@ -627,7 +627,7 @@ def exact_jaccard(
     offsets, hashes) as written by the shingle tasks."""
 
     def get(doc: int) -> np.ndarray:
-        ids, offsets, hashes = sets[doc >> LINE_BITS]
+        ids, offsets, hashes = sets[docid.file_index(doc)]
         i = int(np.searchsorted(ids, doc))
         return hashes[offsets[i] : offsets[i + 1]]
 
@@ -655,7 +655,7 @@ def _exact_sets(
 ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
     """Shingle-hash sets of the sorted candidate documents `docs` (second read, one task per
     file), as `exact_jaccard` takes them, and the number of documents read."""
-    fi = docs >> LINE_BITS
+    fi = docid.file_index(docs)
     remove_tree(out / "exact")
     (out / "exact").mkdir(parents=True)
     tasks = [_ShingleTask(f, str(out), docs[fi == f.index], config, read_config) for f in files]
@@ -687,7 +687,7 @@ def _doc_meta(
     names: list[str] = []
     paths: list[str] = []
     line_out = np.empty(len(ids), dtype=np.int64)
-    fi = ids >> LINE_BITS
+    fi = docid.file_index(ids)
     pos = 0
     for f in files:
         sel = ids[fi == f.index]
@@ -722,7 +722,7 @@ def _histogram(sizes: np.ndarray) -> list[list[int]]:
 
 def _check_inputs(files: Sequence[InputFile]) -> None:
     for f in files:
-        if f.index >= 1 << (63 - LINE_BITS):
+        if f.index >= docid.MAX_FILES:
             raise ConfigError(
                 f"too many input files ({len(files)}); at most {1 << 23} are supported."
             )
@@ -816,7 +816,7 @@ def run_dedup(
 
     t0 = time.perf_counter()
     verification: dict[str, Any] = {"enabled": config.verify_candidates}
-    store = SignatureStore({f.index: signature_paths(work, f.index)[0] for f in files}, LINE_BITS)
+    store = SignatureStore({f.index: signature_paths(work, f.index)[0] for f in files})
     if config.verify_candidates and len(src):
         src, dst, _ = verify_edges(src, dst, store, config.screen_cut)
         verification.update(

@@ -15,8 +15,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import TypeVar
+
+from pipeline.engine.base import Executor, InlineExecutor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -89,3 +92,44 @@ def imap_ordered(fn: Callable[[T], R], tasks: Iterable[T], workers: int | None =
 
 def map_ordered(fn: Callable[[T], R], tasks: Iterable[T], workers: int | None = 1) -> list[R]:
     return list(imap_ordered(fn, tasks, workers))
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool whose workers exit when this (main) process dies."""
+    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    main = os.getpid()
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(main, _start_time(main)),
+    )
+
+
+class LocalExecutor(Executor):
+    """This machine: in process for 1 worker, else one process pool (started on first use, kept
+    for the executor's life so a stage's successive maps share warm workers)."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, scratch: str | Path | None = None) -> None:
+        super().__init__(resolve_workers(workers), scratch)
+        self._inline = InlineExecutor(scratch) if self.workers == 1 else None
+        self._pool: ProcessPoolExecutor | None = None
+
+    def submit(self, fn: Callable[[T], R], task: T) -> Future:
+        if self._inline is not None:
+            return self._inline.submit(fn, task)
+        if self._pool is None:
+            self._pool = _pool(self.workers)
+        return self._pool.submit(fn, task)
+
+    def imap(self, fn, tasks, ahead=None):
+        if self._inline is not None:
+            return self._inline.imap(fn, tasks)
+        return super().imap(fn, tasks, ahead)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

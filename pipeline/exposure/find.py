@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import docid
 from pipeline.errors import ConfigError, InputError
 from pipeline.exposure.inverse import InverseMaps
 
@@ -199,7 +200,7 @@ def resolve_item(
             )
         if line is None or line < 1:
             raise ConfigError(f"--line {line} must be a line number >= 1 with --file")
-        doc = (names[file] << prov.line_bits) | (line - 1)
+        doc = docid.make(names[file], line)
     ids = prov.doc_id
     if sorted_ids:
         i = int(np.searchsorted(ids, doc))

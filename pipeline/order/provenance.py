@@ -11,7 +11,7 @@ first `pile inspect --provenance`) therefore writes, next to the index maps:
                                     sidecar's size + sha256 (the table is rebuilt when they change)
 
 with `{base}` = `{dir}/{basename(prefix)}`. `file` and `line` are derived from doc_id
-(`file_index << LINE_BITS | (line - 1)`, pipeline.read.document), which the build verifies on every
+(`file_index << LINE_BITS | (line - 1)`, pipeline.docid), which the build verifies on every
 row; a sidecar that does not follow that identity gets no table (inspect then reads the parquet).
 Lookups are memory-mapped: O(batch) per step. 9 bytes per item (1.9 GB for 211M items).
 """
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import docid
 from pipeline.errors import IntegrityError
 from pipeline.io import atomic_write_text, open_new, sha256_file, tmp_path
 
@@ -59,8 +60,6 @@ def build_table(
     follow the doc_id identity. Streams one row group at a time."""
     import pyarrow.parquet as pq
 
-    from pipeline.read.document import LINE_BITS
-
     sc = sidecar_path(prefix)
     if not sc.exists():
         return None
@@ -72,7 +71,6 @@ def build_table(
         )
     paths = table_paths(prefix, out_dir)
     paths["meta"].parent.mkdir(parents=True, exist_ok=True)
-    mask = (1 << LINE_BITS) - 1
     sets: dict[str, int] = {}
     files: dict[int, str] = {}
     tmp_id, tmp_set = tmp_path(paths["doc_id"]), tmp_path(paths["set"])
@@ -87,11 +85,11 @@ def build_table(
             d = t.column("doc_id").to_numpy()
             n = d.size
             lines = t.column("line").to_numpy()
-            if not np.array_equal(lines, (d & mask) + 1):
+            if not np.array_equal(lines, docid.row(d) + 1):
                 ok = False
                 break
             fcol = t.column("file").combine_chunks().dictionary_encode()
-            fidx = d >> LINE_BITS
+            fidx = docid.file_index(d)
             fcodes = fcol.indices.to_numpy(zero_copy_only=False)
             fnames = fcol.dictionary.to_pylist()
             # each file_index must name one file
@@ -113,7 +111,7 @@ def build_table(
         if not ok:
             log.warning(
                 "%s: line/file columns do not follow doc_id = file_index << %d | line - 1; "
-                "no provenance table (inspect reads the parquet instead)", sc, LINE_BITS,
+                "no provenance table (inspect reads the parquet instead)", sc, docid.LINE_BITS,
             )  # fmt: skip
             tmp_id.unlink()
             return None
@@ -130,7 +128,7 @@ def build_table(
         "format": FORMAT,
         "version": VERSION,
         "items": n_items,
-        "line_bits": LINE_BITS,
+        "line_bits": docid.LINE_BITS,
         "sets": sorted(sets, key=sets.get),
         "files": {str(k): v for k, v in sorted(files.items())},
         "sidecar": os.path.relpath(sc, paths["meta"].parent).replace(os.sep, "/"),
@@ -150,7 +148,6 @@ class ProvenanceTable:
         self.set = np.load(paths["set"], mmap_mode="r")
         self.sets = self.meta["sets"]
         self.files = {int(k): v for k, v in self.meta["files"].items()}
-        self.line_bits = int(self.meta["line_bits"])
 
     @classmethod
     def open(
@@ -170,6 +167,7 @@ class ProvenanceTable:
             or not sc.exists()
             or t.meta.get("sidecar_bytes") != sc.stat().st_size
             or t.doc_id.shape != (n_items,)
+            or t.meta.get("line_bits") != docid.LINE_BITS  # another id layout: rebuild
         ):
             return None
         return t
@@ -178,14 +176,13 @@ class ProvenanceTable:
         items = np.asarray(items, dtype=np.int64)
         ids = np.asarray(self.doc_id[items])
         codes = np.asarray(self.set[items])
-        mask = (1 << self.line_bits) - 1
         out = []
         for d, c, n in zip(ids.tolist(), codes.tolist(), np.asarray(sizes).tolist()):
             out.append(
                 {
                     "doc_id": d,
-                    "file": self.files.get(d >> self.line_bits, ""),
-                    "line": (d & mask) + 1,
+                    "file": self.files.get(docid.file_index(d), ""),
+                    "line": docid.row(d) + 1,
                     "pile_set_name": self.sets[c],
                     "tokens": int(n),
                 }

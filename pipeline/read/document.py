@@ -5,20 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# doc_id = file_index << LINE_BITS | (line - 1): stable from the resolved input list and the line
-# (or row) number alone, so every stage and every engine derives the same id without a counting pass.
-LINE_BITS = 40
-MAX_LINES_PER_FILE = 1 << LINE_BITS
+# the id layout is pipeline.docid's; these names stay for the reader's public API
+from pipeline.docid import LINE_BITS, MAX_LINES_PER_FILE
+from pipeline.docid import make as make_doc_id
+from pipeline.docid import split as split_doc_id
 
-
-def make_doc_id(file_index: int, line: int) -> int:
-    """Global id of the document on 1-based `line` of input file `file_index`."""
-    return (file_index << LINE_BITS) | (line - 1)
-
-
-def split_doc_id(doc_id: int) -> tuple[int, int]:
-    """(file_index, 1-based line) of a global id."""
-    return doc_id >> LINE_BITS, (doc_id & (MAX_LINES_PER_FILE - 1)) + 1
+__all__ = [
+    "LINE_BITS",
+    "MAX_LINES_PER_FILE",
+    "Document",
+    "InputFile",
+    "make_doc_id",
+    "split_doc_id",
+]
 
 
 @dataclass(slots=True)

@@ -24,10 +24,11 @@ from typing import Any
 
 import orjson
 
+from pipeline import docid
 from pipeline.errors import InputError
 from pipeline.io import open_new
 from pipeline.read.config import ReadConfig
-from pipeline.read.document import LINE_BITS, Document, InputFile
+from pipeline.read.document import Document, InputFile
 from pipeline.read.inputs import resolve_inputs
 from pipeline.read.lines import LongLine, StreamError, iter_lines
 from pipeline.read.stats import ReadStats
@@ -265,7 +266,7 @@ def _iter_jsonl(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quaranti
     path = f.path
     text_key = config.text_key
     set_key = config.set_name_key
-    base_id = f.index << LINE_BITS
+    base_id = docid.base(f.index)
     loads = orjson.loads
     skip = config.on_error == "skip"
     count_bytes = stats.count_bytes
@@ -373,7 +374,7 @@ def _iter_rows(f: InputFile) -> Iterator[dict[str, Any]]:
 
 
 def _iter_table(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quarantine | None):
-    base_id = f.index << LINE_BITS
+    base_id = docid.base(f.index)
     skip = config.on_error == "skip"
     where = f.where
     count_bytes = stats.count_bytes

@@ -155,9 +155,9 @@ def derive_excluded(
         k = (file_codes == file_dict.get(name, -1)) & keep
         per_file[name] = {"documents": int(k.sum()), "tokens": int(tokens[k].sum())}
     n_files = int(c["input_files"])
-    from pipeline.read.document import LINE_BITS
+    from pipeline import docid
 
-    n_beyond = int(exclude_ids.size - np.searchsorted(exclude_ids, n_files << LINE_BITS))
+    n_beyond = int(exclude_ids.size - np.searchsorted(exclude_ids, docid.base(n_files)))
     matched = int(excluded.sum())
     counts = {
         "documents": int(keep.sum()),

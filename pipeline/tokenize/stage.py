@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import docid
 from pipeline.config import StageConfig, combine_fingerprints
 from pipeline.data import TOKENIZER_SHA256
 from pipeline.engine.local import imap_ordered, resolve_workers
@@ -59,7 +60,6 @@ from pipeline.io import fsync_dir, open_new, sha256_file
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import write_manifest
 from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
-from pipeline.read.document import LINE_BITS
 from pipeline.shards.mmidx import MMIDXWriter, token_dtype_for_vocab
 from pipeline.tokenize import sidecar as sidecar_mod
 from pipeline.tokenize.encoder import BACKENDS
@@ -335,9 +335,7 @@ def plan_tasks(files: Sequence[InputFile], workers: int) -> list[tuple[InputFile
 
 
 def _slice_ids(ids: np.ndarray, file_index: int, first_line: int, stop_line: int | None):
-    base = file_index << LINE_BITS
-    lo = base | (first_line - 1)
-    hi = (base | (stop_line - 1)) if stop_line is not None else ((file_index + 1) << LINE_BITS)
+    lo, hi = docid.file_bounds(file_index, first_line, stop_line)
     a, b = np.searchsorted(ids, [lo, hi])
     return ids[a:b]
 
@@ -773,7 +771,7 @@ def run_tokenize(
     if exclude_inputs is not None:
         where = str(exclude) if exclude is not None else "(exclude_inputs)"
         check_exclude_inputs(where, exclude_inputs, files, exclude_bytes)
-    n_beyond = int(exclude_ids.size - np.searchsorted(exclude_ids, len(files) << LINE_BITS))
+    n_beyond = int(exclude_ids.size - np.searchsorted(exclude_ids, docid.base(len(files))))
 
     lock_dir(out, "tokenize")  # held until return: one writer per directory
     manifest_path = out / names["manifest"]

@@ -75,7 +75,7 @@ def test_verify_edges_uses_full_signature(tmp_path):
         w.finish()
     arr = np.load(path)
     assert arr.shape == (6, k) and (arr[3:5] == 0xFFFFFFFF).all() and (arr[5] == 9).all()
-    store = SignatureStore({0: path}, 40)
+    store = SignatureStore({0: path})
     src, dst, agree = verify_edges(np.array([1, 2, 5]), np.array([0, 0, 0]), store, 0.8)
     assert agree.tolist() == [1.0, 0.75, 0.0]
     assert src.tolist() == [1] and dst.tolist() == [0]
