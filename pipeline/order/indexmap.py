@@ -42,7 +42,6 @@ occurrence in doc_idx); `pile inspect --provenance` reads it to report the epoch
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import hashlib
 import logging
@@ -59,12 +58,12 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import StageConfig, combine_fingerprints
+from pipeline.config import combine_fingerprints
 from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.io import atomic_open, human_bytes, sha256_file
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import read_manifest, write_manifest
-from pipeline.presets import load_preset
+from pipeline.order.config import INT32_MAX, OrderConfig, num_samples_for  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -74,77 +73,6 @@ ROLES = ("doc_idx", "sample_idx", "shuffle_idx")
 EPOCH_ROLE = "sidecar"
 CHUNK = 1 << 18  # doc_idx entries per chunk in the vectorised builders: temporaries stay in cache
 QUICK_BYTES = 1 << 20  # head and tail bytes hashed for the quick dataset identity check
-INT32_MAX = int(np.iinfo(np.int32).max)
-
-
-# ----------------------------------------------------------------------------------------------
-# config
-
-
-@dataclass(frozen=True)
-class OrderConfig(StageConfig):
-    """gpt-neox training-order settings (Pythia: 2048, 1024, 143000, 1234)."""
-
-    seq_length: int = 2048
-    global_batch: int = 1024
-    train_iters: int = 143000
-    seed: int = 1234
-
-    def __post_init__(self) -> None:
-        for name in ("seq_length", "global_batch", "train_iters", "seed"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise ConfigError(f"order {name} must be an integer, got {v!r}")
-            object.__setattr__(self, name, int(v))
-        if not 2 <= self.seq_length <= INT32_MAX - 1:
-            raise ConfigError(
-                f"order seq_length {self.seq_length} is out of range; allowed 2..{INT32_MAX - 1} "
-                "(gpt-neox asserts seq_length > 1 and stores it as int32)"
-            )
-        if self.global_batch < 1:
-            raise ConfigError(f"order global_batch {self.global_batch} must be >= 1")
-        if self.train_iters < 1:
-            raise ConfigError(f"order train_iters {self.train_iters} must be >= 1")
-        if not 0 <= self.seed <= 2**32 - 1:
-            raise ConfigError(
-                f"order seed {self.seed} is out of range; numpy.random.RandomState accepts "
-                "0..2**32-1"
-            )
-
-    @classmethod
-    def from_preset(cls, name: str = "pythia", **overrides: Any) -> OrderConfig:
-        """The `[order.<name>]` preset of manifests/presets.toml, with non-None overrides."""
-        values = load_preset("order", name)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise ConfigError(
-                f"order preset {name!r} has unknown keys {unknown}; allowed: {sorted(fields)}"
-            )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
-
-    @property
-    def num_samples(self) -> int:
-        """Samples gpt-neox requests for train_0 (`get_normalized_weights_and_num_samples`)."""
-        return num_samples_for(self.train_iters, self.global_batch)
-
-    @property
-    def train_samples(self) -> int:
-        """Samples actually consumed by training: train_iters x global_batch."""
-        return self.train_iters * self.global_batch
-
-    @property
-    def map_tag(self) -> str:
-        """`{num_samples}ns_{seq_length}sl_{seed}s`: what the gpt-neox file names encode."""
-        return f"{self.num_samples}ns_{self.seq_length}sl_{self.seed}s"
-
-
-def num_samples_for(train_iters: int, global_batch: int) -> int:
-    """`int(math.ceil(num_samples * weight * 1.005))` with weight = 1.0 / 1.0, float order kept."""
-    weights = [1.0]
-    weight = weights[0] / sum(weights)
-    return int(math.ceil((train_iters * global_batch) * weight * 1.005))
 
 
 def num_epochs_for(tokens_per_epoch: int, seq_length: int, num_samples: int) -> int:

@@ -53,7 +53,6 @@ import numpy as np
 
 from pipeline import docid
 from pipeline.config import StageConfig, combine_fingerprints
-from pipeline.data import TOKENIZER_SHA256
 from pipeline.engine.local import imap_ordered, resolve_workers
 from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.io import fsync_dir, open_new, sha256_file
@@ -62,7 +61,7 @@ from pipeline.manifest import write_manifest
 from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
 from pipeline.shards.mmidx import MMIDXWriter, token_dtype_for_vocab
 from pipeline.tokenize import sidecar as sidecar_mod
-from pipeline.tokenize.encoder import BACKENDS
+from pipeline.tokenize.config import TokenizeConfig  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -71,56 +70,6 @@ MANIFEST_KIND = "token-dataset"
 EOD_TOKEN = "<|endoftext|>"
 CHUNKABLE_KINDS = ("jsonl", "jsonl.zst", "jsonl.gz")
 TASKS_PER_WORKER = 2
-
-
-@dataclass(frozen=True)
-class TokenizeConfig(StageConfig):
-    """How documents become token items.
-
-    append_eod: append the EOD id (`<|endoftext|>`) to every item (gpt-neox `--append-eod`).
-    tokenizer_path: tokenizer JSON; None = the GPT-NeoX-20B file shipped in the package.
-    tokenizer_sha256: expected sha256 of that file (checked at load); fingerprinted, the path is not.
-    backend: "auto" | "gigatoken" | "fast" | "hf" (identical ids, checked by the identity guard;
-        not fingerprinted; the manifest records the one used).
-    batch_size: documents per encode batch; batch_chars caps the characters of a batch (neither
-        changes output bytes).
-    """
-
-    append_eod: bool = True
-    tokenizer_path: str | None = None
-    tokenizer_sha256: str = TOKENIZER_SHA256
-    backend: str = "auto"
-    batch_size: int = 1024
-    batch_chars: int = 8 << 20
-
-    _not_fingerprinted = ("tokenizer_path", "backend", "batch_size", "batch_chars")
-
-    def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ConfigError(
-                f"tokenizer backend {self.backend!r} is not one of {', '.join(BACKENDS)}; "
-                f"pass --backend {', '.join(BACKENDS)}."
-            )
-        if int(self.batch_size) < 1 or int(self.batch_chars) < 1:
-            raise ConfigError(
-                f"batch_size={self.batch_size} and batch_chars={self.batch_chars} must be >= 1."
-            )
-        h = str(self.tokenizer_sha256).lower()
-        if len(h) != 64 or any(c not in "0123456789abcdef" for c in h):
-            raise ConfigError(
-                f"tokenizer_sha256={self.tokenizer_sha256!r} is not a 64-digit hex sha256; use "
-                "for_tokenizer(path) to compute it from the file."
-            )
-
-    @classmethod
-    def for_tokenizer(cls, path: str | os.PathLike | None = None, **kw: Any) -> TokenizeConfig:
-        """Config for the tokenizer at `path` (None = shipped), its sha256 read from the file."""
-        if path is None:
-            return cls(tokenizer_path=None, tokenizer_sha256=TOKENIZER_SHA256, **kw)
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"--tokenizer {path}: no such file; pass a tokenizer.json path.")
-        return cls(tokenizer_path=str(p), tokenizer_sha256=sha256_file(p), **kw)
 
 
 def output_names(prefix: str) -> dict[str, str]:
