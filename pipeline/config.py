@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.errors import ConfigError
+
 
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -56,3 +58,108 @@ def combine_fingerprints(*parts: str) -> str:
     # parts may hold input names (any Unicode; surrogate escapes for undecodable path bytes):
     # UTF-8 with surrogatepass is the same bytes as ASCII for ASCII parts, so fingerprints stay
     return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+# --- Declarations: a config field's user-facing facts, from which CLI flags and build.toml keys
+# are derived (pipeline.cli.common.add_config_arguments / config_from_args, pipeline.job.config).
+# Adding a field to a config dataclass with `opt(...)` is the one edit that exposes it.
+
+
+def opt(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str | None = None,
+    flag: str | None = None,
+    dest: str | None = None,
+    metavar: str | None = None,
+    choices: tuple[Any, ...] | None = None,
+    type: Any = None,
+    action: Any = None,
+    key: str | None = None,
+    toml: bool = True,
+    contexts: dict[str, dict[str, Any]] | None = None,
+) -> Any:
+    """A dataclass field with its CLI facts.
+
+    flag: the option (default `--field-name`); dest: its argparse attribute (default: from the
+    flag); help/metavar/choices/type/action: as for `argparse.add_argument`. key: its name in a
+    `build.toml` table and presets (default: the field name); toml=False keeps it out of them.
+    contexts: per-command variants, e.g. {"build": {"help": ..., "metavar": ...}} for the shorter
+    spelling of the same option in `pile build`'s overrides group.
+    """
+    meta: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("help", help),
+            ("flag", flag),
+            ("dest", dest),
+            ("metavar", metavar),
+            ("choices", choices),
+            ("type", type),
+            ("action", action),
+            ("key", key),
+        )
+        if v is not None
+    }
+    meta["toml"] = toml
+    meta["contexts"] = dict(contexts or {})
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def config_fields(
+    cls: type, only: tuple[str, ...] | list[str] | None = None, exclude: tuple[str, ...] = ()
+) -> list[dataclasses.Field]:
+    """The fields of `cls` (`only`, in that order, else declaration order) minus `exclude`."""
+    by_name = {f.name: f for f in dataclasses.fields(cls)}
+    if only is not None:
+        unknown = [n for n in only if n not in by_name]
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__} has no field(s) {unknown}; allowed: {sorted(by_name)}."
+            )
+        chosen = [by_name[n] for n in only]
+    else:
+        chosen = list(by_name.values())
+    return [f for f in chosen if f.name not in exclude]
+
+
+def field_flag(f: dataclasses.Field) -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def field_dest(f: dataclasses.Field) -> str:
+    return f.metadata.get("dest") or field_flag(f)[2:].replace("-", "_")
+
+
+def field_key(f: dataclasses.Field) -> str:
+    """The field's name in build.toml tables and presets."""
+    return f.metadata.get("key") or f.name
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+def toml_keys(cls: type) -> dict[str, dataclasses.Field]:
+    """{key: field} of the fields of `cls` a build.toml table or a preset may set."""
+    return {field_key(f): f for f in dataclasses.fields(cls) if f.metadata.get("toml", True)}
+
+
+def check_keys(values: dict[str, Any], allowed: Any, where: str, fix: str = "") -> None:
+    """ConfigError naming the unknown keys of `values` and the allowed set."""
+    bad = sorted(set(values) - set(allowed))
+    if bad:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}."
+            + (f" {fix}" if fix else "")
+        )
+
+
+def from_keys(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """build.toml / preset keys -> field names of `cls` (keys must be known: `check_keys`)."""
+    by_key = toml_keys(cls)
+    return {by_key[k].name: v for k, v in values.items()}

@@ -53,7 +53,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-from pipeline.config import StageConfig
+from pipeline.config import StageConfig, check_keys, opt, toml_keys
 from pipeline.dedup.lsh import optimal_bands_rows
 from pipeline.errors import ConfigError
 from pipeline.presets import load_preset
@@ -68,22 +68,53 @@ EXACT_SCREEN_SIGMAS = 3.0
 class DedupConfig(StageConfig):
     """MinHash/LSH near-duplicate detection (see pipeline.dedup for the algorithm)."""
 
-    threshold: float = 0.87
-    num_perm: int = 128
-    bands: int | None = None
-    rows: int | None = None
-    ngram: int = 5
-    seed: int = 1
-    verify_candidates: bool = True
-    verify_sigmas: float = 2.0
-    verify: str = "exact"
-    cluster_rule: str = "center"
-    fp_weight: float = 0.01
-    fn_weight: float = 0.99
-    partitions: int = 64
-    batch_chars: int = 1 << 22
-    keep_intermediate: bool = False
-    workers: int = 1
+    threshold: float = opt(
+        0.87,
+        help="Jaccard threshold the LSH bands are tuned for, 0 < J < 1 (pairs are removed down to "
+        "the estimate cut unless --verify exact)",
+        contexts={"build": {"metavar": "J", "help": "dedup Jaccard threshold"}},
+    )
+    num_perm: int = opt(
+        128,
+        help="MinHash permutations K",
+        contexts={"build": {"metavar": "N", "help": "dedup MinHash permutations"}},
+    )
+    bands: int | None = opt(None, help="LSH bands b (b * r <= K); chosen if unset")
+    rows: int | None = opt(None, help="rows per band r; chosen if unset")
+    ngram: int = opt(5, help="words per shingle")
+    seed: int = opt(1, help="seed of the MinHash permutations")
+    verify_candidates: bool = opt(
+        True, flag="--no-verify", action="store_false", help="the same as --verify none"
+    )
+    verify_sigmas: float = opt(
+        2.0,
+        help="estimate check: keep a candidate pair when its MinHash-estimated Jaccard is >= "
+        "threshold - this many standard errors",
+    )
+    verify: str = opt(
+        "exact",
+        choices=VERIFY_MODES,
+        help="what a removed document must show against the document kept in its place: 'exact' "
+        "(the default): exact shingle Jaccard >= threshold (precision 1.000 on the novels); "
+        "'estimate': MinHash estimate >= threshold - verify_sigmas sigma (precision 0.475); "
+        "'none': unchecked LSH components, Pythia-like (precision 0.207)",
+    )
+    cluster_rule: str = opt(
+        "center",
+        choices=CLUSTER_RULES,
+        help="'center' (the default): each removed document passes the check against its "
+        "cluster's kept document (clusters split by id until it holds); 'component': chains of "
+        "passing pairs remove whole components",
+    )
+    fp_weight: float = opt(0.01, help="weight of false positives in choosing bands x rows")
+    fn_weight: float = opt(0.99, help="weight of false negatives in choosing bands x rows")
+    partitions: int = opt(64, help="hash partitions of the bucket step (power of two; memory)")
+    batch_chars: int = opt(1 << 22, help="characters per signature batch")
+    keep_intermediate: bool = opt(
+        False, action="store_true", help="keep buckets/ and edges/ for inspection"
+    )
+    # `pile build` has one top-level `workers`
+    workers: int = opt(1, help="worker processes (0 = one per core)", toml=False)
 
     _not_fingerprinted = ("workers", "partitions", "batch_chars", "keep_intermediate")
 
@@ -238,16 +269,12 @@ class DedupConfig(StageConfig):
     def from_preset(cls, name: str | None, **overrides: Any) -> DedupConfig:
         """Preset values (manifests/presets.toml, section `dedup`) overridden by non-None kwargs."""
         values: dict[str, Any] = dict(load_preset("dedup", name)) if name else {}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"dedup preset {name!r} has unknown keys {unknown}; allowed: {sorted(known)}. "
-                "Fix manifests/presets.toml."
-            )
-        bad = sorted(k for k in overrides if k not in known)
+        known = set(toml_keys(cls))
+        check_keys(values, known, f"dedup preset {name!r}", "Fix manifests/presets.toml.")
+        names = {f.name for f in fields(cls)}
+        bad = sorted(k for k in overrides if k not in names)
         if bad:
-            raise ConfigError(f"unknown dedup option(s) {bad}; allowed: {sorted(known)}.")
+            raise ConfigError(f"unknown dedup option(s) {bad}; allowed: {sorted(names)}.")
         values.update({k: v for k, v in overrides.items() if v is not None})
         if ("bands" in overrides and overrides["bands"] is not None) or (
             "rows" in overrides and overrides["rows"] is not None

@@ -3,7 +3,7 @@ maps (built on first use) and the provenance table.
 
 DATA is what `pile inspect` takes: a document-level prefix with its index maps, or pre-shuffled
 data (whose recorded or --source document-level dataset gives the document boundaries). The
-order config comes from the same flags and recorded-config detection (pipeline.order.cliargs).
+order config comes from the same flags and recorded-config detection (pipeline.cli.common).
 """
 
 from __future__ import annotations
@@ -87,33 +87,8 @@ inverse maps are then checked against the index maps' sizes and sha256 only; wit
 --item (their index in the .idx)."""
 
 
-def add_data_arguments(p) -> None:
-    """DATA options shared by exposure / find / contamination (as `pile inspect`'s)."""
-    from pipeline.order.cliargs import add_data_form_arguments, add_order_arguments
-
-    p.add_argument("data", metavar="DATA", help="dataset prefix, .idx/.bin path or directory")
-    d = p.add_argument_group("data")
-    add_data_form_arguments(d)
-    d.add_argument(
-        "--source",
-        default=None,
-        help="for pre-shuffled DATA: the document-level prefix it was built from (default: the "
-        "source recorded in its document.manifest.json)",
-    )
-    d.add_argument(
-        "--index-dir",
-        default=None,
-        help="where the inverse maps / n-gram index are written and read (default: next to the "
-        "index maps / the dataset; use it for read-only data)",
-    )
-    d.add_argument(
-        "--rebuild", action="store_true", help="rebuild the inverse maps even when current"
-    )
-    add_order_arguments(p, recorded=True)
-
-
 def open_from_args(args, need_inverse: bool = True) -> Exposed:
-    from pipeline.order.cliargs import resolve_order_config
+    from pipeline.cli.common import resolve_order_config
 
     config = resolve_order_config(args, args.data, form=args.form, maps_dir=args.maps_dir)
     return open_exposed(

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pipeline.config import StageConfig
+from pipeline.config import StageConfig, check_keys, opt, toml_keys
 from pipeline.errors import ConfigError
 from pipeline.presets import load_preset
 
@@ -20,10 +19,31 @@ INT32_MAX = int(np.iinfo(np.int32).max)
 class OrderConfig(StageConfig):
     """gpt-neox training-order settings (Pythia: 2048, 1024, 143000, 1234)."""
 
-    seq_length: int = 2048
-    global_batch: int = 1024
-    train_iters: int = 143000
-    seed: int = 1234
+    seq_length: int = opt(
+        2048,
+        help="tokens per sample minus 1",
+        contexts={"build": {"metavar": "N", "help": "order: tokens per sample - 1"}},
+    )
+    global_batch: int = opt(
+        1024,
+        help="samples per training step",
+        contexts={"build": {"metavar": "N", "help": "order: samples per step"}},
+    )
+    train_iters: int = opt(
+        143000,
+        help="training steps",
+        contexts={
+            "build": {
+                "metavar": "N",
+                "help": "order: training steps (default: the preset's; not with --epochs)",
+            }
+        },
+    )
+    seed: int = opt(
+        1234,
+        help="numpy RandomState seed",
+        contexts={"build": {"metavar": "N", "help": "order: numpy RandomState seed"}},
+    )
 
     def __post_init__(self) -> None:
         for name in ("seq_length", "global_batch", "train_iters", "seed"):
@@ -50,12 +70,7 @@ class OrderConfig(StageConfig):
     def from_preset(cls, name: str = "pythia", **overrides: Any) -> OrderConfig:
         """The `[order.<name>]` preset of manifests/presets.toml, with non-None overrides."""
         values = load_preset("order", name)
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise ConfigError(
-                f"order preset {name!r} has unknown keys {unknown}; allowed: {sorted(fields)}"
-            )
+        check_keys(values, toml_keys(cls), f"order preset {name!r}", "Fix manifests/presets.toml.")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -80,3 +95,15 @@ def num_samples_for(train_iters: int, global_batch: int) -> int:
     weights = [1.0]
     weight = weights[0] / sum(weights)
     return int(math.ceil((train_iters * global_batch) * weight * 1.005))
+
+
+@dataclass(frozen=True)
+class PreshuffleOptions:
+    """How `pile preshuffle` lays out the pre-shuffled data (build.toml's [preshuffle]); the
+    stage takes them as arguments. shard_size None = Pythia's 30e9 bytes."""
+
+    shard_size: int | None = opt(
+        None,
+        help="bytes per .bin shard (Pythia's published data: 30e9)",
+        contexts={"build": {"metavar": "BYTES", "help": "preshuffled shard bytes"}},
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.config import StageConfig
+from pipeline.config import StageConfig, opt
 from pipeline.errors import ConfigError
 
 ON_ERROR_POLICIES = ("raise", "skip")
@@ -32,11 +32,43 @@ class ReadConfig(StageConfig):
         (a decompression bomb of one line cannot exhaust memory); see DEFAULT_MAX_LINE_BYTES.
     """
 
-    text_key: str = "text"
-    set_name_key: str = "pile_set_name"
-    on_error: str = "raise"
-    quarantine_dir: str | None = None
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    text_key: str = opt(
+        "text",
+        help="JSON key of the document text",
+        contexts={"build": {"metavar": "KEY"}},
+    )
+    set_name_key: str = opt(
+        "pile_set_name",
+        help="key of the source name inside meta (or top level); 'unknown' when absent",
+        contexts={"build": {"metavar": "KEY", "help": "key of the source name in meta"}},
+    )
+    on_error: str = opt(
+        "raise",
+        choices=ON_ERROR_POLICIES,
+        help="bad records: stop with an error, or skip them into the quarantine directory",
+        contexts={"build": {"help": "bad-record policy"}},
+    )
+    # `pile build` keeps skipped records in OUT/quarantine: not a build.toml key
+    quarantine_dir: str | None = opt(
+        None,
+        flag="--quarantine",
+        metavar="DIR",
+        help="where --on-error skip keeps rejected records verbatim with their reasons "
+        "(default: OUT/quarantine for commands with --out, else ./quarantine)",
+        toml=False,
+    )
+    max_line_bytes: int = opt(
+        DEFAULT_MAX_LINE_BYTES,
+        metavar="N",
+        help="longest input line (one JSON record) read; a longer one is rejected while it "
+        "streams, never held in memory (with --on-error skip: copied to the quarantine)",
+        contexts={
+            "build": {
+                "help": "longest input line read (default 256 MiB); longer ones are refused or "
+                "quarantined without being held in memory"
+            }
+        },
+    )
 
     _not_fingerprinted = ("quarantine_dir",)
 

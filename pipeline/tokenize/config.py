@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import StageConfig
+from pipeline.config import StageConfig, opt
 from pipeline.data import TOKENIZER_SHA256
 from pipeline.errors import ConfigError
 from pipeline.io import sha256_file
@@ -27,12 +28,34 @@ class TokenizeConfig(StageConfig):
         changes output bytes).
     """
 
-    append_eod: bool = True
-    tokenizer_path: str | None = None
-    tokenizer_sha256: str = TOKENIZER_SHA256
-    backend: str = "auto"
-    batch_size: int = 1024
-    batch_chars: int = 8 << 20
+    append_eod: bool = opt(
+        True,
+        action=argparse.BooleanOptionalAction,
+        help="append the EOD id (<|endoftext|> = 0) to every document",
+        contexts={"build": {"help": "append the EOD token to every document (default on)"}},
+    )
+    # build.toml's [tokenize] calls it `tokenizer`, as the flag
+    tokenizer_path: str | None = opt(
+        None,
+        flag="--tokenizer",
+        key="tokenizer",
+        metavar="PATH",
+        help="tokenizer JSON; unset: the GPT-NeoX-20B file shipped in the package (sha256-checked)",
+        contexts={
+            "build": {"metavar": "FILE", "help": "tokenizer JSON (default: shipped NeoX-20B)"}
+        },
+    )
+    # read from the tokenizer file (for_tokenizer), never set by hand
+    tokenizer_sha256: str = opt(TOKENIZER_SHA256, toml=False)
+    backend: str = opt(
+        "auto",
+        choices=BACKENDS,
+        help="encoder: gigatoken (Rust, fastest), fast (tiktoken) or hf (HF tokenizers, the "
+        "reference); a backend must reproduce HF's ids on built-in edge cases before use; auto = "
+        "the fastest that is installed and passes (the manifest and log say which)",
+    )
+    batch_size: int = opt(1024, help="documents per encode batch")
+    batch_chars: int = opt(8 << 20, help="characters per encode batch (at most)")
 
     _not_fingerprinted = ("tokenizer_path", "backend", "batch_size", "batch_chars")
 

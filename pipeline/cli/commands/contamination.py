@@ -6,8 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+from pipeline.cli.common import add_data_arguments
 from pipeline.errors import ConfigError
-from pipeline.exposure.dataset import FOREIGN_NOTE, add_data_arguments, open_from_args
+from pipeline.exposure.dataset import FOREIGN_NOTE, open_from_args
 
 NAME = "contamination"
 HELP = "near-duplicates (MinHash/LSH) and exact 13-gram overlaps of evaluation sets in training"

@@ -6,9 +6,14 @@ import logging
 import sys
 from pathlib import Path
 
-from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
+from pipeline.cli.common import (
+    add_config_arguments,
+    add_read_arguments,
+    add_workers_argument,
+    config_from_args,
+    read_config_from_args,
+)
 from pipeline.dedup import DedupConfig, export_text, run_dedup
-from pipeline.dedup.config import CLUSTER_RULES, VERIFY_MODES
 from pipeline.presets import preset_names
 
 NAME = "dedup"
@@ -47,6 +52,10 @@ kept lines byte for byte (all their fields), a parquet / datasets row as one JSO
 
 log = logging.getLogger(__name__)
 
+# the DedupConfig fields `pile dedup` exposes as flags, in --help order
+DEDUP_FLAGS = ("threshold", "num_perm", "bands", "rows", "ngram", "seed", "verify_candidates",
+               "verify_sigmas", "verify", "cluster_rule", "partitions")  # fmt: skip
+
 
 def add_arguments(p) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or directories to deduplicate")
@@ -58,48 +67,7 @@ def add_arguments(p) -> None:
         "'none' for the built-in defaults; the flags below override it",
     )
     g = p.add_argument_group("MinHash / LSH (default: from the preset)")
-    g.add_argument(
-        "--threshold",
-        type=float,
-        help="Jaccard threshold the LSH bands are tuned for, 0 < J < 1 (pairs are removed down to "
-        "the estimate cut unless --verify exact)",
-    )
-    g.add_argument("--num-perm", type=int, help="MinHash permutations K")
-    g.add_argument("--bands", type=int, help="LSH bands b (b * r <= K); chosen if unset")
-    g.add_argument("--rows", type=int, help="rows per band r; chosen if unset")
-    g.add_argument("--ngram", type=int, help="words per shingle")
-    g.add_argument("--seed", type=int, help="seed of the MinHash permutations")
-    g.add_argument(
-        "--no-verify",
-        dest="verify_candidates",
-        action="store_false",
-        default=None,
-        help="the same as --verify none",
-    )
-    g.add_argument(
-        "--verify-sigmas",
-        type=float,
-        help="estimate check: keep a candidate pair when its MinHash-estimated Jaccard is >= "
-        "threshold - this many standard errors",
-    )
-    g.add_argument(
-        "--verify",
-        choices=VERIFY_MODES,
-        help="what a removed document must show against the document kept in its place: 'exact' "
-        "(the default): exact shingle Jaccard >= threshold (precision 1.000 on the novels); "
-        "'estimate': MinHash estimate >= threshold - verify_sigmas sigma (precision 0.475); "
-        "'none': unchecked LSH components, Pythia-like (precision 0.207)",
-    )
-    g.add_argument(
-        "--cluster-rule",
-        choices=CLUSTER_RULES,
-        help="'center' (the default): each removed document passes the check against its "
-        "cluster's kept document (clusters split by id until it holds); 'component': chains of "
-        "passing pairs remove whole components",
-    )
-    g.add_argument(
-        "--partitions", type=int, help="hash partitions of the bucket step (power of two; memory)"
-    )
+    add_config_arguments(g, DedupConfig, only=DEDUP_FLAGS, default=None)
     p.add_argument(
         "--export-text",
         metavar="DIR",
@@ -113,9 +81,7 @@ def add_arguments(p) -> None:
         help="print the removed document DOC_ID next to the document kept in its place, shared "
         "spans highlighted, from the finished run in --out (nothing is recomputed)",
     )
-    p.add_argument(
-        "--keep-intermediate", action="store_true", help="keep buckets/ and edges/ for inspection"
-    )
+    add_config_arguments(p, DedupConfig, only=("keep_intermediate",), default=None)
     add_read_arguments(p)
     add_workers_argument(p)
 
@@ -159,22 +125,7 @@ def run(args) -> int:
         )
         return 0
     preset = None if args.preset in (None, "", "none") else args.preset
-    config = DedupConfig.from_preset(
-        preset,
-        threshold=args.threshold,
-        num_perm=args.num_perm,
-        bands=args.bands,
-        rows=args.rows,
-        ngram=args.ngram,
-        seed=args.seed,
-        verify_candidates=args.verify_candidates,
-        verify_sigmas=args.verify_sigmas,
-        verify=args.verify,
-        cluster_rule=args.cluster_rule,
-        partitions=args.partitions,
-        keep_intermediate=args.keep_intermediate or None,
-        workers=args.workers,
-    )
+    config = config_from_args(DedupConfig, args, preset=preset)
     read_config = read_config_from_args(args, args.out)
     if args.export_text:  # refuse before hours of work, not after
         from pipeline.dedup.export import check_export_dest

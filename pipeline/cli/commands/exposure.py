@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
+from pipeline.cli.common import add_data_arguments
 from pipeline.errors import ConfigError
-from pipeline.exposure.dataset import FOREIGN_NOTE, add_data_arguments, open_from_args
+from pipeline.exposure.dataset import FOREIGN_NOTE, open_from_args
 
 NAME = "exposure"
 HELP = "what training had seen by step N / each Pythia checkpoint, per pile_set_name"

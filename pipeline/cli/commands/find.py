@@ -7,8 +7,9 @@ import sys
 
 import numpy as np
 
+from pipeline.cli.common import add_data_arguments
 from pipeline.errors import ConfigError
-from pipeline.exposure.dataset import FOREIGN_NOTE, add_data_arguments, open_from_args
+from pipeline.exposure.dataset import FOREIGN_NOTE, open_from_args
 
 NAME = "find"
 HELP = "every (step, sample, offset, epoch copy) at which a document or a text was trained on"

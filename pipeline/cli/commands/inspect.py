@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import ConfigError, InputError
-from pipeline.order.cliargs import (
-    add_data_form_arguments,
+from pipeline.cli.common import (
+    DataOptions,
+    add_config_arguments,
     add_order_arguments,
     order_config_and_origin,
 )
+from pipeline.errors import ConfigError, InputError
 from pipeline.order.inspect import (
     format_summary,
     format_text,
@@ -106,21 +107,8 @@ def add_arguments(p) -> None:
         help="directory for indicies.npy of shape ((end-start+1)*global_batch, seq_length+1)",
     )
     d = p.add_argument_group("data")
-    add_data_form_arguments(d)
-    d.add_argument(
-        "--verify-hashes",
-        action="store_true",
-        help="also check the sha256 of every file the command reads against its manifest (exit "
-        "4 naming a damaged file); only the files read are hashed: the .idx and the shards "
-        "holding the steps of pre-shuffled data, every map and the whole .bin of document-level "
-        "data. Without it only sizes and structure are checked, which cannot see a flipped byte "
-        "inside token data",
-    )
-    d.add_argument(
-        "--source",
-        default=None,
-        help="for pre-shuffled DATA: the document-level prefix it was built from, for --provenance "
-        "(default: the source recorded in its document.manifest.json)",
+    add_config_arguments(
+        d, DataOptions, only=("form", "maps_dir", "verify_hashes", "source"), context="inspect"
     )
     add_order_arguments(p, recorded=True)
 

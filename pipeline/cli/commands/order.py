@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from pipeline.order.cliargs import add_order_arguments, order_config_from_args
+from pipeline.cli.common import add_order_arguments, order_config_from_args
 from pipeline.order.indexmap import index_map_paths, run_order
 
 NAME = "order"

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pipeline.order.cliargs import add_order_arguments, parse_size, resolve_order_config
+from pipeline.cli.common import (
+    DataOptions,
+    add_config_arguments,
+    add_order_arguments,
+    parse_size,
+    resolve_order_config,
+)
+from pipeline.order.config import PreshuffleOptions
 from pipeline.order.inspect import DOC_IDX_FORMS
 from pipeline.order.preshuffle import PYTHIA_SHARD_SIZE, run_preshuffle
 
@@ -23,11 +30,10 @@ def add_arguments(p) -> None:
         "--out-dir", required=True, help="output directory (e.g. out/standard/preshuffled)"
     )
     g = p.add_mutually_exclusive_group()
-    g.add_argument(
-        "--shard-size",
-        type=parse_size,
-        default=PYTHIA_SHARD_SIZE,
-        help="bytes per .bin shard (Pythia's published data: 30e9)",
+    add_config_arguments(
+        g,
+        PreshuffleOptions,
+        overrides={"shard_size": {"type": parse_size, "default": PYTHIA_SHARD_SIZE}},
     )
     g.add_argument("--no-shard", action="store_true", help="write one document.bin instead")
     p.add_argument(
@@ -39,9 +45,7 @@ def add_arguments(p) -> None:
         "fast_cache_load=True); full = 0..N, one document per sample, which current Megatron-LM "
         "also reads",
     )
-    p.add_argument(
-        "--maps-dir", default=None, help="where the index maps are (default: next to PREFIX)"
-    )
+    add_config_arguments(p, DataOptions, only=("maps_dir",), context="preshuffle")
     add_order_arguments(p, recorded=True)
 
 

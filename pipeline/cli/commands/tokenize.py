@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
+from pipeline.cli.common import (
+    add_config_arguments,
+    add_read_arguments,
+    add_workers_argument,
+    config_values,
+    read_config_from_args,
+)
+from pipeline.tokenize.config import TokenizeConfig
 
 NAME = "tokenize"
 HELP = "tokenize documents into {prefix}_text_document.bin/.idx (gpt-neox MMIDIDX) with a manifest"
@@ -17,6 +23,9 @@ OUT/{PREFIX}_text_document.bin/.idx, a provenance sidecar OUT/{PREFIX}_text_docu
 and OUT/{PREFIX}.manifest.json (written last). Output bytes do not depend on --workers or --backend.
 --exclude skips the documents a dedup set removed (the deduped dataset).
 """
+
+# the TokenizeConfig fields `pile tokenize` exposes as flags, in --help order
+TOKENIZE_FLAGS = ("append_eod", "tokenizer_path", "backend", "batch_size")
 
 
 def add_arguments(p) -> None:
@@ -30,39 +39,16 @@ def add_arguments(p) -> None:
         metavar="DEDUP_SET",
         help="dedup output directory (its removed documents are skipped) or a .npy of int64 doc ids",
     )
-    p.add_argument(
-        "--append-eod",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="append the EOD id (<|endoftext|> = 0) to every document",
-    )
-    p.add_argument(
-        "--tokenizer",
-        metavar="PATH",
-        help="tokenizer JSON; unset: the GPT-NeoX-20B file shipped in the package (sha256-checked)",
-    )
-    p.add_argument(
-        "--backend",
-        choices=("auto", "gigatoken", "fast", "hf"),
-        default="auto",
-        help="encoder: gigatoken (Rust, fastest), fast (tiktoken) or hf (HF tokenizers, the "
-        "reference); a backend must reproduce HF's ids on built-in edge cases before use; auto = "
-        "the fastest that is installed and passes (the manifest and log say which)",
-    )
-    p.add_argument("--batch-size", type=int, default=1024, help="documents per encode batch")
+    add_config_arguments(p, TokenizeConfig, only=TOKENIZE_FLAGS)
     add_workers_argument(p)
     add_read_arguments(p)
 
 
 def run(args) -> int:
-    from pipeline.tokenize.stage import TokenizeConfig, run_tokenize
+    from pipeline.tokenize.stage import run_tokenize
 
-    config = TokenizeConfig.for_tokenizer(
-        args.tokenizer,
-        append_eod=args.append_eod,
-        backend=args.backend,
-        batch_size=args.batch_size,
-    )
+    values = config_values(TokenizeConfig, args, only=TOKENIZE_FLAGS)
+    config = TokenizeConfig.for_tokenizer(values.pop("tokenizer_path", None), **values)
     read_config = read_config_from_args(args, args.out)
     bar = None
     if sys.stderr.isatty() and not args.quiet:
