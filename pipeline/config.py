@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ def _jsonable(value: Any) -> Any:
         return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # dicts and build.toml sections
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, Path):
         return str(value)
@@ -75,6 +76,7 @@ def opt(
     choices: tuple[Any, ...] | None = None,
     type: Any = None,
     action: Any = None,
+    nargs: Any = None,
     key: str | None = None,
     toml: bool = True,
     contexts: dict[str, dict[str, Any]] | None = None,
@@ -82,7 +84,8 @@ def opt(
     """A dataclass field with its CLI facts.
 
     flag: the option (default `--field-name`); dest: its argparse attribute (default: from the
-    flag); help/metavar/choices/type/action: as for `argparse.add_argument`. key: its name in a
+    flag); help/metavar/choices/type/action/nargs: as for `argparse.add_argument` (type defaults
+    to the annotation's int or float). key: its name in a
     `build.toml` table and presets (default: the field name); toml=False keeps it out of them.
     contexts: per-command variants, e.g. {"build": {"help": ..., "metavar": ...}} for the shorter
     spelling of the same option in `pile build`'s overrides group.
@@ -97,6 +100,7 @@ def opt(
             ("choices", choices),
             ("type", type),
             ("action", action),
+            ("nargs", nargs),
             ("key", key),
         )
         if v is not None
@@ -149,13 +153,38 @@ def toml_keys(cls: type) -> dict[str, dataclasses.Field]:
     return {field_key(f): f for f in dataclasses.fields(cls) if f.metadata.get("toml", True)}
 
 
-def check_keys(values: dict[str, Any], allowed: Any, where: str, fix: str = "") -> None:
+def check_keys(values: Any, allowed: Any, where: str, fix: str = "", prefix: str = "") -> None:
     """ConfigError naming the unknown keys of `values` and the allowed set."""
     bad = sorted(set(values) - set(allowed))
     if bad:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}."
-            + (f" {fix}" if fix else "")
+            f"{prefix}unknown key(s) {', '.join(bad)} in {where}; allowed: "
+            f"{', '.join(sorted(allowed))}." + (f" {fix}" if fix else "")
+        )
+
+
+_TYPES = {
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+}
+
+
+def check_value(f: dataclasses.Field, value: Any, where: str) -> None:
+    """ConfigError unless `value` has the field's declared type (int, float, str, bool; None
+    when the annotation allows it) and is one of its declared choices."""
+    ann = str(f.type)
+    if value is None and "None" in ann:
+        return
+    desc, ok = _TYPES.get(ann.replace("| None", "").strip(), ("", lambda v: True))
+    if not ok(value):
+        raise ConfigError(f"{where}: {field_key(f)} = {value!r} must be {desc}.")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(
+            f"{where}: {field_key(f)} = {value!r} is not allowed; allowed: "
+            f"{', '.join(map(str, choices))}."
         )
 
 

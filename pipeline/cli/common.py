@@ -23,10 +23,10 @@ from pipeline.read import ReadConfig
 log = logging.getLogger(__name__)
 
 FIELD_DEFAULT: Any = object()  # add_config_arguments: the field's own default
-_ARG_KEYS = ("help", "metavar", "choices", "type", "action")
+_ARG_KEYS = ("help", "metavar", "choices", "type", "action", "nargs")
 
 
-def _fields(classes: type | tuple[type, ...], only, exclude) -> list:
+def declared_fields(classes: type | tuple[type, ...], only=None, exclude=()) -> list:
     """Fields of one class or several (`only` picks across them, in its order)."""
     if isinstance(classes, type):
         return config_fields(classes, only, exclude)
@@ -61,7 +61,7 @@ def add_config_arguments(
     argparse default of every option (FIELD_DEFAULT: the field's; None: "not given", so a preset
     or a config file fills it in; argparse.SUPPRESS: no attribute unless given); suffix: appended
     to every help text; overrides: per-field argparse keywords on top of all that."""
-    for f in _fields(classes, only, exclude):
+    for f in declared_fields(classes, only, exclude):
         meta = f.metadata
         kw: dict[str, Any] = {k: meta[k] for k in _ARG_KEYS if k in meta}
         if context:
@@ -87,7 +87,7 @@ def config_values(
 ) -> dict[str, Any]:
     """{field name: value} of the declared fields whose option was given (not None)."""
     values = {}
-    for f in _fields(classes, only, exclude):
+    for f in declared_fields(classes, only, exclude):
         v = getattr(args, field_dest(f), None)
         if v is not None:
             values[f.name] = v

@@ -12,6 +12,11 @@
                  epochs = 1      (instead of train_iters: N passes over this data, see below)
     [preshuffle] shard_size = 4294967296
 
+Every key is declared once, on a dataclass field (pipeline.config.opt): the top-level keys on
+`BuildConfig`, a table's keys on the stage configs of `SECTIONS` (ReadConfig's fields are [read]'s
+keys, ...). The allowed keys, their types and `pile build`'s flags all derive from them, and a
+table is held as a `Section`: a read-only mapping of its validated keys.
+
 `resolve_build_config` merges default < preset < file < flags and validates every value. Paths
 (inputs, out, the tokenizer) are made absolute, so `OUT/build.toml` rebuilds the same thing from
 any working directory.
@@ -24,17 +29,23 @@ would repeat a small corpus thousands of times. `--preset pythia` keeps Pythia's
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sys
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import StageConfig
+from pipeline.config import StageConfig, check_keys, check_value, field_key, opt, toml_keys
 from pipeline.data import sample_train_files
+from pipeline.dedup.config import DedupConfig
 from pipeline.errors import ConfigError
+from pipeline.order.config import OrderConfig, PreshuffleOptions
 from pipeline.presets import load_preset, preset_names
+from pipeline.read.config import ReadConfig
+from pipeline.tokenize.config import TokenizeConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,31 +56,122 @@ VARIANTS = ("standard", "deduped", "both")
 DEFAULT_OUT = "pile_out"
 # input names that are Pile held-out splits (a path component, a file stem or a `#split`)
 HELD_OUT_NAMES = ("val", "valid", "validation", "test")
-TOP_KEYS = {"input", "out", "variant", "preset", "workers"}
-TABLES = {
-    "read": {"text_key", "set_name_key", "on_error", "max_line_bytes"},
-    "dedup": None,  # checked by the dedup stage's own config
-    "tokenize": {"append_eod", "tokenizer", "backend", "batch_size"},
-    "order": {"preset", "seq_length", "global_batch", "train_iters", "seed", "epochs"},
-    "preshuffle": {"shard_size"},
+
+
+@dataclass(frozen=True)
+class StagePreset:
+    """`preset = NAME` in [dedup] / [order]: the stage preset of manifests/presets.toml the
+    table's other keys override (the build preset names one; build.toml always records it)."""
+
+    preset: str | None = opt(None, help="stage preset of manifests/presets.toml")
+
+
+@dataclass(frozen=True)
+class OrderLength:
+    """[order] `epochs`: train_iters derived from the token count (see the module docstring)."""
+
+    epochs: int | None = opt(
+        None,
+        metavar="N",
+        help="order: train for N epochs of this data: train_iters = the largest whose samples "
+        "fit in N epochs of the token count (default: 1 for your own --input with no --preset "
+        "or train_iters; none otherwise)",
+    )
+
+
+# build.toml's tables and the declarations of their keys
+SECTIONS: dict[str, tuple[type, ...]] = {
+    "read": (ReadConfig,),
+    "dedup": (StagePreset, DedupConfig),
+    "tokenize": (TokenizeConfig,),
+    "order": (StagePreset, OrderConfig, OrderLength),
+    "preshuffle": (PreshuffleOptions,),
 }
+
+
+def section_keys(table: str) -> dict[str, dataclasses.Field]:
+    """{key: declaring field} of the keys a build.toml table (and its flags) may set."""
+    return {k: f for cls in SECTIONS[table] for k, f in toml_keys(cls).items()}
+
+
+class Section(Mapping):
+    """One build.toml table: only the keys its stage configs declare, each of its declared
+    type. Read-only; equal to a dict with the same items."""
+
+    __slots__ = ("table", "_values")
+
+    def __init__(self, table: str, values: Mapping[str, Any] | None = None, where: str = ""):
+        if table not in SECTIONS:
+            raise ConfigError(f"unknown table [{table}]; allowed: {', '.join(SECTIONS)}.")
+        values = dict(values or {})
+        keys = section_keys(table)
+        check_keys(values, keys, f"[{table}]", prefix=where)
+        for k, v in values.items():
+            check_value(keys[k], v, f"{where}[{table}]")
+        self.table = table
+        self._values = values
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Section({self.table!r}, {self._values!r})"
+
+    def config_kwargs(self, cls: type) -> dict[str, Any]:
+        """The values `cls` declares, by field name (e.g. `tokenizer` -> tokenizer_path)."""
+        keys = toml_keys(cls)
+        return {keys[k].name: v for k, v in self._values.items() if k in keys}
+
+
+def _section(table: str) -> Any:
+    return field(default_factory=lambda: Section(table), metadata={"toml": False})
 
 
 @dataclass(frozen=True)
 class BuildConfig(StageConfig):
-    inputs: tuple[str, ...]
-    out: str
-    variant: str = "both"
-    preset: str = "sample"
-    workers: int = 1
-    read: dict[str, Any] = field(default_factory=dict)
-    dedup: dict[str, Any] = field(default_factory=dict)
-    tokenize: dict[str, Any] = field(default_factory=dict)
-    order: dict[str, Any] = field(default_factory=dict)
-    preshuffle: dict[str, Any] = field(default_factory=dict)
-    bundled_sample: bool = False
+    inputs: tuple[str, ...] = opt(
+        key="input",
+        flag="--input",
+        nargs="+",
+        metavar="PATH",
+        help="input files or directories (default: the bundled sample's train shards)",
+    )
+    out: str = opt(metavar="DIR", help="output directory (default: pile_out, or the config file's)")
+    variant: str = opt(
+        "both",
+        choices=VARIANTS,
+        help="which datasets to build (default: both, or the config file's)",
+    )
+    preset: str = opt(
+        "sample",
+        metavar="NAME",
+        help="build preset from manifests/presets.toml: pythia | sample "
+        "(default: sample for the bundled sample, pythia otherwise; with your own --input and no "
+        "preset, --epochs 1 replaces Pythia's train_iters)",
+    )
+    workers: int = opt(
+        1, help="worker processes (0 = one per core); output bytes do not depend on it"
+    )
+    read: Section = _section("read")
+    dedup: Section = _section("dedup")
+    tokenize: Section = _section("tokenize")
+    order: Section = _section("order")
+    preshuffle: Section = _section("preshuffle")
+    bundled_sample: bool = opt(False, toml=False)
 
     _not_fingerprinted = ("workers", "out")
+
+    def __post_init__(self) -> None:
+        for table in SECTIONS:  # plain dicts become validated sections
+            value = getattr(self, table)
+            if not isinstance(value, Section):
+                object.__setattr__(self, table, Section(table, value))
 
     @property
     def epochs(self) -> int | None:
@@ -83,20 +185,23 @@ class BuildConfig(StageConfig):
 
     def to_toml(self) -> str:
         """The resolved config as TOML (what `--dry-run` prints and `OUT/build.toml` holds)."""
-        lines = [
-            f"input = {_toml_value(list(self.inputs))}",
-            f"out = {_toml_value(self.out)}",
-            f"variant = {_toml_value(self.variant)}",
-            f"preset = {_toml_value(self.preset)}",
-            f"workers = {self.workers}",
-        ]
-        for table in TABLES:
+        top = {
+            field_key(f): getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in SECTIONS and f.metadata.get("toml", True)
+        }
+        lines = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
+        for table in SECTIONS:
             values = getattr(self, table)
             lines.append("")
             lines.append(f"[{table}]")
             for k in sorted(values):
                 lines.append(f"{k} = {_toml_value(values[k])}")
         return "\n".join(lines) + "\n"
+
+
+# the top-level keys of build.toml (the tables are SECTIONS)
+TOP_KEYS = {k for k in toml_keys(BuildConfig) if k not in SECTIONS}
 
 
 _TOML_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
@@ -141,19 +246,13 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}.") from None
     for k, v in data.items():
-        if k in TABLES:
+        if k in SECTIONS:
             if not isinstance(v, dict):
                 raise ConfigError(f"{p}: [{k}] must be a table.")
-            allowed = TABLES[k]
-            if allowed is not None:
-                bad = sorted(set(v) - allowed)
-                if bad:
-                    raise ConfigError(
-                        f"{p}: unknown key(s) {', '.join(bad)} in [{k}]; allowed: {', '.join(sorted(allowed))}."
-                    )
+            check_keys(v, section_keys(k), f"[{k}]", prefix=f"{p}: ")
         elif k not in TOP_KEYS:
             raise ConfigError(
-                f"{p}: unknown key {k!r}; allowed: {', '.join(sorted(TOP_KEYS | set(TABLES)))}."
+                f"{p}: unknown key {k!r}; allowed: {', '.join(sorted(TOP_KEYS | set(SECTIONS)))}."
             )
     return data
 
@@ -210,7 +309,7 @@ def resolve_build_config(
     if workers < 0:
         raise ConfigError(f"workers={workers}: must be >= 0 (0 = one per core).")
     tables: dict[str, dict[str, Any]] = {}
-    for table in TABLES:
+    for table in SECTIONS:
         merged: dict[str, Any] = {}
         if table in ("order", "dedup"):
             merged["preset"] = stage_presets[table]

@@ -8,7 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from pipeline.cli.common import add_workers_argument
+from pipeline.cli.common import add_config_arguments, declared_fields
+from pipeline.config import field_dest, field_key
 
 NAME = "build"
 HELP = "build the standard and deduped token datasets end to end (default: the bundled sample)"
@@ -27,36 +28,23 @@ DESCRIPTION = (
 log = logging.getLogger("pipeline.job")
 
 
+# the stage fields `pile build` exposes as override flags, by build.toml table, in --help order
+# (every key of the tables is settable in --config FILE; pipeline.job.config.SECTIONS)
+OVERRIDE_FLAGS = {
+    "read": ("text_key", "set_name_key", "on_error", "max_line_bytes"),
+    "dedup": ("threshold", "num_perm"),
+    "tokenize": ("tokenizer_path", "append_eod"),
+    "order": ("seq_length", "global_batch", "train_iters", "epochs", "seed"),
+    "preshuffle": ("shard_size",),
+}
+
+
 def add_arguments(p) -> None:
-    p.add_argument(
-        "--input",
-        nargs="+",
-        default=None,
-        metavar="PATH",
-        help="input files or directories (default: the bundled sample's train shards)",
-    )
+    from pipeline.job.config import SECTIONS, BuildConfig
+
     # no argparse defaults here: a default would shadow the config file's value (flag > file >
     # default is resolved in pipeline.job.config)
-    p.add_argument(
-        "--out",
-        default=None,
-        metavar="DIR",
-        help="output directory (default: pile_out, or the config file's)",
-    )
-    p.add_argument(
-        "--variant",
-        choices=("standard", "deduped", "both"),
-        default=None,
-        help="which datasets to build (default: both, or the config file's)",
-    )
-    p.add_argument(
-        "--preset",
-        default=None,
-        metavar="NAME",
-        help="build preset from manifests/presets.toml: pythia | sample "
-        "(default: sample for the bundled sample, pythia otherwise; with your own --input and no "
-        "preset, --epochs 1 replaces Pythia's train_iters)",
-    )
+    add_config_arguments(p, BuildConfig, only=("inputs", "out", "variant", "preset"), default=None)
     p.add_argument(
         "--config", default=None, metavar="FILE", help="TOML config file; flags override it"
     )
@@ -72,87 +60,22 @@ def add_arguments(p) -> None:
         help="build into an existing non-empty directory that is not a pile build (default: "
         "refuse; pile never removes files it did not write)",
     )
-    add_workers_argument(p, default=None)
+    add_config_arguments(p, BuildConfig, only=("workers",), default=None)
     g = p.add_argument_group("stage overrides (default: from the preset / config file)")
-    g.add_argument("--text-key", default=None, metavar="KEY", help="JSON key of the document text")
-    g.add_argument(
-        "--set-name-key", default=None, metavar="KEY", help="key of the source name in meta"
-    )
-    g.add_argument("--on-error", choices=("raise", "skip"), default=None, help="bad-record policy")
-    g.add_argument(
-        "--max-line-bytes",
-        type=int,
-        default=None,
-        metavar="N",
-        help="longest input line read (default 256 MiB); longer ones are refused or quarantined "
-        "without being held in memory",
-    )
-    g.add_argument(
-        "--threshold", type=float, default=None, metavar="J", help="dedup Jaccard threshold"
-    )
-    g.add_argument(
-        "--num-perm", type=int, default=None, metavar="N", help="dedup MinHash permutations"
-    )
-    g.add_argument(
-        "--tokenizer",
-        default=None,
-        metavar="FILE",
-        help="tokenizer JSON (default: shipped NeoX-20B)",
-    )
-    g.add_argument(
-        "--append-eod",
-        action=__import__("argparse").BooleanOptionalAction,
-        default=None,
-        help="append the EOD token to every document (default on)",
-    )
-    g.add_argument(
-        "--seq-length", type=int, default=None, metavar="N", help="order: tokens per sample - 1"
-    )
-    g.add_argument(
-        "--global-batch", type=int, default=None, metavar="N", help="order: samples per step"
-    )
-    g.add_argument(
-        "--train-iters",
-        type=int,
-        default=None,
-        metavar="N",
-        help="order: training steps (default: the preset's; not with --epochs)",
-    )
-    g.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        metavar="N",
-        help="order: train for N epochs of this data: train_iters = the largest whose samples "
-        "fit in N epochs of the token count (default: 1 for your own --input with no --preset "
-        "or train_iters; none otherwise)",
-    )
-    g.add_argument(
-        "--seed", type=int, default=None, metavar="N", help="order: numpy RandomState seed"
-    )
-    g.add_argument(
-        "--shard-size", type=int, default=None, metavar="BYTES", help="preshuffled shard bytes"
-    )
+    for table, names in OVERRIDE_FLAGS.items():
+        add_config_arguments(g, SECTIONS[table], only=names, context="build", default=None)
 
 
 def _overrides(args) -> dict:
+    """{table: {build.toml key: flag value or None}} of the override flags."""
+    from pipeline.job.config import SECTIONS
+
     return {
-        "read": {
-            "text_key": args.text_key,
-            "set_name_key": args.set_name_key,
-            "on_error": args.on_error,
-            "max_line_bytes": args.max_line_bytes,
-        },
-        "dedup": {"threshold": args.threshold, "num_perm": args.num_perm},
-        "tokenize": {"tokenizer": args.tokenizer, "append_eod": args.append_eod},
-        "order": {
-            "seq_length": args.seq_length,
-            "global_batch": args.global_batch,
-            "train_iters": args.train_iters,
-            "epochs": args.epochs,
-            "seed": args.seed,
-        },
-        "preshuffle": {"shard_size": args.shard_size},
+        table: {
+            field_key(f): getattr(args, field_dest(f))
+            for f in declared_fields(SECTIONS[table], only=names)
+        }
+        for table, names in OVERRIDE_FLAGS.items()
     }
 
 
