@@ -78,6 +78,7 @@ def opt(
     action: Any = None,
     nargs: Any = None,
     key: str | None = None,
+    cli: bool = True,
     toml: bool = True,
     contexts: dict[str, dict[str, Any]] | None = None,
 ) -> Any:
@@ -86,7 +87,8 @@ def opt(
     flag: the option (default `--field-name`); dest: its argparse attribute (default: from the
     flag); help/metavar/choices/type/action/nargs: as for `argparse.add_argument` (type defaults
     to the annotation's int or float). key: its name in a
-    `build.toml` table and presets (default: the field name); toml=False keeps it out of them.
+    `build.toml` table and presets (default: the field name); toml=False keeps it out of them;
+    cli=False: no option unless a command names the field (`only=`).
     contexts: per-command variants, e.g. {"build": {"help": ..., "metavar": ...}} for the shorter
     spelling of the same option in `pile build`'s overrides group.
     """
@@ -105,6 +107,7 @@ def opt(
         )
         if v is not None
     }
+    meta["cli"] = cli
     meta["toml"] = toml
     meta["contexts"] = dict(contexts or {})
     return dataclasses.field(default=default, metadata=meta)
@@ -163,6 +166,17 @@ def check_keys(values: Any, allowed: Any, where: str, fix: str = "", prefix: str
         )
 
 
+def annotation(f: dataclasses.Field) -> str:
+    """The field's type as written ("int", "str | None"), for string or real annotations."""
+    t = f.type
+    return t if isinstance(t, str) else getattr(t, "__name__", None) or str(t)
+
+
+def base_type(f: dataclasses.Field) -> str:
+    """The annotation without `| None`: "int", "float", "str", "bool", ..."""
+    return annotation(f).replace("| None", "").replace("Optional[", "").strip(" ]")
+
+
 _TYPES = {
     "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
     "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
@@ -174,10 +188,9 @@ _TYPES = {
 def check_value(f: dataclasses.Field, value: Any, where: str) -> None:
     """ConfigError unless `value` has the field's declared type (int, float, str, bool; None
     when the annotation allows it) and is one of its declared choices."""
-    ann = str(f.type)
-    if value is None and "None" in ann:
+    if value is None and "None" in annotation(f):
         return
-    desc, ok = _TYPES.get(ann.replace("| None", "").strip(), ("", lambda v: True))
+    desc, ok = _TYPES.get(base_type(f), ("", lambda v: True))
     if not ok(value):
         raise ConfigError(f"{where}: {field_key(f)} = {value!r} must be {desc}.")
     choices = f.metadata.get("choices")
@@ -186,9 +199,3 @@ def check_value(f: dataclasses.Field, value: Any, where: str) -> None:
             f"{where}: {field_key(f)} = {value!r} is not allowed; allowed: "
             f"{', '.join(map(str, choices))}."
         )
-
-
-def from_keys(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """build.toml / preset keys -> field names of `cls` (keys must be known: `check_keys`)."""
-    by_key = toml_keys(cls)
-    return {by_key[k].name: v for k, v in values.items()}

@@ -16,7 +16,7 @@ from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import config_fields, field_default, field_dest, field_flag, opt
+from pipeline.config import base_type, config_fields, field_default, field_dest, field_flag, opt
 from pipeline.errors import ConfigError
 from pipeline.read import ReadConfig
 
@@ -28,10 +28,15 @@ _ARG_KEYS = ("help", "metavar", "choices", "type", "action", "nargs")
 
 def declared_fields(classes: type | tuple[type, ...], only=None, exclude=()) -> list:
     """Fields of one class or several (`only` picks across them, in its order)."""
-    if isinstance(classes, type):
-        return config_fields(classes, only, exclude)
+    """Fields of one class or several (`only` picks across them, in its order; without it, the
+    fields declared with a CLI option, cli=True)."""
+    classes = (classes,) if isinstance(classes, type) else classes
     by_name = {f.name: f for cls in classes for f in config_fields(cls)}
-    names = list(by_name) if only is None else list(only)
+    names = (
+        [n for n, f in by_name.items() if f.metadata.get("cli", True)]
+        if only is None
+        else list(only)
+    )
     unknown = [n for n in names if n not in by_name]
     if unknown:
         raise ConfigError(f"no field(s) {unknown} to declare; allowed: {sorted(by_name)}.")
@@ -40,8 +45,7 @@ def declared_fields(classes: type | tuple[type, ...], only=None, exclude=()) -> 
 
 def _type_of(f) -> Any:
     """argparse `type` from the field's annotation (int, float; str needs none)."""
-    t = str(f.type).replace("| None", "").replace("Optional[", "").strip(" ]")
-    return {"int": int, "float": float}.get(t)
+    return {"int": int, "float": float}.get(base_type(f))
 
 
 def add_config_arguments(
@@ -105,8 +109,6 @@ def config_from_args(cls: type, args: argparse.Namespace, *, preset: Any = MISSI
 
 # -- reading ---------------------------------------------------------------------------------
 
-READ_FLAGS = ("text_key", "set_name_key", "on_error", "quarantine_dir", "max_line_bytes")
-
 
 def add_read_arguments(
     parser: argparse.ArgumentParser, *, default_quarantine: str | None = None
@@ -115,7 +117,6 @@ def add_read_arguments(
     add_config_arguments(
         g,
         ReadConfig,
-        only=READ_FLAGS,
         overrides={"quarantine_dir": {"default": default_quarantine}},
     )
 
@@ -123,7 +124,7 @@ def add_read_arguments(
 def read_config_from_args(
     args: argparse.Namespace, out_dir: str | Path | None = None
 ) -> ReadConfig:
-    values = config_values(ReadConfig, args, only=READ_FLAGS)
+    values = config_values(ReadConfig, args)
     if values["on_error"] == "skip" and not values.get("quarantine_dir"):
         values["quarantine_dir"] = str(Path(out_dir) / "quarantine") if out_dir else "quarantine"
     return ReadConfig(**values)

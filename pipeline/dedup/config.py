@@ -106,15 +106,19 @@ class DedupConfig(StageConfig):
         "cluster's kept document (clusters split by id until it holds); 'component': chains of "
         "passing pairs remove whole components",
     )
-    fp_weight: float = opt(0.01, help="weight of false positives in choosing bands x rows")
-    fn_weight: float = opt(0.99, help="weight of false negatives in choosing bands x rows")
+    fp_weight: float = opt(
+        0.01, help="weight of false positives in choosing bands x rows", cli=False
+    )
+    fn_weight: float = opt(
+        0.99, help="weight of false negatives in choosing bands x rows", cli=False
+    )
     partitions: int = opt(64, help="hash partitions of the bucket step (power of two; memory)")
-    batch_chars: int = opt(1 << 22, help="characters per signature batch")
+    batch_chars: int = opt(1 << 22, help="characters per signature batch", cli=False)
     keep_intermediate: bool = opt(
         False, action="store_true", help="keep buckets/ and edges/ for inspection"
     )
-    # `pile build` has one top-level `workers`
-    workers: int = opt(1, help="worker processes (0 = one per core)", toml=False)
+    # the commands' shared --workers (add_workers_argument); `pile build` has a top-level one
+    workers: int = opt(1, help="worker processes (0 = one per core)", cli=False, toml=False)
 
     _not_fingerprinted = ("workers", "partitions", "batch_chars", "keep_intermediate")
 

@@ -202,6 +202,43 @@ class BuildConfig(StageConfig):
 
 # the top-level keys of build.toml (the tables are SECTIONS)
 TOP_KEYS = {k for k in toml_keys(BuildConfig) if k not in SECTIONS}
+# a [build.NAME] preset names a stage preset for each table that has a `preset` key
+PRESET_TABLES = tuple(t for t, classes in SECTIONS.items() if StagePreset in classes)
+STAGE_CONFIGS = {"dedup": DedupConfig, "order": OrderConfig}
+
+
+def check_presets() -> list[str]:
+    """Validate every preset of manifests/presets.toml against the declarations: a stage
+    preset's keys and values make a valid config, a build preset names existing stage presets.
+    Returns the names checked ("order.pythia", ...); raises ConfigError at the first bad one."""
+    checked = []
+    for table, cls in STAGE_CONFIGS.items():
+        for name in preset_names(table):
+            cls.from_preset(name)
+            checked.append(f"{table}.{name}")
+    for name in preset_names("build"):
+        _build_preset(name)
+        checked.append(f"build.{name}")
+    return checked
+
+
+def _build_preset(name: str) -> dict[str, str]:
+    if name not in preset_names("build"):
+        raise ConfigError(
+            f"unknown build preset {name!r}; allowed: {', '.join(preset_names('build'))}."
+        )
+    stage_presets = load_preset("build", name)
+    fix = "Fix manifests/presets.toml."
+    check_keys(stage_presets, PRESET_TABLES, f"build preset {name!r}", fix)
+    for table in PRESET_TABLES:
+        if table not in stage_presets:
+            raise ConfigError(f"build preset {name!r} names no {table} preset. {fix}")
+        if stage_presets[table] not in preset_names(table):
+            raise ConfigError(
+                f"build preset {name!r}: {table} = {stage_presets[table]!r} names no "
+                f"[{table}.NAME] preset; allowed: {', '.join(preset_names(table))}. {fix}"
+            )
+    return stage_presets
 
 
 _TOML_ESCAPE = re.compile(r'["\\\x00-\x1f\x7f]')
@@ -300,21 +337,17 @@ def resolve_build_config(
         raise ConfigError(f"variant {variant!r} is not one of {', '.join(VARIANTS)}.")
     preset_flag = preset
     preset = preset or data.get("preset") or ("sample" if bundled else "pythia")
-    if preset not in preset_names("build"):
-        raise ConfigError(
-            f"unknown build preset {preset!r}; allowed: {', '.join(preset_names('build'))}."
-        )
-    stage_presets = load_preset("build", preset)
+    stage_presets = _build_preset(preset)
     workers = workers if workers is not None else int(data.get("workers", 1))
     if workers < 0:
         raise ConfigError(f"workers={workers}: must be >= 0 (0 = one per core).")
     tables: dict[str, dict[str, Any]] = {}
     for table in SECTIONS:
         merged: dict[str, Any] = {}
-        if table in ("order", "dedup"):
+        if table in PRESET_TABLES:
             merged["preset"] = stage_presets[table]
         merged.update(data.get(table, {}))
-        if preset_flag and table in ("order", "dedup"):
+        if preset_flag and table in PRESET_TABLES:
             # --preset outranks the file's stage presets (build.toml always names them)
             merged["preset"] = stage_presets[table]
         for k, v in (overrides or {}).get(table, {}).items():

@@ -46,7 +46,7 @@ class TokenizeConfig(StageConfig):
         },
     )
     # read from the tokenizer file (for_tokenizer), never set by hand
-    tokenizer_sha256: str = opt(TOKENIZER_SHA256, toml=False)
+    tokenizer_sha256: str = opt(TOKENIZER_SHA256, cli=False, toml=False)
     backend: str = opt(
         "auto",
         choices=BACKENDS,
@@ -55,7 +55,7 @@ class TokenizeConfig(StageConfig):
         "the fastest that is installed and passes (the manifest and log say which)",
     )
     batch_size: int = opt(1024, help="documents per encode batch")
-    batch_chars: int = opt(8 << 20, help="characters per encode batch (at most)")
+    batch_chars: int = opt(8 << 20, help="characters per encode batch (at most)", cli=False)
 
     _not_fingerprinted = ("tokenizer_path", "backend", "batch_size", "batch_chars")
 

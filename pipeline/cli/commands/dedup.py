@@ -52,10 +52,6 @@ kept lines byte for byte (all their fields), a parquet / datasets row as one JSO
 
 log = logging.getLogger(__name__)
 
-# the DedupConfig fields `pile dedup` exposes as flags, in --help order
-DEDUP_FLAGS = ("threshold", "num_perm", "bands", "rows", "ngram", "seed", "verify_candidates",
-               "verify_sigmas", "verify", "cluster_rule", "partitions")  # fmt: skip
-
 
 def add_arguments(p) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or directories to deduplicate")
@@ -67,7 +63,7 @@ def add_arguments(p) -> None:
         "'none' for the built-in defaults; the flags below override it",
     )
     g = p.add_argument_group("MinHash / LSH (default: from the preset)")
-    add_config_arguments(g, DedupConfig, only=DEDUP_FLAGS, default=None)
+    add_config_arguments(g, DedupConfig, exclude=("keep_intermediate",), default=None)
     p.add_argument(
         "--export-text",
         metavar="DIR",

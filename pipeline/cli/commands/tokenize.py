@@ -24,9 +24,6 @@ and OUT/{PREFIX}.manifest.json (written last). Output bytes do not depend on --w
 --exclude skips the documents a dedup set removed (the deduped dataset).
 """
 
-# the TokenizeConfig fields `pile tokenize` exposes as flags, in --help order
-TOKENIZE_FLAGS = ("append_eod", "tokenizer_path", "backend", "batch_size")
-
 
 def add_arguments(p) -> None:
     p.add_argument(
@@ -39,7 +36,7 @@ def add_arguments(p) -> None:
         metavar="DEDUP_SET",
         help="dedup output directory (its removed documents are skipped) or a .npy of int64 doc ids",
     )
-    add_config_arguments(p, TokenizeConfig, only=TOKENIZE_FLAGS)
+    add_config_arguments(p, TokenizeConfig)
     add_workers_argument(p)
     add_read_arguments(p)
 
@@ -47,7 +44,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from pipeline.tokenize.stage import run_tokenize
 
-    values = config_values(TokenizeConfig, args, only=TOKENIZE_FLAGS)
+    values = config_values(TokenizeConfig, args)
     config = TokenizeConfig.for_tokenizer(values.pop("tokenizer_path", None), **values)
     read_config = read_config_from_args(args, args.out)
     bar = None
