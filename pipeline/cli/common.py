@@ -26,14 +26,15 @@ FIELD_DEFAULT: Any = object()  # add_config_arguments: the field's own default
 _ARG_KEYS = ("help", "metavar", "choices", "type", "action", "nargs")
 
 
-def declared_fields(classes: type | tuple[type, ...], only=None, exclude=()) -> list:
-    """Fields of one class or several (`only` picks across them, in its order)."""
+def declared_fields(
+    classes: type | tuple[type, ...], only=None, exclude=(), *, every: bool = False
+) -> list:
     """Fields of one class or several (`only` picks across them, in its order; without it, the
-    fields declared with a CLI option, cli=True)."""
+    fields declared with a CLI option, cli=True, or with `every` all of them)."""
     classes = (classes,) if isinstance(classes, type) else classes
     by_name = {f.name: f for cls in classes for f in config_fields(cls)}
     names = (
-        [n for n, f in by_name.items() if f.metadata.get("cli", True)]
+        [n for n, f in by_name.items() if every or f.metadata.get("cli", True)]
         if only is None
         else list(only)
     )
@@ -89,9 +90,10 @@ def config_values(
     only: tuple[str, ...] | None = None,
     exclude: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """{field name: value} of the declared fields whose option was given (not None)."""
+    """{field name: value} of the fields whose option was given (not None), including fields
+    with cli=False whose value a shared option provides (`workers` from --workers)."""
     values = {}
-    for f in declared_fields(classes, only, exclude):
+    for f in declared_fields(classes, only, exclude, every=True):
         v = getattr(args, field_dest(f), None)
         if v is not None:
             values[f.name] = v
