@@ -186,6 +186,22 @@ def test_unknown_build_toml_key_names_the_allowed_keys(tmp_path):
         load_config_file(cfg)
 
 
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("workers = 'two'", "workers = 'two' must be an integer"),
+        ("variant = 'all'", "variant = 'all' is not allowed; allowed: standard, deduped, both"),
+        ("out = 3", "out = 3 must be a string"),
+    ],
+)
+def test_top_level_values_are_checked_against_build_config(tmp_path, text, message):
+    cfg = tmp_path / "b.toml"
+    cfg.write_text(text + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config_file(cfg)
+    assert f"{cfg}: {message}" in str(e.value)
+
+
 def test_unknown_key_exits_2_from_the_cli(tmp_path, capsys):
     cfg = tmp_path / "b.toml"
     cfg.write_text("[dedup]\nthreshhold = 0.9\n")

@@ -291,6 +291,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             raise ConfigError(
                 f"{p}: unknown key {k!r}; allowed: {', '.join(sorted(TOP_KEYS | set(SECTIONS)))}."
             )
+        elif k != "input":  # a string or a list of them
+            check_value(toml_keys(BuildConfig)[k], v, str(p))
     return data
 
 
