@@ -39,13 +39,10 @@ import numpy as np
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.io import atomic_open, sha256_file
 from pipeline.manifest import read_manifest, write_manifest
-from pipeline.order.indexmap import (
-    OrderConfig,
-    OrderMaps,
-    build_doc_epoch,
-    index_map_base,
-    order_command,
-)
+from pipeline.order.config import OrderConfig
+from pipeline.order.indexmap import build_doc_epoch
+from pipeline.order.mapfiles import OrderMaps, index_map_base
+from pipeline.order.stage import order_command
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,8 @@ from pipeline.order.cliargs import (
     add_order_arguments,
     order_config_and_origin,
 )
-from pipeline.order.inspect import (
-    format_summary,
-    format_text,
-    open_data,
-    save_steps_npy,
-    step_report,
-)
+from pipeline.order.data import open_data
+from pipeline.order.inspect import format_summary, format_text, save_steps_npy, step_report
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pipeline.order.cliargs import add_order_arguments, parse_size, resolve_order_config
-from pipeline.order.inspect import DOC_IDX_FORMS
 from pipeline.order.preshuffle import PYTHIA_SHARD_SIZE, run_preshuffle
+from pipeline.order.shuffled import DOC_IDX_FORMS
 
 NAME = "preshuffle"
 HELP = "write the pre-shuffled document.idx + document-000NN-of-000MM.bin of a token dataset"
