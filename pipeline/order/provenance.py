@@ -237,6 +237,22 @@ class Sidecar:
             self._cache.popitem(last=False)
         return t
 
+    def set_codes(self) -> tuple[np.ndarray, list[str]]:
+        """(pile_set_name code per item as uint16, the names in code order): one column scan,
+        a row group at a time."""
+        codes = np.zeros(int(self._starts[-1]), dtype=np.uint16)
+        sets: dict[str, int] = {}
+        row = 0
+        for rg in range(self._pf.metadata.num_row_groups):
+            col = self._pf.read_row_group(rg, columns=["pile_set_name"]).column(0)
+            col = col.combine_chunks().dictionary_encode()
+            local = np.array([sets.setdefault(x, len(sets)) for x in col.dictionary.to_pylist()])
+            n = len(col)
+            if local.size:
+                codes[row : row + n] = local[col.indices.to_numpy(zero_copy_only=False)]
+            row += n
+        return codes, sorted(sets, key=sets.get)
+
     def rows(self, items: np.ndarray) -> list[dict[str, Any]]:
         items = np.asarray(items, dtype=np.int64)
         rgs = np.searchsorted(self._starts, items, side="right") - 1
