@@ -14,6 +14,9 @@ with `{base}` = `{dir}/{basename(prefix)}`. `file` and `line` are derived from d
 (`file_index << LINE_BITS | (line - 1)`, pipeline.docid), which the build verifies on every
 row; a sidecar that does not follow that identity gets no table (inspect then reads the parquet).
 Lookups are memory-mapped: O(batch) per step. 9 bytes per item (1.9 GB for 211M items).
+
+`Sidecar` reads the `.docs.parquet` itself (the rows asked for, one row group at a time; or the
+pile_set_name column whole) when no table is usable.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from pipeline.order.mapfiles import (
     index_map_paths,
     order_fingerprint,
 )
+from pipeline.order.provenance import build_table
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,6 @@ def run_order(
     if doc_epoch:
         files.append((paths["doc_epoch"], EPOCH_ROLE))
     if provenance:
-        from pipeline.order.provenance import build_table
-
         table = build_table(prefix, len(sizes), out_dir)
         if table is not None:
             files += [(table[k], EPOCH_ROLE) for k in ("doc_id", "set", "meta")]
