@@ -601,10 +601,8 @@ def check_npy(path: Path) -> list[str]:
 
 def check_index_map(role: str, path: Path) -> tuple[list[str], str | None]:
     """(problems, warning) of an index map via pipeline.order.checks (imported lazily)."""
-    try:
-        from pipeline.order.checks import CHECKS
-    except ImportError:
-        return [], f"{path}: structure of {role} not checked (pipeline.order.checks unavailable)"
+    from pipeline.order.checks import CHECKS
+
     fn = CHECKS.get(role)
     if fn is None:
         return [], None

@@ -77,7 +77,7 @@ BUILD_INVERSE = r"""
 import json, sys, time, resource
 import numpy as np
 from pipeline.order import OrderConfig
-from pipeline.order.indexmap import load_order
+from pipeline.order.mapfiles import load_order
 from pipeline.shards.mmidx import MMIDXIndex
 from pipeline.exposure import inverse
 prefix, cfg = sys.argv[1], OrderConfig(**json.loads(sys.argv[2]))
@@ -95,7 +95,7 @@ FIND_DOC = r"""
 import json, sys, time
 import numpy as np
 from pipeline.order import OrderConfig
-from pipeline.order.indexmap import load_order
+from pipeline.order.mapfiles import load_order
 from pipeline.shards.mmidx import MMIDXIndex
 from pipeline.exposure import inverse
 from pipeline.exposure.find import Locator

@@ -38,7 +38,7 @@ CHILD = r"""
 import json, os, sys, time
 import numpy as np
 args = json.loads(sys.argv[1])
-from pipeline.order.indexmap import OrderConfig
+from pipeline.order.config import OrderConfig
 
 def evict(paths):
     for p in paths:
@@ -59,10 +59,10 @@ def rss(key="VmRSS"):
 cfg = OrderConfig(**args["config"])
 mode = args["mode"]
 if mode in ("ours-doc", "ours-prov", "neox"):
-    from pipeline.order.inspect import DocumentData
+    from pipeline.order.document import DocumentData
     data = DocumentData(args["prefix"], cfg)
 elif mode == "ours-pre":
-    from pipeline.order.inspect import open_data
+    from pipeline.order.data import open_data
     data = open_data(args["pre"], cfg)
 else:  # batch_viewer
     data = None
@@ -194,8 +194,10 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true")
     a = ap.parse_args()
 
-    from pipeline.order.indexmap import OrderConfig, index_map_paths, run_order
+    from pipeline.order.config import OrderConfig
+    from pipeline.order.mapfiles import index_map_paths
     from pipeline.order.preshuffle import run_preshuffle
+    from pipeline.order.stage import run_order
 
     work = Path(a.workdir or tempfile.mkdtemp(prefix="bench_inspect_"))
     work.mkdir(parents=True, exist_ok=True)

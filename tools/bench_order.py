@@ -146,8 +146,11 @@ def run_timed(cmd: list[str], env=None) -> dict:
     return {"wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024}
 
 
-def map_files(d: Path, name: str, tag: str) -> dict[str, Path]:
-    return {r: d / f"{name}_train_0_indexmap_{tag}_{r}.npy" for r in ROLES}
+def map_files(d: Path, name: str, cfg) -> dict[str, Path]:
+    from pipeline.order.mapfiles import index_map_paths  # gpt-neox's names, spelled once
+
+    paths = index_map_paths(d / name, cfg)
+    return {r: paths[r] for r in ROLES}
 
 
 def main() -> int:
@@ -163,7 +166,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from pipeline.io import sha256_file
-    from pipeline.order.indexmap import OrderConfig
+    from pipeline.order.config import OrderConfig
 
     cfg = OrderConfig.from_preset("pythia")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_order_"))
@@ -211,8 +214,8 @@ def main() -> int:
         f"{ours['wall'] / peer['wall']:.2f}x, peak RSS {ours['rss_mb'] / peer['rss_mb']:.2f}x"
     )
 
-    a = map_files(work / "neox", name, cfg.map_tag)
-    b = map_files(work / "ours", name, cfg.map_tag)
+    a = map_files(work / "neox", name, cfg)
+    b = map_files(work / "ours", name, cfg)
     same = True
     for r in ROLES:
         ha, hb = sha256_file(a[r]), sha256_file(b[r])

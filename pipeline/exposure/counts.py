@@ -88,7 +88,7 @@ def cumulative_tokens_of(prefix, config, maps_dir=None):
     """`cumulative_tokens` computed in memory from the index maps (nothing written): for the
     build report. One pass over the samples; memory O(samples) (no per-document arrays)."""
     from pipeline.exposure.inverse import invert_shuffle, item_sources, position_steps
-    from pipeline.order.indexmap import load_order
+    from pipeline.order.mapfiles import load_order
     from pipeline.shards.mmidx import MMIDXIndex
 
     maps = load_order(prefix, config, maps_dir)

@@ -18,7 +18,9 @@ import numpy as np
 from pipeline.errors import InputError
 from pipeline.exposure.find import Locator
 from pipeline.exposure.inverse import InverseMaps, open_inverse
-from pipeline.order.inspect import DocumentData, PreshuffledData, open_data
+from pipeline.order.data import open_data
+from pipeline.order.document import DocumentData
+from pipeline.order.shuffled import PreshuffledData
 
 log = logging.getLogger(__name__)
 

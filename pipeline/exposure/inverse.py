@@ -39,20 +39,17 @@ import numpy as np
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.io import atomic_open, sha256_file
 from pipeline.manifest import read_manifest, write_manifest
-from pipeline.order.indexmap import (
-    OrderConfig,
-    OrderMaps,
-    build_doc_epoch,
-    index_map_base,
-    order_command,
-)
+from pipeline.order.config import OrderConfig
+from pipeline.order.indexmap import build_doc_epoch
+from pipeline.order.mapfiles import ROLES as MAP_ROLES
+from pipeline.order.mapfiles import OrderMaps, index_map_base
+from pipeline.order.stage import order_command
 
 log = logging.getLogger(__name__)
 
 KIND = "inverse-maps"
 VERSION = 1
 ROLES = ("inv_shuffle", "item_pos", "exposure")
-MAP_ROLES = ("doc_idx", "sample_idx", "shuffle_idx")
 CHUNK = 1 << 22  # items / positions per vectorised chunk (~100-200 MB of temporaries)
 SAMPLE_CHUNK = 1 << 20  # samples per chunk of the sample pass (~3 segments each: ~250 MB)
 UNKNOWN_SET = "unknown"
@@ -87,33 +84,14 @@ def item_sources(
 ) -> tuple[np.ndarray, list[str]]:
     """(pile_set_name code per item, names): from the provenance table next to the index maps,
     else the tokenizer's `.docs.parquet` sidecar, else one source "unknown" (data made elsewhere)."""
-    from pipeline.order.provenance import ProvenanceTable, sidecar_path
+    from pipeline.order.provenance import ProvenanceTable, Sidecar, sidecar_path
 
     t = ProvenanceTable.open(prefix, n_items, maps_dir) or ProvenanceTable.open(prefix, n_items)
     if t is not None:
         return np.asarray(t.set).astype(np.uint16), list(t.sets)
     sc = sidecar_path(prefix)
     if sc.exists():
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(sc)
-        if pf.metadata.num_rows != n_items:
-            raise IntegrityError(
-                f"{sc}: {pf.metadata.num_rows} rows but the dataset has {n_items} items; the "
-                "sidecar belongs to another dataset. Re-tokenize."
-            )
-        codes = np.zeros(n_items, dtype=np.uint16)
-        sets: dict[str, int] = {}
-        row = 0
-        for rg in range(pf.metadata.num_row_groups):
-            col = pf.read_row_group(rg, columns=["pile_set_name"]).column(0)
-            col = col.combine_chunks().dictionary_encode()
-            local = np.array([sets.setdefault(x, len(sets)) for x in col.dictionary.to_pylist()])
-            n = len(col)
-            if local.size:
-                codes[row : row + n] = local[col.indices.to_numpy(zero_copy_only=False)]
-            row += n
-        return codes, sorted(sets, key=sets.get)
+        return Sidecar(sc, n_items).set_codes()
     log.info("%s: no provenance sidecar; every document counts as source %r", prefix, UNKNOWN_SET)
     return np.zeros(n_items, dtype=np.uint16), [UNKNOWN_SET]
 

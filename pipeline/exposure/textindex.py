@@ -69,7 +69,7 @@ class TokenStream:
 
 
 def stream_of(data) -> TokenStream:
-    """TokenStream of an opened DocumentData or PreshuffledData (pipeline.order.inspect)."""
+    """TokenStream of an opened DocumentData or PreshuffledData (pipeline.order.document, pipeline.order.shuffled)."""
     if data.form == "document":
         idx = data.ds.index
         binm = data.ds.bin
@@ -114,7 +114,7 @@ def paths(prefix: str, k: int, stride: int, index_dir=None) -> dict[str, Path]:
 
 
 def _identity(prefix: str) -> dict[str, Any]:
-    from pipeline.order.indexmap import dataset_identity
+    from pipeline.order.mapfiles import dataset_identity
 
     return dataset_identity(prefix, full=False)
 

@@ -106,7 +106,7 @@ class BuildPlan:
         self, config: BuildConfig, progress: Callable[[str, dict[str, Any]], None] | None = None
     ):
         from pipeline.dedup import DedupConfig
-        from pipeline.order.indexmap import OrderConfig
+        from pipeline.order.config import OrderConfig
         from pipeline.tokenize.stage import TokenizeConfig
 
         self.config = config
@@ -259,7 +259,7 @@ class BuildPlan:
         ]
 
     def _planned_order(self, variant: str) -> list[str]:
-        from pipeline.order.indexmap import index_map_paths
+        from pipeline.order.mapfiles import index_map_paths
         from pipeline.order.provenance import table_paths
 
         data = self.data_prefix(variant)
@@ -272,16 +272,21 @@ class BuildPlan:
         return names
 
     def _owns_order(self, variant: str) -> list[str]:
+        from pipeline.order.mapfiles import owned_globs
+
         d = f"{variant}/pile*_text_document"
-        maps = [
-            f"{d}_train_*_indexmap_*{e}" for e in ("_idx.npy", "_doc_epoch.npy", ".manifest.json")
-        ]
+        maps = owned_globs(d)
         tables = [f"{d}.provenance{e}" for e in ("_doc_id.npy", "_set.npy", ".json")]
         return maps + tables
 
     def _planned_preshuffle(self, variant: str) -> list[str]:
-        from pipeline.order.inspect import PRESHUFFLED_MANIFEST, PRESHUFFLED_NAME
-        from pipeline.order.preshuffle import PYTHIA_SHARD_SIZE, preshuffled_bytes, shard_names
+        from pipeline.order.preshuffle import PYTHIA_SHARD_SIZE
+        from pipeline.order.shuffled import (
+            PRESHUFFLED_MANIFEST,
+            PRESHUFFLED_NAME,
+            preshuffled_bytes,
+            shard_names,
+        )
 
         d = f"{variant}/preshuffled"
         size = self.shard_size if self.shard_size is not None else PYTHIA_SHARD_SIZE
@@ -302,7 +307,7 @@ class BuildPlan:
         ]
 
     def _owns_preshuffle(self, variant: str) -> list[str]:
-        from pipeline.order.inspect import PRESHUFFLED_MANIFEST, PRESHUFFLED_NAME
+        from pipeline.order.shuffled import PRESHUFFLED_MANIFEST, PRESHUFFLED_NAME
 
         d = f"{variant}/preshuffled"
         five = "[0-9]" * 5
@@ -489,7 +494,8 @@ class BuildPlan:
             return None
 
     def _run_order(self, variant: str) -> tuple[list[Path], dict[str, Any]]:
-        from pipeline.order.indexmap import index_map_paths, run_order
+        from pipeline.order.mapfiles import index_map_paths
+        from pipeline.order.stage import run_order
 
         cfg = self.order_config_for(variant)
         manifest = run_order(self.data_prefix(variant), cfg)
@@ -500,8 +506,8 @@ class BuildPlan:
         return _manifest_outputs(path), info
 
     def _run_preshuffle(self, variant: str) -> tuple[list[Path], dict[str, Any]]:
-        from pipeline.order.inspect import PRESHUFFLED_MANIFEST
         from pipeline.order.preshuffle import PYTHIA_SHARD_SIZE, run_preshuffle
+        from pipeline.order.shuffled import PRESHUFFLED_MANIFEST
 
         out = self.out / variant / "preshuffled"
         shard_size = self.shard_size if self.shard_size is not None else PYTHIA_SHARD_SIZE
@@ -526,7 +532,7 @@ class BuildPlan:
         `epochs`. Keys: train_iters, train_samples, preshuffle_bytes (shards), idx_bytes, and
         with the counts items, tokens, epochs, index_map_bytes."""
         from pipeline.order.indexmap import index_map_bytes, num_epochs_for
-        from pipeline.order.preshuffle import preshuffled_bytes
+        from pipeline.order.shuffled import preshuffled_bytes
 
         counts = self.dataset_counts(variant)
         est: dict[str, Any] = {}
@@ -572,7 +578,7 @@ class BuildPlan:
         (460 GB of .jsonl.zst, ~300B tokens), uncompressed JSON about 0.5; the estimate uses 1.4
         and 0.6 to stay on the safe side."""
         from pipeline.order.indexmap import index_map_bytes, num_epochs_for
-        from pipeline.order.preshuffle import preshuffled_bytes
+        from pipeline.order.shuffled import preshuffled_bytes
 
         guessed = int(
             sum(n * (TOKEN_BYTES_PER_INPUT_BYTE.get(k, 1.4)) for k, n in self.input_bytes()) / 2

@@ -2,7 +2,8 @@
 
 Cheap checks (every read): each file a command reads is compared by size with the manifest entry
 that lists it (`*.manifest.json` in its directory or the one above), and the readers check the
-structure of what they touch (pipeline.order.inspect). A flipped byte inside token data keeps
+structure of what they touch (pipeline.order.document, pipeline.order.shuffled;
+`damaged` is the error they raise). A flipped byte inside token data keeps
 every size and every structure intact: only a hash finds it. `ReadCheck(verify_hashes=True)`
 hashes each file the first time a read touches it (only the files actually read: for pre-shuffled
 data the `.idx` and the shards holding the requested steps, not all of them) and compares the
@@ -23,6 +24,14 @@ from pipeline.manifest import check_self_hash, read_manifest
 log = logging.getLogger(__name__)
 
 SEARCH_UP = 1  # manifests are looked for in a file's directory and this many levels above
+
+
+def damaged(path: str | os.PathLike, what: str) -> IntegrityError:
+    """The error for a file whose content is inconsistent: names it, what is wrong and the fix."""
+    return IntegrityError(
+        f"{path} is damaged: {what}. Check it with `pile verify` and rebuild it (`pile build` "
+        "redoes the stage that writes it)."
+    )
 
 
 class ReadCheck:

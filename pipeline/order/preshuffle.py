@@ -1,20 +1,11 @@
-"""Pre-shuffled training data: `document.idx` + `document-000NN-of-000MM.bin`, Pythia's layout.
+"""The `pile preshuffle` stage: write a dataset's training order as the pre-shuffled layout.
 
-Item g of the output is training sample g (seq_length + 1 tokens, the dataset's dtype: uint16 for
-GPT-NeoX-20B), for g < train_iters x global_batch, so step N is the contiguous byte range
-[N*global_batch*(seq_length+1)*itemsize, (N+1)*global_batch*(seq_length+1)*itemsize).
-
-`document.idx` is MMIDIDX v1 (pipeline.shards.mmidx) with sizes all seq_length + 1, pointers
-g*(seq_length+1)*itemsize and, by default (doc_idx="pythia"), a doc_idx of one entry [0], like
-EleutherAI's published `document.idx` (1,757,184,042 bytes for Pythia = 34 + 12 x 146,432,000 +
-8 x 1: the builder never called end_document). Megatron-LM's `IndexedDataset` asserts
-`document_indices[-1] == sequence_count` unless `fast_cache_load=True`; doc_idx="full" writes
-0..N (one document per sample, N + 1 entries, 8 x N more bytes), which every reader accepts.
-The `.bin` is cut into byte shards of `shard_size` bytes (Pythia: 30e9) named
-as Pythia's `utils/shard_memmap.py` does: `document-{i:05d}-of-{last:05d}.bin` with
-last = total_bytes // shard_size, i = 0..last (so Pythia's 21 shards are `-of-00020`). With
-shard_size=None a single `document.bin` is written. A manifest `document.manifest.json` (kind
-"preshuffled") is written last; it records the source dataset and index maps for provenance.
+`run_preshuffle(prefix, config, out_dir, shard_size=30e9)` reads the samples of steps
+0..train_iters-1 in training order (pipeline.order.document, its index maps must exist) and writes
+them as `document.idx` + `document-000NN-of-000MM.bin` (or one `document.bin`), then the manifest
+`document.manifest.json` (kind "preshuffled"), which records the source dataset and index maps for
+provenance. The layout (names, index bytes, reader, check) is pipeline.order.shuffled;
+`preshuffle_command` is the command line that rewrites a directory, quoted in errors.
 """
 
 from __future__ import annotations
@@ -24,7 +15,6 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,70 +25,25 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.io import fsync_dir, human_bytes, open_new, tmp_path
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import write_manifest
-from pipeline.order.indexmap import OrderConfig, order_fingerprint
-from pipeline.order.inspect import (
-    DOC_IDX_FORMS,
+from pipeline.order.config import OrderConfig
+from pipeline.order.document import DocumentData
+from pipeline.order.mapfiles import order_fingerprint, rebuild_command
+from pipeline.order.shuffled import (  # noqa: F401 (shard_names re-exported: the plan lists them)
     PRESHUFFLED_KIND,
     PRESHUFFLED_MANIFEST,
     PRESHUFFLED_NAME,
-    SHARD_RE,
-    DocumentData,
+    check_doc_idx_form,
+    is_bin_name,
+    preshuffled_bytes,
+    preshuffled_index_chunks,
+    shard_names,
 )
-from pipeline.shards.mmidx import HEADER, MAGIC, VERSION, dtype_code
 
 log = logging.getLogger(__name__)
 
 PYTHIA_SHARD_SIZE = 30_000_000_000  # bytes per shard of EleutherAI/pile-*-pythia-preshuffled
+
 BLOCK_SAMPLES = 1024  # samples gathered per write
-IDX_CHUNK = 1 << 22
-
-
-def shard_names(
-    total_bytes: int, shard_size: int | None, name: str = PRESHUFFLED_NAME
-) -> list[str]:
-    """Pythia's shard_memmap naming: shards 0..total // shard_size, `-of-` the last index."""
-    if shard_size is None:
-        return [f"{name}.bin"]
-    last = total_bytes // shard_size
-    return [f"{name}-{i:05d}-of-{last:05d}.bin" for i in range(last + 1)]
-
-
-def _check_doc_idx(doc_idx: str) -> None:
-    if doc_idx not in DOC_IDX_FORMS:
-        raise ConfigError(
-            f"doc_idx {doc_idx!r} not in {', '.join(DOC_IDX_FORMS)}: pythia writes [0] like "
-            "EleutherAI's document.idx, full writes 0..N, which Megatron-LM's IndexedDataset needs"
-        )
-
-
-def preshuffled_bytes(
-    config: OrderConfig, itemsize: int = 2, doc_idx: str = "pythia"
-) -> tuple[int, int]:
-    """(bytes of the shards, bytes of `document.idx`) that run_preshuffle writes for `config`."""
-    _check_doc_idx(doc_idx)
-    n = config.train_samples
-    d = 1 if doc_idx == "pythia" else n + 1
-    return n * (config.seq_length + 1) * itemsize, HEADER.size + 12 * n + 8 * d
-
-
-def preshuffled_index_chunks(
-    n_samples: int, sample_tokens: int, dtype, chunk: int = IDX_CHUNK, doc_idx: str = "pythia"
-) -> Iterator[bytes]:
-    """The bytes of `document.idx`, streamed: header, sizes, pointers, then doc_idx: [0]
-    ("pythia") or 0..n_samples ("full")."""
-    _check_doc_idx(doc_idx)
-    dt = np.dtype(dtype)
-    d = 1 if doc_idx == "pythia" else n_samples + 1
-    yield HEADER.pack(MAGIC, VERSION, dtype_code(dt), n_samples, d)
-    for a in range(0, n_samples, chunk):
-        yield np.full(min(chunk, n_samples - a), sample_tokens, dtype="<i4").tobytes()
-    step = sample_tokens * dt.itemsize
-    for a in range(0, n_samples, chunk):
-        p = np.arange(a, min(a + chunk, n_samples), dtype="<i8")
-        p *= step
-        yield p.tobytes()
-    for a in range(0, d, chunk):
-        yield np.arange(a, min(a + chunk, d), dtype="<i8").tobytes()
 
 
 class _ShardWriter:
@@ -178,7 +123,7 @@ def run_preshuffle(
     (0..N, read by all of them); the manifest records "full" (absent means "pythia").
     Returns the manifest dict. Memory is O(block x seq_length); the index maps are memory-mapped.
     """
-    _check_doc_idx(doc_idx)
+    check_doc_idx_form(doc_idx)
     if shard_size is not None and (isinstance(shard_size, bool) or int(shard_size) < 1):
         raise ConfigError(f"shard_size {shard_size!r} must be a positive number of bytes (or None)")
     if block < 1:
@@ -211,10 +156,7 @@ def run_preshuffle(
         stale.unlink(missing_ok=True)
     # stale outputs of an earlier run with another shard count would confuse readers
     for q in out.glob(PRESHUFFLED_NAME + "*.bin"):
-        m = SHARD_RE.match(q.name)
-        if (
-            q.name == PRESHUFFLED_NAME + ".bin" or (m and m.group("base") == PRESHUFFLED_NAME)
-        ) and (q.name not in names):
+        if is_bin_name(q.name) and q.name not in names:
             q.unlink()
     t0 = time.perf_counter()
     writer = _ShardWriter(out, names, shard_size)
@@ -278,3 +220,18 @@ def run_preshuffle(
             "source": {"prefix": src_rel, "maps_dir": maps_rel, "order_fingerprint": order_fp},
         },
     )
+
+
+def preshuffle_command(prefix: Path, maps_dir: Path, out_dir: Path, cfg: dict) -> str:
+    """The `pile preshuffle` command that rewrites `out_dir` with the settings `cfg` records."""
+    args = [rebuild_command(prefix, prefix.parent, cfg).replace("pile order", "pile preshuffle", 1)]
+    if maps_dir.resolve() != prefix.parent.resolve():
+        args.append(f"--maps-dir {maps_dir}")
+    shard_size = cfg.get("shard_size", PYTHIA_SHARD_SIZE)
+    if shard_size is None:
+        args.append("--no-shard")
+    elif shard_size != PYTHIA_SHARD_SIZE:
+        args.append(f"--shard-size {shard_size}")
+    if cfg.get("doc_idx", "pythia") != "pythia":
+        args.append(f"--doc-idx {cfg['doc_idx']}")
+    return " ".join(args + [f"--out-dir {out_dir}"])

@@ -14,6 +14,9 @@ with `{base}` = `{dir}/{basename(prefix)}`. `file` and `line` are derived from d
 (`file_index << LINE_BITS | (line - 1)`, pipeline.docid), which the build verifies on every
 row; a sidecar that does not follow that identity gets no table (inspect then reads the parquet).
 Lookups are memory-mapped: O(batch) per step. 9 bytes per item (1.9 GB for 211M items).
+
+`Sidecar` reads the `.docs.parquet` itself (the rows asked for, one row group at a time; or the
+pile_set_name column whole) when no table is usable.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline import docid
-from pipeline.errors import IntegrityError
+from pipeline.errors import InputError, IntegrityError
 from pipeline.io import atomic_write_text, open_new, sha256_file, tmp_path
 
 log = logging.getLogger(__name__)
@@ -187,4 +191,80 @@ class ProvenanceTable:
                     "tokens": int(n),
                 }
             )
+        return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the sidecar itself, when there is no table
+
+SIDECAR_COLUMNS = ("doc_id", "file", "line", "pile_set_name", "tokens")
+
+
+class Sidecar:
+    """`{prefix}.docs.parquet` (row i = item i), read one row group at a time (LRU of 4)."""
+
+    def __init__(self, path: Path, n_items: int) -> None:
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        try:
+            self._pf = pq.ParquetFile(self.path)
+        except FileNotFoundError:
+            raise InputError(
+                f"{self.path}: provenance sidecar not found; it is written by `pile tokenize` next "
+                "to the .bin/.idx. Run inspect without --provenance, or re-tokenize."
+            ) from None
+        except Exception as e:  # pyarrow raises ArrowInvalid & co.
+            raise IntegrityError(f"{self.path}: not a readable parquet file ({e}).") from e
+        md = self._pf.metadata
+        if md.num_rows != n_items:
+            raise IntegrityError(
+                f"{self.path}: {md.num_rows} rows but the dataset has {n_items} items; the sidecar "
+                "belongs to another dataset. Re-tokenize."
+            )
+        names = set(self._pf.schema_arrow.names)
+        missing = [c for c in SIDECAR_COLUMNS if c not in names]
+        if missing:
+            raise IntegrityError(f"{self.path}: columns {missing} missing (has {sorted(names)}).")
+        rows = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+        self._starts = np.concatenate([[0], np.cumsum(rows, dtype=np.int64)])
+        self._cache: OrderedDict[int, Any] = OrderedDict()
+
+    def _group(self, rg: int):
+        if rg in self._cache:
+            self._cache.move_to_end(rg)
+            return self._cache[rg]
+        t = self._pf.read_row_group(rg, columns=list(SIDECAR_COLUMNS))
+        self._cache[rg] = t
+        if len(self._cache) > 4:
+            self._cache.popitem(last=False)
+        return t
+
+    def set_codes(self) -> tuple[np.ndarray, list[str]]:
+        """(pile_set_name code per item as uint16, the names in code order): one column scan,
+        a row group at a time."""
+        codes = np.zeros(int(self._starts[-1]), dtype=np.uint16)
+        sets: dict[str, int] = {}
+        row = 0
+        for rg in range(self._pf.metadata.num_row_groups):
+            col = self._pf.read_row_group(rg, columns=["pile_set_name"]).column(0)
+            col = col.combine_chunks().dictionary_encode()
+            local = np.array([sets.setdefault(x, len(sets)) for x in col.dictionary.to_pylist()])
+            n = len(col)
+            if local.size:
+                codes[row : row + n] = local[col.indices.to_numpy(zero_copy_only=False)]
+            row += n
+        return codes, sorted(sets, key=sets.get)
+
+    def rows(self, items: np.ndarray) -> list[dict[str, Any]]:
+        items = np.asarray(items, dtype=np.int64)
+        rgs = np.searchsorted(self._starts, items, side="right") - 1
+        out: list[dict[str, Any]] = [{} for _ in range(items.size)]
+        for rg in np.unique(rgs):
+            where = np.flatnonzero(rgs == rg)
+            local = items[where] - self._starts[rg]
+            t = self._group(int(rg)).take(local)  # convert only the rows asked for
+            cols = {c: t.column(c).to_pylist() for c in SIDECAR_COLUMNS}
+            for k, j in enumerate(where.tolist()):
+                out[j] = {c: cols[c][k] for c in SIDECAR_COLUMNS}
         return out

@@ -15,24 +15,23 @@ nothing is recorded and the caller falls back to the `pythia` preset.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.manifest import read_manifest
-from pipeline.order.indexmap import DATASET_NAME, MANIFEST_KIND, OrderConfig
-from pipeline.order.inspect import PRESHUFFLED_KIND, _preshuffled_manifest, resolve_form
+from pipeline.order.config import OrderConfig
+from pipeline.order.data import resolve_form
+from pipeline.order.mapfiles import MANIFEST_KIND, ORDER_FIELDS, find_manifests
+from pipeline.order.shuffled import PRESHUFFLED_KIND, read_preshuffled_manifest
 
-FIELDS = ("seq_length", "global_batch", "train_iters", "seed")
 FLAGS = {
     "seq_length": "--seq-length",
     "global_batch": "--global-batch",
     "train_iters": "--train-iters",
     "seed": "--seed",
 }
-TAG_RE = r"\d+ns_\d+sl_\d+s"
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class RecordedConfig:
 
 def config_flags(config: OrderConfig) -> str:
     """`--seq-length 2048 --global-batch 1024 --train-iters 143000 --seed 1234`."""
-    return " ".join(f"{FLAGS[k]} {getattr(config, k)}" for k in FIELDS)
+    return " ".join(f"{FLAGS[k]} {getattr(config, k)}" for k in ORDER_FIELDS)
 
 
 def config_from_manifest(path: Path, doc: dict[str, Any], kind: str) -> OrderConfig:
@@ -54,37 +53,17 @@ def config_from_manifest(path: Path, doc: dict[str, Any], kind: str) -> OrderCon
     if doc.get("kind") != kind:
         raise IntegrityError(f"{path}: kind {doc.get('kind')!r}, expected {kind!r}")
     c = doc.get("config")
-    missing = [k for k in FIELDS if not isinstance(c, dict) or k not in c]
+    missing = [k for k in ORDER_FIELDS if not isinstance(c, dict) or k not in c]
     if missing:
         raise IntegrityError(
             f"{path}: the recorded config lacks {', '.join(missing)}; the manifest is damaged. "
-            f"Pass the order config explicitly ({' '.join(FLAGS[k] + ' N' for k in FIELDS)} or "
+            f"Pass the order config explicitly ({' '.join(FLAGS[k] + ' N' for k in ORDER_FIELDS)} or "
             "--preset NAME), or rebuild the data."
         )
     try:
-        return OrderConfig(**{k: c[k] for k in FIELDS})
+        return OrderConfig(**{k: c[k] for k in ORDER_FIELDS})
     except ConfigError as e:
         raise IntegrityError(f"{path}: invalid recorded order config: {e}") from None
-
-
-def index_map_manifests(
-    prefix: str | os.PathLike, maps_dir: str | os.PathLike | None = None
-) -> list[tuple[str, Path]]:
-    """(tag, path) of every `{name}_train_0_indexmap_{tag}.manifest.json` of dataset `prefix`
-    in `maps_dir` (None: next to the dataset), sorted by tag."""
-    p = Path(prefix)
-    d = Path(maps_dir) if maps_dir is not None else p.parent
-    pat = re.compile(
-        rf"^{re.escape(p.name)}_{DATASET_NAME}_indexmap_(?P<tag>{TAG_RE})\.manifest\.json$"
-    )
-    if not d.is_dir():
-        return []
-    found = []
-    for q in d.iterdir():
-        m = pat.match(q.name)
-        if m and q.is_file():
-            found.append((m.group("tag"), q))
-    return sorted(found)
 
 
 def recorded_index_map_config(
@@ -93,7 +72,7 @@ def recorded_index_map_config(
     """The config of the only index-map manifest of `prefix`; None if there is none.
 
     Raises ConfigError when there are several (it names each tag and its flags)."""
-    found = index_map_manifests(prefix, maps_dir)
+    found = find_manifests(prefix, maps_dir)
     if not found:
         return None
     recs = []
@@ -112,7 +91,7 @@ def recorded_index_map_config(
 
 def recorded_preshuffled_config(prefix: str | os.PathLike) -> RecordedConfig | None:
     """The config in `document.manifest.json` of a pre-shuffled dataset; None without one."""
-    doc = _preshuffled_manifest(str(prefix))
+    doc = read_preshuffled_manifest(prefix)
     if doc is None:
         return None
     p = Path(str(prefix))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.cli.main import main
-from pipeline.order.indexmap import index_map_paths
+from pipeline.order.mapfiles import index_map_paths
 
 
 def _run(capsys, *argv):

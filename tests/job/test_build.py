@@ -354,21 +354,21 @@ def test_killed_order_then_other_config_leaves_nothing_behind(reference, tmp_pat
 
 def test_crash_mid_order_then_other_config_verifies(reference, tmp_path, monkeypatch):
     # the QA case: doc_idx of one config on disk, no manifest, then reruns with another config
-    from pipeline.order import indexmap
+    from pipeline.order import mapfiles
 
     corpus, ref_out, _ = reference
     out = _copy_build(ref_out, tmp_path / "mid")
-    real_save = indexmap._save_npy
+    real_save = mapfiles.save_npy
 
     def crash(path, arr):
         if "deduped" in path.name and path.name.endswith("_sample_idx.npy"):
             raise RuntimeError("simulated crash")
         real_save(path, arr)
 
-    monkeypatch.setattr(indexmap, "_save_npy", crash)
+    monkeypatch.setattr(mapfiles, "save_npy", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         main(build_args(corpus, out, "--seed", "7"))
-    monkeypatch.setattr(indexmap, "_save_npy", real_save)
+    monkeypatch.setattr(mapfiles, "save_npy", real_save)
     half = _seed_files(out / "deduped", 7)
     assert any(n.endswith("_doc_idx.npy") for n in half)
     assert not any(n.endswith(".manifest.json") for n in half)
@@ -532,7 +532,7 @@ def test_order_refused_for_disk_space_then_resumes(reference, tmp_path, monkeypa
     out = _copy_build(ref_out, tmp_path / "nospace")
     usage = namedtuple("usage", "total used free")
     real = shutil.disk_usage
-    monkeypatch.setattr("pipeline.order.indexmap.shutil.disk_usage", lambda p: usage(10, 10, 0))
+    monkeypatch.setattr("pipeline.order.stage.shutil.disk_usage", lambda p: usage(10, 10, 0))
     capsys.readouterr()
     assert main(build_args(corpus, out, "--seed", "7")) == 2
     err = capsys.readouterr().err
@@ -541,7 +541,7 @@ def test_order_refused_for_disk_space_then_resumes(reference, tmp_path, monkeypa
     state = {p.stem: json.loads(p.read_text())["status"] for p in (out / "_state").glob("*.json")}
     assert state["order-standard"] == "running"
     assert state["tokenize-standard"] == state["dedup"] == "complete"
-    monkeypatch.setattr("pipeline.order.indexmap.shutil.disk_usage", real)
+    monkeypatch.setattr("pipeline.order.stage.shutil.disk_usage", real)
     assert main(build_args(corpus, out, "--seed", "7")) == 0
     assert _seed_files(out, 1234) == []
     assert main(["verify", str(out)]) == 0

@@ -12,10 +12,12 @@ import pytest
 from pipeline.cli.main import main
 from pipeline.errors import ConfigError
 from pipeline.manifest import write_manifest
-from pipeline.order.indexmap import OrderConfig, index_map_paths, run_order
-from pipeline.order.inspect import DocumentData
+from pipeline.order.config import OrderConfig
+from pipeline.order.document import DocumentData
+from pipeline.order.mapfiles import find_manifests, index_map_paths
 from pipeline.order.preshuffle import preshuffled_index_chunks
-from pipeline.order.recorded import index_map_manifests, recorded_config
+from pipeline.order.recorded import recorded_config
+from pipeline.order.stage import run_order
 from pipeline.shards.mmidx import MMIDXDataset
 from tests.order.helpers import run_cli
 
@@ -76,8 +78,8 @@ def test_other_datasets_maps_in_the_same_directory_are_ignored(ds, make_dataset,
     other, _ = make_dataset([30] * 50, name="d_text_document2")
     run_order(ds, CFG)
     run_order(other, CFG_B)
-    assert [t for t, _ in index_map_manifests(ds)] == [CFG.map_tag]
-    assert [t for t, _ in index_map_manifests(other)] == [CFG_B.map_tag]
+    assert [t for t, _ in find_manifests(ds)] == [CFG.map_tag]
+    assert [t for t, _ in find_manifests(other)] == [CFG_B.map_tag]
     assert recorded_config(ds).config == CFG and recorded_config(other).config == CFG_B
     rc, out, _ = run_cli(capsys, "-v", "inspect", other, "--step", "2", "--format", "json")
     assert rc == 0 and np.array_equal(step_tokens(out), DocumentData(other, CFG_B).step(2))

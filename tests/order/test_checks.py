@@ -1,13 +1,15 @@
-"""`pipeline.order.checks.CHECKS`: what `pile verify` runs on index maps."""
+"""`pipeline.order.checks.CHECKS` (pipeline.order.mapfiles): what `pile verify` runs on index maps."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.order import checks
-from pipeline.order.checks import CHECKS, check_against_sizes
-from pipeline.order.indexmap import OrderConfig, build_index_maps
+from pipeline.order import mapfiles
+from pipeline.order.checks import CHECKS
+from pipeline.order.config import OrderConfig
+from pipeline.order.indexmap import build_index_maps
+from pipeline.order.mapfiles import check_against_sizes
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ def test_roles_and_good_maps_pass(good):
 
 def test_small_chunks_behave_like_one_chunk(good, monkeypatch):
     m, sizes, paths = good
-    monkeypatch.setattr(checks, "CHUNK", 7)
+    monkeypatch.setattr(mapfiles, "CHECK_CHUNK", 7)
     for role, p in paths.items():
         assert CHECKS[role](p) == []
     bad = np.asarray(m.shuffle_idx).copy()

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from pipeline.cli.main import main
-from pipeline.order.indexmap import OrderConfig
-from pipeline.order.inspect import DocumentData
+from pipeline.order.config import OrderConfig
+from pipeline.order.document import DocumentData
 from tests.order.helpers import run_cli
 
 FLAGS = ["--preset", "sample", "--seq-length", "16", "--global-batch", "4", "--train-iters", "25"]

@@ -9,9 +9,11 @@ import pytest
 
 from pipeline.errors import IntegrityError
 from pipeline.manifest import write_manifest
-from pipeline.order.indexmap import OrderConfig, index_map_paths, run_order
-from pipeline.order.inspect import DocumentData
+from pipeline.order.config import OrderConfig
+from pipeline.order.document import DocumentData
+from pipeline.order.mapfiles import index_map_paths
 from pipeline.order.preshuffle import run_preshuffle
+from pipeline.order.stage import run_order
 from tests.order.helpers import run_cli
 
 CFG = OrderConfig(seq_length=16, global_batch=4, train_iters=40, seed=3)
@@ -145,7 +147,7 @@ def test_size_against_the_manifest_names_the_file(built, capsys):
 
 
 def test_verify_hashes_reads_and_hashes_only_the_shards_of_the_step(built):
-    from pipeline.order.inspect import open_data
+    from pipeline.order.data import open_data
 
     _, pre = built
     data = open_data(pre, CFG, verify_hashes=True)
@@ -214,7 +216,7 @@ def test_preshuffled_index_from_another_run_than_its_manifest(built, capsys):
 
 
 def test_verify_hashes_covers_provenance_only_when_it_is_read(built, capsys, tmp_path):
-    from pipeline.order.inspect import open_data
+    from pipeline.order.data import open_data
     from pipeline.order.provenance import table_paths
 
     prefix, _ = built

@@ -10,21 +10,13 @@ import pytest
 
 from pipeline.cli.main import main
 from pipeline.errors import ConfigError, InputError, IntegrityError
-from pipeline.order.indexmap import (
-    OrderConfig,
-    index_map_paths,
-    load_order,
-    order_command,
-    run_order,
-)
-from pipeline.order.inspect import (
-    DocumentData,
-    open_data,
-    resolve_data,
-    save_steps_npy,
-    step_report,
-)
+from pipeline.order.config import OrderConfig
+from pipeline.order.data import open_data, resolve_data
+from pipeline.order.document import DocumentData
+from pipeline.order.inspect import save_steps_npy, step_report
+from pipeline.order.mapfiles import index_map_paths, load_order
 from pipeline.order.preshuffle import run_preshuffle
+from pipeline.order.stage import order_command, run_order
 from tests.order.helpers import run_cli
 
 CFG = OrderConfig(seq_length=16, global_batch=4, train_iters=25, seed=1234)

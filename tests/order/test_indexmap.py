@@ -11,9 +11,8 @@ import pytest
 
 from pipeline.errors import ConfigError, InputError
 from pipeline.order import reference as ref
-from pipeline.order.checks import check_against_sizes
+from pipeline.order.config import OrderConfig
 from pipeline.order.indexmap import (
-    OrderConfig,
     build_doc_epoch,
     build_index_maps,
     build_sample_idx,
@@ -21,6 +20,7 @@ from pipeline.order.indexmap import (
     num_samples_for,
     sample_idx_dtype,
 )
+from pipeline.order.mapfiles import check_against_sizes
 
 
 def npy_sha(a: np.ndarray) -> str:
@@ -215,7 +215,8 @@ def test_scaled_synthetic_build_two_epochs_tiles_the_stream():
 
 def test_streamed_npy_has_np_save_bytes(tmp_path):
     """run_order streams doc_epoch and sample_idx block by block: same bytes as np.save."""
-    from pipeline.order.indexmap import NpyBlocks, _save_npy, iter_doc_epoch, iter_sample_idx
+    from pipeline.order.indexmap import iter_doc_epoch, iter_sample_idx
+    from pipeline.order.mapfiles import NpyBlocks, save_npy
 
     rs = np.random.RandomState(4)
     sizes = rs.randint(0, 40, 300).astype(np.int32)
@@ -224,10 +225,10 @@ def test_streamed_npy_has_np_save_bytes(tmp_path):
     tpe = int(sizes.sum())
     want = ref.build_sample_idx_ref(sizes, doc_idx, 7, 3, tpe)
     blocks = iter_sample_idx(sizes, doc_idx, 7, 3, tpe, chunk=50)
-    _save_npy(tmp_path / "s.npy", NpyBlocks(want.dtype, want.shape, blocks))
+    save_npy(tmp_path / "s.npy", NpyBlocks(want.dtype, want.shape, blocks))
     assert (tmp_path / "s.npy").read_bytes() == _npy_bytes(want)
     epoch = build_doc_epoch(doc_idx, 300, chunk=1 << 20)
-    _save_npy(
+    save_npy(
         tmp_path / "e.npy", NpyBlocks(epoch.dtype, epoch.shape, iter_doc_epoch(doc_idx, 300, 64))
     )
     assert (tmp_path / "e.npy").read_bytes() == _npy_bytes(epoch)

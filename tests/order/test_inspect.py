@@ -11,19 +11,21 @@ import pytest
 
 from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.order import reference as ref
-from pipeline.order.indexmap import OrderConfig, index_map_paths, run_order
-from pipeline.order.inspect import (
+from pipeline.order.config import OrderConfig
+from pipeline.order.data import open_data, resolve_data
+from pipeline.order.document import DocumentData
+from pipeline.order.inspect import save_steps_npy, step_report
+from pipeline.order.mapfiles import index_map_paths
+from pipeline.order.preshuffle import run_preshuffle
+from pipeline.order.provenance import ProvenanceTable, table_paths
+from pipeline.order.shuffled import (
     PRESHUFFLED_MANIFEST,
-    DocumentData,
     PreshuffledData,
     find_bin_files,
-    open_data,
-    resolve_data,
-    save_steps_npy,
-    step_report,
+    preshuffled_index_chunks,
+    shard_names,
 )
-from pipeline.order.preshuffle import preshuffled_index_chunks, run_preshuffle, shard_names
-from pipeline.order.provenance import ProvenanceTable, table_paths
+from pipeline.order.stage import run_order
 from pipeline.shards.mmidx import MMIDXDataset, encode_index
 
 CFG = OrderConfig(seq_length=16, global_batch=4, train_iters=40, seed=3)
@@ -322,11 +324,11 @@ def test_truncated_document_bin_is_reported(built):
 
 
 def test_reads_without_rwf_nowait_give_the_same_tokens(built, monkeypatch):
-    from pipeline.order import inspect as insp
+    from pipeline.order import prefetch
 
     prefix, _, _ = built
     want = [DocumentData(prefix, CFG).step(n) for n in range(0, CFG.train_iters, 7)]
-    monkeypatch.setattr(insp, "NOWAIT", 0)  # platforms without RWF_NOWAIT: fadvise + pread
+    monkeypatch.setattr(prefetch, "NOWAIT", 0)  # platforms without RWF_NOWAIT: fadvise + pread
     data = DocumentData(prefix, CFG)
     assert all(np.array_equal(data.step(n), w) for n, w in zip(range(0, CFG.train_iters, 7), want))
 
@@ -389,8 +391,8 @@ def test_full_doc_idx_form_is_read_like_the_pythia_form(built, tmp_path, capsys)
     shards and every step are the same as with Pythia's [0]."""
     from pipeline.cli.main import main
     from pipeline.manifest import read_manifest
-    from pipeline.order.checks import _preshuffle_command
-    from pipeline.order.preshuffle import preshuffled_bytes
+    from pipeline.order.preshuffle import preshuffle_command
+    from pipeline.order.shuffled import preshuffled_bytes
     from pipeline.shards.mmidx import MMIDXIndex
 
     prefix, _, _ = built
@@ -412,7 +414,7 @@ def test_full_doc_idx_form_is_read_like_the_pythia_form(built, tmp_path, capsys)
     assert mb["config"]["doc_idx"] == "full" and "doc_idx" not in ma["config"]
     assert read_manifest(b / "document.manifest.json")["config"]["doc_idx"] == "full"
     assert ma["config_fingerprint"] != mb["config_fingerprint"]
-    cmd = _preshuffle_command(prefix, prefix.parent, b, mb["config"])
+    cmd = preshuffle_command(prefix, prefix.parent, b, mb["config"])
     assert cmd.endswith(f"--doc-idx full --out-dir {b}") and "--shard-size 1000" in cmd
     pa, pb = open_data(a, CFG), open_data(b, CFG)
     assert (pa.doc_idx_form, pb.doc_idx_form) == ("pythia", "full")

@@ -13,7 +13,9 @@ from pipeline.io import sha256_file
 from pipeline.manifest import read_manifest
 from pipeline.order import reference as ref
 from pipeline.order.checks import CHECKS
-from pipeline.order.indexmap import OrderConfig, index_map_paths, load_order, run_order
+from pipeline.order.config import OrderConfig
+from pipeline.order.mapfiles import index_map_paths, load_order
+from pipeline.order.stage import run_order
 
 CFG = OrderConfig(seq_length=16, global_batch=4, train_iters=30, seed=42)
 
@@ -155,14 +157,14 @@ def test_index_map_bytes_is_what_run_order_writes(make_dataset):
 def test_order_refuses_up_front_when_the_maps_cannot_fit(make_dataset, monkeypatch):
     import shutil
 
-    from pipeline.order import indexmap
+    from pipeline.order import stage
 
     prefix, _ = make_dataset([5, 1, 3, 8, 2, 9, 4])
     first = run_order(prefix, CFG)
     paths = index_map_paths(prefix, CFG)
     before = {p.name: p.read_bytes() for p in prefix.parent.iterdir() if p.is_file()}
     real = shutil.disk_usage
-    monkeypatch.setattr(indexmap.shutil, "disk_usage", lambda p: real(p)._replace(free=100))
+    monkeypatch.setattr(stage.shutil, "disk_usage", lambda p: real(p)._replace(free=100))
     with pytest.raises(ConfigError, match=r"need .* only 100 B is free.*--preset sample"):
         run_order(prefix, CFG)
     # nothing was touched: the earlier maps and their manifest are still complete

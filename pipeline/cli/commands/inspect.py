@@ -16,13 +16,8 @@ from pipeline.cli.common import (
     order_config_and_origin,
 )
 from pipeline.errors import ConfigError, InputError
-from pipeline.order.inspect import (
-    format_summary,
-    format_text,
-    open_data,
-    save_steps_npy,
-    step_report,
-)
+from pipeline.order.data import open_data
+from pipeline.order.inspect import format_summary, format_text, save_steps_npy, step_report
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ import json
 import sys
 
 from pipeline.cli.common import add_order_arguments, order_config_from_args
-from pipeline.order.indexmap import index_map_paths, run_order
+from pipeline.order.mapfiles import index_map_paths
+from pipeline.order.stage import run_order
 
 NAME = "order"
 HELP = "build the gpt-neox v1.0 training-order index maps (.npy) of a token dataset"

@@ -10,8 +10,8 @@ from pipeline.cli.common import (
     resolve_order_config,
 )
 from pipeline.order.config import PreshuffleOptions
-from pipeline.order.inspect import DOC_IDX_FORMS
 from pipeline.order.preshuffle import PYTHIA_SHARD_SIZE, run_preshuffle
+from pipeline.order.shuffled import DOC_IDX_FORMS
 
 NAME = "preshuffle"
 HELP = "write the pre-shuffled document.idx + document-000NN-of-000MM.bin of a token dataset"
