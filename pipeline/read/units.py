@@ -1,0 +1,720 @@
+"""Work units smaller than a file: line ranges that are read without decompressing what precedes.
+
+A unit is a run of whole lines of one input file, entered at a point where reading can start cold:
+a byte offset of a plain `.jsonl` file, or the start of a zstd frame (frames decompress
+independently). Document ids stay `docid.make(file_index, line)` of the original file, so ids,
+dedup sets, provenance and token order do not depend on the unit size: `iter_unit` over the units
+of a plan, in order, yields exactly the documents `iter_file` yields for the file (same ids, text,
+meta, statistics; in skip mode the same quarantined lines, merged back with `merge_quarantine`).
+
+How a file is split (`plan_units`), by kind:
+  * `.jsonl`: one sequential newline count (no parsing) finds the line starts after every
+    `unit_bytes` of text; a unit is a byte range.
+  * multi-frame `.jsonl.zst` (pzstd, `zstd --adapt`, our own re-chunked files): the frame headers
+    are walked without decompressing (each block header gives the next one's offset), then every
+    frame is decompressed once, in parallel (one task per frame on the executor), to count its
+    lines; units are frame ranges. A frame that starts inside a line is entered past its first
+    newline (that line belongs to the unit before).
+  * single-frame `.jsonl.zst` (lm_dataformat writes one frame per file: the Pile's 30 train files
+    are single frames) and `.jsonl.gz`: nothing can be entered in the middle without the decoder
+    state, which libzstd does not expose. With `cache_dir`, a file of more than `unit_bytes // 4`
+    compressed bytes is re-chunked once: one sequential decompression, recompressed into frames of
+    ~`frame_bytes` of text cut at line ends (content checksum on, so a damaged cache is detected)
+    with a line index (first line, compressed offset per frame) in `<key>.index.json` next to it;
+    its units are frame ranges of the cache. Without `cache_dir` such a file is one unit.
+  * a file found damaged while planning (corrupt or truncated stream), parquet and `datasets`
+    inputs: one unit, read by `iter_file` itself, so every error and count is the whole-file
+    reader's by construction.
+
+Measured (tools/bench_units.py and the commands in the report; 2 shared cores under load from other
+sessions, so ratios matter more than seconds), a 289 MB jsonl text of novels (199 lines of ~1.4 MB):
+  one single-frame decompression + newline count:                      0.33 s  (~870 MB/s of text)
+  re-chunk into 16 MiB frames, level 3 (decompress + compress + write): 4.9 s  (~59 MB/s), size
+      +0.6% against the single frame (104.5 -> 105.2 MB); level 1: 2.2 s (~130 MB/s), +18%
+  index a 18-frame file in place (header walk + per-frame line count): 0.004 s walk + 0.33 s count
+  reading 8 line ranges today (each decompresses its prefix): 4.5 decompressions of the file
+So, per single-frame file, re-chunking costs ~15x one decompression once (level 1: ~7x), and pays
+for itself after a few builds or as soon as a stage cuts a file into ~30+ ranges; every later
+plan reuses the cache (any unit size: units are frame ranges). Multi-frame files are indexed in
+place (the count pass is one parallel decompression). Re-chunking is opt-in (`cache_dir`), because
+it needs the file's compressed size again in disk space.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from pipeline import docid
+from pipeline.errors import ConfigError, InputError
+from pipeline.io import atomic_open, atomic_write_text, fsync_dir
+from pipeline.read.config import ReadConfig
+from pipeline.read.document import Document, InputFile
+from pipeline.read.inputs import resolve_inputs
+from pipeline.read.lines import (
+    _DICT_ID_BYTES,
+    _FCS_BYTES,
+    _SKIPPABLE_MAGIC,
+    _SKIPPABLE_MASK,
+    _ZSTD_MAGIC,
+    BUFFER_SIZE,
+    StreamError,
+    _PlainSource,
+    _ZstdSource,
+    byte_chunks,
+    iter_lines,
+)
+from pipeline.read.stats import ReadStats
+
+log = logging.getLogger(__name__)
+
+PLAN_VERSION = 1
+DEFAULT_UNIT_BYTES = 1 << 30  # ~1 GiB of text per unit
+DEFAULT_FRAME_BYTES = 16 << 20  # text per frame of a re-chunked file
+RECHUNK_LEVEL = 3  # lm_dataformat's level: +0.6% size vs one frame (level 1: +18%)
+# a compressed file is re-chunked when it likely holds more than one unit of text (text
+# compresses ~3-4x at level 3)
+RECHUNK_RATIO = 4
+SPLITTABLE = ("jsonl", "jsonl.zst", "jsonl.gz")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Lines first_line .. first_line + lines - 1 of `file`.
+
+    mode: "file" (the whole file, read by `iter_file`), "bytes" (a plain jsonl file entered at
+    byte `start`) or "frames" (a zstd file, the input or its re-chunked cache `read_path`, entered
+    at the frame starting at compressed byte `start`). `offset` is the decompressed byte offset
+    at `start`; `skip` bytes of a line begun in the frame before are dropped first. `part` of
+    `parts` is the unit's position among its file's units; the last one reads to the file's end.
+    """
+
+    file: InputFile
+    part: int
+    parts: int
+    mode: str
+    first_line: int
+    lines: int | None  # None: to the end of the file (mode "file")
+    read_path: str
+    read_size: int
+    start: int = 0
+    offset: int = 0
+    skip: int = 0
+    text_bytes: int = 0
+
+    @property
+    def last(self) -> bool:
+        return self.part == self.parts - 1
+
+    def id_range(self) -> tuple[int, int]:
+        """Half-open doc-id range [lo, hi) of the unit's lines."""
+        stop = None if self.lines is None or self.last else self.first_line + self.lines
+        return docid.file_bounds(self.file.index, self.first_line, stop)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file_index": self.file.index,
+            "part": self.part,
+            "parts": self.parts,
+            "mode": self.mode,
+            "first_line": self.first_line,
+            "lines": self.lines,
+            "start": self.start,
+            "offset": self.offset,
+            "skip": self.skip,
+            "text_bytes": self.text_bytes,
+            "read_path": self.read_path,
+            "read_size": self.read_size,
+        }
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    """The units of every input, in file order then line order."""
+
+    unit_bytes: int
+    frame_bytes: int
+    files: tuple[InputFile, ...]
+    units: tuple[Unit, ...]
+
+    def units_of(self, file_index: int) -> list[Unit]:
+        return [u for u in self.units if u.file.index == file_index]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": PLAN_VERSION,
+            "unit_bytes": self.unit_bytes,
+            "frame_bytes": self.frame_bytes,
+            "files": [dataclasses.asdict(f) for f in self.files],
+            "units": [u.to_dict() for u in self.units],
+            "fingerprint": self.fingerprint,
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of what decides the units (labels, line ranges, entry points), not of where
+        the files or the cache are: the same inputs and unit size give the same fingerprint."""
+        body = {
+            "version": PLAN_VERSION,
+            "unit_bytes": self.unit_bytes,
+            "frame_bytes": self.frame_bytes,
+            "files": [[f.index, f.label, f.kind] for f in self.files],
+            "units": [
+                {k: v for k, v in u.to_dict().items() if k != "read_path"} for u in self.units
+            ],
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> UnitPlan:
+        if d.get("version") != PLAN_VERSION:
+            raise ConfigError(
+                f"unit plan version {d.get('version')!r} is not {PLAN_VERSION}; plan the units "
+                "again (plan_units)."
+            )
+        files = tuple(InputFile(**f) for f in d["files"])
+        by_index = {f.index: f for f in files}
+        units = []
+        for u in d["units"]:
+            u = dict(u)
+            units.append(Unit(file=by_index[u.pop("file_index")], **u))
+        plan = cls(d["unit_bytes"], d["frame_bytes"], files, tuple(units))
+        if "fingerprint" in d and d["fingerprint"] != plan.fingerprint:
+            raise ConfigError(
+                f"unit plan fingerprint {d['fingerprint'][:16]}... does not match its units "
+                f"({plan.fingerprint[:16]}...): the plan file was edited or damaged; plan again."
+            )
+        return plan
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write_text(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> UnitPlan:
+        try:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise InputError(f"{path}: not a readable unit plan ({e}); plan again.") from e
+        return cls.from_dict(d)
+
+
+# ---------------------------------------------------------------------------------------------
+# zstd frames without decompressing
+
+
+@dataclass(frozen=True)
+class _Frame:
+    start: int  # compressed offset
+    size: int  # compressed bytes (header, blocks, checksum)
+
+
+def zstd_frames(path: str) -> tuple[list[_Frame], bool]:
+    """The frames of a zstd file from their headers alone (each block header gives the size to
+    seek over), and whether the file ends cleanly (False: truncated, or not zstd after a frame)."""
+    frames: list[_Frame] = []
+    with open(path, "rb") as f:
+        end = os.fstat(f.fileno()).st_size
+        pos = 0
+        while pos < end:
+            f.seek(pos)
+            head = f.read(14)
+            if len(head) < 4:
+                return frames, False
+            m = int.from_bytes(head[:4], "little")
+            if m & _SKIPPABLE_MASK == _SKIPPABLE_MAGIC:
+                if len(head) < 8:
+                    return frames, False
+                pos += 8 + int.from_bytes(head[4:8], "little")
+                continue
+            if m != _ZSTD_MAGIC or len(head) < 5:
+                return frames, False
+            fhd = head[4]
+            single = (fhd >> 5) & 1
+            n = (0 if single else 1) + _DICT_ID_BYTES[fhd & 3]
+            n += _FCS_BYTES[fhd >> 6] or (1 if single else 0)
+            p = pos + 5 + n
+            while True:
+                f.seek(p)
+                bh = f.read(3)
+                if len(bh) < 3:
+                    return frames, False
+                h = int.from_bytes(bh, "little")
+                p += 3 + (1 if (h >> 1) & 3 == 1 else h >> 3)
+                if h & 1:
+                    break
+            p += 4 if (fhd >> 2) & 1 else 0
+            if p > end:
+                return frames, False
+            frames.append(_Frame(pos, p - pos))
+            pos = p
+    return frames, True
+
+
+@dataclass(frozen=True)
+class _FrameCount:
+    text: int  # decompressed bytes
+    newlines: int
+    first_nl: int  # offset of the first b"\n" in the frame, -1 if none
+    ends_nl: bool
+    error: str | None = None
+
+
+def _count_frame(task: tuple[str, int, int]) -> _FrameCount:
+    """Decompress one frame (task: path, start, size) and count its lines: one planning task."""
+    path, start, size = task
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(size)
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    text = newlines = 0
+    first_nl = -1
+    last = b""
+    try:
+        for i in range(0, len(data), 1 << 17):
+            piece = dobj.decompress(data[i : i + (1 << 17)])
+            if piece:
+                if first_nl < 0:
+                    j = piece.find(b"\n")
+                    if j >= 0:
+                        first_nl = text + j
+                newlines += piece.count(b"\n")
+                text += len(piece)
+                last = piece[-1:]
+        if not dobj.eof:
+            return _FrameCount(text, newlines, first_nl, last == b"\n", "frame ends early")
+    except zstandard.ZstdError as e:
+        return _FrameCount(text, newlines, first_nl, False, str(e))
+    return _FrameCount(text, newlines, first_nl, last == b"\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# planning
+
+
+def _identity(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def _whole(f: InputFile) -> list[Unit]:
+    size = 0
+    if f.kind in SPLITTABLE:
+        size = os.stat(f.path).st_size
+    return [Unit(f, 0, 1, "file", 1, None, f.path, size, text_bytes=size)]
+
+
+def _group(
+    f: InputFile,
+    mode: str,
+    read_path: str,
+    entries: list[tuple[int, int, int, int, int]],
+    total_lines: int,
+    unit_bytes: int,
+) -> list[Unit]:
+    """Units from entry points (start, offset, skip, first_line, text bytes up to the next entry),
+    cut after at least `unit_bytes` of text, only where a line starts."""
+    size = os.stat(read_path).st_size
+    cuts: list[tuple[int, int, int, int, int]] = []  # (start, offset, skip, first_line, text)
+    acc = 0
+    for start, offset, skip, first_line, text in entries:
+        if not cuts or (
+            acc >= unit_bytes and first_line > cuts[-1][3] and first_line <= total_lines
+        ):
+            if cuts:
+                cuts[-1] = (*cuts[-1][:4], acc)
+            cuts.append((start, offset, skip, first_line, 0))
+            acc = 0
+        acc += text
+    cuts[-1] = (*cuts[-1][:4], acc)
+    if len(cuts) == 1:
+        return _whole(f)  # read by iter_file itself
+    units = []
+    for i, (start, offset, skip, first_line, text) in enumerate(cuts):
+        stop = cuts[i + 1][3] if i + 1 < len(cuts) else total_lines + 1
+        units.append(
+            Unit(f, i, len(cuts), mode, first_line, stop - first_line, read_path, size,
+                 start, offset, skip, text)
+        )  # fmt: skip
+    return units
+
+
+def _plan_plain(f: InputFile, unit_bytes: int) -> list[Unit]:
+    """Units of a plain jsonl file: the first line start at or after every `unit_bytes`, found
+    by one sequential newline count (no parsing)."""
+    starts: list[tuple[int, int]] = []  # (byte offset, line number)
+    pos = newlines = want = 0
+    last = b"\n"
+    with open(f.path, "rb", buffering=0) as fh:
+        while data := fh.read(BUFFER_SIZE):
+            while True:
+                if want <= pos and last == b"\n":
+                    s = 0  # a line starts at this buffer's first byte
+                else:
+                    j = data.find(b"\n", max(want - pos - 1, 0))
+                    if j < 0 or j + 1 == len(data):
+                        break  # the next line starts in a later buffer
+                    s = j + 1
+                starts.append((pos + s, newlines + data.count(b"\n", 0, s) + 1))
+                want = pos + s + unit_bytes
+                if want - pos >= len(data):
+                    break
+            newlines += data.count(b"\n")
+            last = data[-1:]
+            pos += len(data)
+    total = newlines + (1 if pos and last != b"\n" else 0)
+    entries = [
+        (start, start, 0, line, (starts[k + 1][0] if k + 1 < len(starts) else pos) - start)
+        for k, (start, line) in enumerate(starts)
+    ]
+    return _group(f, "bytes", f.path, entries, total, unit_bytes)
+
+
+def _plan_frames(
+    f: InputFile, read_path: str, frames: list[_Frame], counts: list[_FrameCount], unit_bytes: int
+) -> list[Unit]:
+    entries = []
+    offset = 0
+    newlines = 0  # before the frame
+    at_line_start = True
+    for fr, c in zip(frames, counts):
+        if at_line_start:
+            entries.append((fr.start, offset, 0, newlines + 1, c.text))
+        elif c.first_nl >= 0 and c.first_nl + 1 < c.text:
+            # entered past the end of the line begun before (a frame that only ends that line
+            # is no entry: the next line starts in a later frame)
+            entries.append((fr.start, offset, c.first_nl + 1, newlines + 2, c.text))
+        elif entries:
+            entries[-1] = (*entries[-1][:4], entries[-1][4] + c.text)
+        offset += c.text
+        newlines += c.newlines
+        if c.text:
+            at_line_start = c.ends_nl
+    total = newlines + (0 if at_line_start else 1)
+    if not entries:
+        entries = [(0, 0, 0, 1, offset)]
+    return _group(f, "frames", read_path, entries, total, unit_bytes)
+
+
+def _cache_key(f: InputFile, frame_bytes: int) -> str:
+    size, mtime = _identity(f.path)
+    ident = [PLAN_VERSION, os.path.realpath(f.path), size, mtime, frame_bytes, RECHUNK_LEVEL]
+    return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
+
+
+def rechunk(f: InputFile, cache_dir: str | os.PathLike, frame_bytes: int = DEFAULT_FRAME_BYTES):
+    """Re-chunk a compressed jsonl input into `<cache_dir>/<key>.jsonl.zst`: frames of at least
+    `frame_bytes` of text, each ending at a line end, content checksums on; returns (path,
+    frames, counts), reusing a finished cache (its index is written last). None when the input is
+    damaged (it is then read whole, with the whole-file reader's errors)."""
+    cache = Path(cache_dir)
+    key = _cache_key(f, frame_bytes)
+    out = cache / f"{key}.jsonl.zst"
+    index_path = cache / f"{key}.index.json"
+    try:
+        idx = json.loads(index_path.read_text(encoding="utf-8"))
+        if out.stat().st_size == idx["size"]:
+            frames = [_Frame(s, n) for s, n in idx["frames"]]
+            return str(out), frames, [_FrameCount(*c) for c in idx["counts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    cctx = zstandard.ZstdCompressor(level=RECHUNK_LEVEL, write_checksum=True)
+    frames: list[_Frame] = []
+    counts: list[_FrameCount] = []
+    # the frame being written: text bytes, newlines, first newline, compressed start; file
+    # position; the last text byte
+    st = {"text": 0, "nl": 0, "first": -1, "start": 0, "pos": 0, "last": b""}
+
+    def write(w, data: bytes) -> None:
+        w.write(data)
+        st["pos"] += len(data)
+
+    def feed(w, cobj, data: bytes) -> None:
+        if st["first"] < 0:
+            j = data.find(b"\n")
+            if j >= 0:
+                st["first"] = st["text"] + j
+        st["nl"] += data.count(b"\n")
+        st["text"] += len(data)
+        st["last"] = data[-1:]
+        write(w, cobj.compress(data))
+
+    def close_frame(w, cobj) -> None:
+        write(w, cobj.flush())
+        frames.append(_Frame(st["start"], st["pos"] - st["start"]))
+        counts.append(_FrameCount(st["text"], st["nl"], st["first"], st["last"] == b"\n"))
+        st.update(text=0, nl=0, first=-1, start=st["pos"])
+
+    try:
+        with atomic_open(out, "wb") as w:
+            cobj = cctx.compressobj()
+            for chunk in byte_chunks(f.path, f.kind):
+                while chunk:
+                    room = frame_bytes - st["text"]
+                    # cut at the first line end at or after frame_bytes of text
+                    cut = chunk.find(b"\n", max(0, room - 1)) if room <= len(chunk) else -1
+                    if cut < 0:
+                        feed(w, cobj, chunk)
+                        break
+                    feed(w, cobj, chunk[: cut + 1])
+                    close_frame(w, cobj)
+                    cobj = cctx.compressobj()
+                    chunk = chunk[cut + 1 :]
+            if st["text"]:
+                close_frame(w, cobj)
+    except StreamError as e:
+        log.warning("%s is damaged (%s): it is read whole, not in units", f.where, e.detail)
+        return None
+    idx = {
+        "input": f.label,
+        "size": out.stat().st_size,
+        "frame_bytes": frame_bytes,
+        "frames": [[fr.start, fr.size] for fr in frames],
+        "counts": [dataclasses.astuple(c) for c in counts],
+    }
+    # the index is written last: a cache without it is unfinished and written again
+    atomic_write_text(index_path, json.dumps(idx) + "\n")
+    return str(out), frames, counts
+
+
+def plan_units(
+    files: Sequence[InputFile | str | os.PathLike],
+    unit_bytes: int = DEFAULT_UNIT_BYTES,
+    cache_dir: str | os.PathLike | None = None,
+    *,
+    frame_bytes: int = DEFAULT_FRAME_BYTES,
+    executor=None,
+) -> UnitPlan:
+    """Split every input into units of about `unit_bytes` of text (see the module docstring).
+
+    Deterministic: the same inputs, unit size and frame size give the same plan. `executor`
+    (pipeline.engine) runs the per-frame line counts of multi-frame zstd files in parallel.
+    `cache_dir` enables re-chunking single-frame zstd and gzip inputs."""
+    if isinstance(unit_bytes, bool) or not isinstance(unit_bytes, int) or unit_bytes < 1:
+        raise ConfigError(
+            f"unit_bytes={unit_bytes!r}: must be a positive number of bytes of text "
+            f"(default {DEFAULT_UNIT_BYTES}); pass --unit-size N."
+        )
+    if isinstance(frame_bytes, bool) or not isinstance(frame_bytes, int) or frame_bytes < 1:
+        raise ConfigError(
+            f"frame_bytes={frame_bytes!r}: must be a positive number of bytes "
+            f"(default {DEFAULT_FRAME_BYTES})."
+        )
+    resolved = resolve_inputs(files)
+    units: list[Unit] = []
+    for f in resolved:
+        units.extend(_plan_file(f, unit_bytes, cache_dir, frame_bytes, executor))
+    return UnitPlan(unit_bytes, frame_bytes, tuple(resolved), tuple(units))
+
+
+def _plan_file(f, unit_bytes, cache_dir, frame_bytes, executor) -> list[Unit]:
+    if f.kind not in SPLITTABLE:
+        return _whole(f)
+    size = os.stat(f.path).st_size
+    if f.kind == "jsonl":
+        return _whole(f) if size <= unit_bytes else _plan_plain(f, unit_bytes)
+    if size * RECHUNK_RATIO <= unit_bytes:
+        return _whole(f)  # likely one unit of text: not worth a counting pass
+    frames: list[_Frame] = []
+    clean = False
+    if f.kind == "jsonl.zst":
+        frames, clean = zstd_frames(f.path)
+    if clean and len(frames) > 1:
+        tasks = [(f.path, fr.start, fr.size) for fr in frames]
+        counts = (
+            executor.map(_count_frame, tasks)
+            if executor is not None
+            else [_count_frame(t) for t in tasks]
+        )
+        bad = next((c.error for c in counts if c.error), None)
+        if bad is None:
+            return _plan_frames(f, f.path, frames, counts, unit_bytes)
+        log.warning("%s is damaged (%s): it is read whole, not in units", f.where, bad)
+        return _whole(f)
+    if cache_dir is None:
+        return _whole(f)
+    got = rechunk(f, cache_dir, frame_bytes)
+    if got is None:
+        return _whole(f)
+    path, frames, counts = got
+    return _plan_frames(f, path, frames, counts, unit_bytes)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+class _ZstdEntry(_ZstdSource):
+    """The frames of `path` from compressed byte `start` (decompressed byte `offset`) on, with
+    the whole-file reader's error messages and offsets; the first `skip` bytes are dropped."""
+
+    def __init__(self, path: str, start: int, offset: int, skip: int) -> None:
+        super().__init__(path)
+        self._f.seek(start)
+        self._start = start
+        self.decoded = offset
+        self._skip = skip
+
+    def _units(self):
+        for pos, data, what in super()._units():
+            yield pos + self._start, data, what
+
+    def chunks(self) -> Iterator[bytes]:
+        skip = self._skip
+        for piece in super().chunks():
+            if skip:
+                if len(piece) <= skip:
+                    skip -= len(piece)
+                    continue
+                piece = piece[skip:]
+                skip = 0
+            yield piece
+
+
+class _PlainEntry(_PlainSource):
+    def __init__(self, path: str, start: int) -> None:
+        super().__init__(path)
+        self._f.seek(start)
+
+
+def _check_identity(unit: Unit) -> None:
+    try:
+        size = os.stat(unit.read_path).st_size
+    except OSError as e:
+        raise InputError(
+            f"{unit.read_path}: cannot read it ({e.strerror}); the unit plan names it for lines "
+            f"{unit.first_line}.. of {unit.file.where}. Plan the units again."
+        ) from e
+    if size != unit.read_size:
+        raise InputError(
+            f"{unit.read_path}: {size} bytes, but the unit plan recorded {unit.read_size}: the "
+            "file changed since the units were planned. Plan the units again (plan_units)."
+        )
+
+
+def _take(lines: Iterator, n: int | None, unit: Unit) -> Iterator:
+    """The first `n` lines (all with None); fewer means the file changed since planning."""
+    got = 0
+    try:
+        for item in lines:
+            yield item
+            got += 1
+            if n is not None and got == n:
+                return
+        if n is not None and got < n:
+            raise InputError(
+                f"{unit.file.where}: lines {unit.first_line}-{unit.first_line + n - 1} were "
+                f"planned, the file ends after line {unit.first_line + got - 1}: it changed "
+                "since the units were planned. Plan the units again (plan_units)."
+            )
+    finally:
+        lines.close()
+
+
+def part_stem(unit: Unit) -> str:
+    return f".part{unit.part:05d}"
+
+
+def iter_unit(
+    unit: Unit, read_config: ReadConfig | None = None, stats: ReadStats | None = None
+) -> Iterator[Document]:
+    """The documents of one unit: exactly those `iter_file` yields for its lines, with the same
+    ids, errors and statistics (`stats` of every unit of a file, merged, are the file's). In skip
+    mode a file of several units quarantines into one pair of files per unit
+    (`<NNNNN>-<file>.partPPPPP.rejected.jsonl`); `merge_quarantine` joins them afterwards."""
+    from pipeline.read import reader
+
+    config = read_config or ReadConfig()
+    stats = stats if stats is not None else ReadStats(count_bytes=False)
+    f = unit.file
+    if unit.mode == "file":
+        yield from reader.iter_file(f, config, stats)
+        return
+    _check_identity(unit)
+    q = None
+    if config.on_error == "skip":
+        q = reader._Quarantine(config.quarantine_dir, f)
+        if unit.parts > 1:
+            suffix = part_stem(unit)
+            q.raw_path = q.raw_path.with_name(
+                q.raw_path.name.replace(".rejected", suffix + ".rejected")
+            )
+            q.reason_path = q.reason_path.with_name(
+                q.reason_path.name.replace(".reasons", suffix + ".reasons")
+            )
+    if unit.mode == "frames":
+        src = _ZstdEntry(unit.read_path, unit.start, unit.offset, unit.skip)
+    else:
+        src = _PlainEntry(unit.read_path, unit.start)
+    first_offset = unit.offset + unit.skip
+    lines = iter_lines(
+        unit.read_path,
+        "jsonl.zst" if unit.mode == "frames" else "jsonl",
+        config.max_line_bytes,
+        source=src,
+        first_line=unit.first_line,
+        offset=first_offset,
+    )
+    if unit.part == 0:
+        stats.files += 1
+    before = stats.lines
+    # the last unit reads to the end: whatever follows its planned lines is the file's own
+    take = _take(lines, None if unit.last else unit.lines, unit)
+    try:
+        yield from reader._iter_jsonl(f, config, stats, q, lines=take)
+    finally:
+        src.close()
+        if stats.lines > before:  # the reader adds the last (absolute) line number
+            stats.lines -= unit.first_line - 1
+        if q is not None:
+            q.close()
+
+
+def merge_quarantine(plan: UnitPlan, quarantine_dir: str | os.PathLike) -> None:
+    """Join the per-unit quarantine files of each file of several units, in unit order, into the
+    file's own pair (what `iter_file` writes), then remove the parts."""
+    from pipeline.read import reader
+
+    qdir = Path(quarantine_dir)
+    for f in plan.files:
+        units = plan.units_of(f.index)
+        if len(units) < 2:
+            continue
+        q = reader._Quarantine(str(qdir), f)
+        for final in (q.raw_path, q.reason_path):
+            kind = ".rejected" if final is q.raw_path else ".reasons"
+            parts = [final.with_name(final.name.replace(kind, part_stem(u) + kind)) for u in units]
+            present = [p for p in parts if p.exists()]
+            if not present:
+                continue
+            with atomic_open(final, "wb") as out:
+                for p in present:
+                    with open(p, "rb") as fh:
+                        while data := fh.read(BUFFER_SIZE):
+                            out.write(data)
+            for p in present:
+                p.unlink()
+        fsync_dir(qdir)
+
+
+def iter_plan(
+    plan: UnitPlan, read_config: ReadConfig | None = None, stats: ReadStats | None = None
+) -> Iterator[Document]:
+    """Every unit's documents in plan order (= `iter_documents` over the inputs), quarantine
+    merged at the end."""
+    config = read_config or ReadConfig()
+    for u in plan.units:
+        yield from iter_unit(u, config, stats)
+    if config.on_error == "skip":
+        merge_quarantine(plan, config.quarantine_dir)
