@@ -8,36 +8,47 @@ of a plan, in order, yields exactly the documents `iter_file` yields for the fil
 meta, statistics; in skip mode the same quarantined lines, merged back with `merge_quarantine`).
 
 How a file is split (`plan_units`), by kind:
-  * `.jsonl`: one sequential newline count (no parsing) finds the line starts after every
-    `unit_bytes` of text; a unit is a byte range.
-  * multi-frame `.jsonl.zst` (pzstd, `zstd --adapt`, our own re-chunked files): the frame headers
-    are walked without decompressing (each block header gives the next one's offset), then every
-    frame is decompressed once, in parallel (one task per frame on the executor), to count its
-    lines; units are frame ranges. A frame that starts inside a line is entered past its first
-    newline (that line belongs to the unit before).
-  * single-frame `.jsonl.zst` (lm_dataformat writes one frame per file: the Pile's 30 train files
-    are single frames) and `.jsonl.gz`: nothing can be entered in the middle without the decoder
-    state, which libzstd does not expose. With `cache_dir`, a file of more than `unit_bytes // 4`
-    compressed bytes is re-chunked once: one sequential decompression, recompressed into frames of
-    ~`frame_bytes` of text cut at line ends (content checksum on, so a damaged cache is detected)
-    with a line index (first line, compressed offset per frame) in `<key>.index.json` next to it;
-    its units are frame ranges of the cache. Without `cache_dir` such a file is one unit.
-  * a file found damaged while planning (corrupt or truncated stream), parquet and `datasets`
-    inputs: one unit, read by `iter_file` itself, so every error and count is the whole-file
-    reader's by construction.
+  * `.jsonl` larger than `unit_bytes`: one sequential newline count (no parsing) finds the first
+    line start after every `unit_bytes`; a unit is a byte range.
+  * compressed files of more than `unit_bytes // RECHUNK_RATIO` bytes (smaller ones are one
+    unit: likely one unit of text, not worth a counting pass):
+    - multi-frame `.jsonl.zst` (pzstd, `zstd -B`, our own re-chunked files) are indexed in place:
+      the frame headers are walked without decompressing (each block header gives the next
+      one's offset), then every frame is decompressed once, one task per frame on `executor`, to
+      count its lines; units are frame ranges. A frame that starts inside a line is entered past
+      its first newline (that line belongs to the unit before).
+    - single-frame `.jsonl.zst` (lm_dataformat writes one frame per file: the Pile's train files
+      are single frames of tens of GB) and `.jsonl.gz` have no resumable point: the
+      decoder state at a block boundary is the window plus the entropy tables later blocks may
+      repeat, which libzstd does not expose (a block cannot be decoded alone, even with the
+      window as a dictionary). With `cache_dir` they are re-chunked once: one sequential
+      decompression, recompressed at level 3 into frames of ~`frame_bytes` of text cut at line
+      ends, content checksum on (a damaged cache is detected), written atomically with its line
+      index (compressed offset, text bytes, line count per frame) in `<key>.index.json` next to
+      it, last; units are frame ranges of the cache, for any unit size. Without `cache_dir` they
+      are one unit.
+  * a file found damaged while planning (corrupt or truncated stream), a file that makes one unit,
+    parquet and `datasets` inputs: one unit, read by `iter_file` itself, so every error and count
+    is the whole-file reader's by construction. A file damaged after planning (same size) gives
+    the whole-file reader's error, with the same absolute offsets and line, from the unit that
+    meets the damage first (in skip mode that unit's rest is lost, the next units are read).
 
-Measured (tools/bench_units.py and the commands in the report; 2 shared cores under load from other
-sessions, so ratios matter more than seconds), a 289 MB jsonl text of novels (199 lines of ~1.4 MB):
-  one single-frame decompression + newline count:                      0.33 s  (~870 MB/s of text)
-  re-chunk into 16 MiB frames, level 3 (decompress + compress + write): 4.9 s  (~59 MB/s), size
-      +0.6% against the single frame (104.5 -> 105.2 MB); level 1: 2.2 s (~130 MB/s), +18%
-  index a 18-frame file in place (header walk + per-frame line count): 0.004 s walk + 0.33 s count
-  reading 8 line ranges today (each decompresses its prefix): 4.5 decompressions of the file
-So, per single-frame file, re-chunking costs ~15x one decompression once (level 1: ~7x), and pays
-for itself after a few builds or as soon as a stage cuts a file into ~30+ ranges; every later
-plan reuses the cache (any unit size: units are frame ranges). Multi-frame files are indexed in
-place (the count pass is one parallel decompression). Re-chunking is opt-in (`cache_dir`), because
-it needs the file's compressed size again in disk space.
+Measured with `python tools/bench_units.py --repeat 1` (2 single-frame files of 145 MB of text of
+novels each, 104.6 MB compressed in all, 8 units per file, 2 workers; 2 cores shared with other
+sessions at load average ~8, so ratios matter more than seconds):
+  one sequential decompression + newline count of both files:        1.71 s
+  plan with re-chunk, level 3 (frames of 1/8 unit):                   8.26 s = 4.8x that; the
+      cache is 1.005x the inputs' size (level 1: ~2x faster, +15% size; frames of 4 or 64 MiB:
+      same size as 16 MiB)
+  plan again (cache and index reused):                                0.015 s
+  index the 2 re-chunked files in place (header walk + frame counts): 2.13 s = 1.24x
+  read every document: per-file 2 tasks / units 16 tasks / today's tokenize line ranges 16 tasks
+      CPU seconds 1.49 / 1.43 (0.96x) / 6.96 (4.67x: each range parses its file's prefix)
+      cores usable (sum / longest task): 2.0 / 12.5 (6.25x) / 9.3
+Chosen: multi-frame files are indexed in place (one parallel decompression, no extra disk);
+single-frame files are re-chunked into `cache_dir` (opt-in: it needs their compressed size again
+on disk, and ~5 decompressions' time once, about the price of cutting them into 8 line ranges
+once, after which every plan and every build reuses it for free).
 """
 
 from __future__ import annotations
@@ -173,6 +184,17 @@ class UnitPlan:
             ],
         }
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def manifest_entry(self) -> dict[str, Any]:
+        """What a stage's manifest records: the fingerprint and the line ranges, by input label
+        (never a local path, so the same inputs elsewhere give the same bytes)."""
+        return {
+            "fingerprint": self.fingerprint,
+            "unit_bytes": self.unit_bytes,
+            "units": [
+                [u.file.label, u.first_line, u.lines, u.mode, u.text_bytes] for u in self.units
+            ],
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n"
