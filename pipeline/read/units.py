@@ -293,20 +293,33 @@ class _FrameCount:
     error: str | None = None
 
 
+class _Bounded:
+    """The next `size` bytes of an open file, as a readable object."""
+
+    def __init__(self, fh, size: int) -> None:
+        self._fh = fh
+        self._left = size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self._left if n < 0 else min(n, self._left)
+        data = self._fh.read(n)
+        self._left -= len(data)
+        return data
+
+
 def _count_frame(task: tuple[str, int, int]) -> _FrameCount:
-    """Decompress one frame (task: path, start, size) and count its lines: one planning task."""
+    """Decompress one frame (task: path, start, size) and count its lines: one planning task.
+    Memory stays at a chunk whatever the frame's size or compression ratio."""
     path, start, size = task
-    with open(path, "rb") as f:
-        f.seek(start)
-        data = f.read(size)
-    dobj = zstandard.ZstdDecompressor().decompressobj()
     text = newlines = 0
     first_nl = -1
     last = b""
-    try:
-        for i in range(0, len(data), 1 << 17):
-            piece = dobj.decompress(data[i : i + (1 << 17)])
-            if piece:
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        # the frame's bytes only (the stream reader goes on into the next frame otherwise)
+        reader = zstandard.ZstdDecompressor().stream_reader(_Bounded(fh, size))
+        try:
+            while piece := reader.read(BUFFER_SIZE):
                 if first_nl < 0:
                     j = piece.find(b"\n")
                     if j >= 0:
@@ -314,10 +327,8 @@ def _count_frame(task: tuple[str, int, int]) -> _FrameCount:
                 newlines += piece.count(b"\n")
                 text += len(piece)
                 last = piece[-1:]
-        if not dobj.eof:
-            return _FrameCount(text, newlines, first_nl, last == b"\n", "frame ends early")
-    except zstandard.ZstdError as e:
-        return _FrameCount(text, newlines, first_nl, False, str(e))
+        except zstandard.ZstdError as e:
+            return _FrameCount(text, newlines, first_nl, False, str(e))
     return _FrameCount(text, newlines, first_nl, last == b"\n")
 
 

@@ -209,9 +209,15 @@ def test_damaged_input_is_planned_whole_with_the_whole_file_errors(tmp_path):
     c.write_bytes(bytes(data))
     g = write_gz(tmp_path / "g.jsonl.gz", lines)
     g.write_bytes(g.read_bytes()[:-30])
-    files = resolve_inputs([str(t), str(c), str(g)])
+    m = write_zst(tmp_path / "m.jsonl.zst", lines, frames=8)  # a corrupt block in frame 5
+    frames, _ = zstd_frames(str(m))
+    data = bytearray(m.read_bytes())
+    hit = frames[5].start + frames[5].size // 2
+    data[hit : hit + 40] = b"\xff" * 40
+    m.write_bytes(bytes(data))
+    files = resolve_inputs([str(t), str(c), str(g), str(m)])
     plan = plan_units(files, 1, tmp_path / "cache", frame_bytes=50)
-    assert [u.mode for u in plan.units] == ["file", "file", "file"]
+    assert [u.mode for u in plan.units] == ["file"] * 4
     for f, u in zip(files, plan.units):
         with pytest.raises(InputError) as whole:
             list(iter_file(f, ReadConfig(max_line_bytes=10**6)))
@@ -221,7 +227,7 @@ def test_damaged_input_is_planned_whole_with_the_whole_file_errors(tmp_path):
     q1, q2 = tmp_path / "q1", tmp_path / "q2"
     w = read_whole(files, ReadConfig(on_error="skip", quarantine_dir=str(q1)))
     got = read_units(plan, ReadConfig(on_error="skip", quarantine_dir=str(q2)))
-    assert got == w and w[1]["rejected_by_reason"]["corrupt-stream"] == 3
+    assert got == w and w[1]["rejected_by_reason"]["corrupt-stream"] == 4
     assert tree(q1) == tree(q2)
 
 
