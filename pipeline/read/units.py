@@ -446,7 +446,39 @@ def _cache_key(f: InputFile, frame_bytes: int) -> str:
     return hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
 
 
-def rechunk(f: InputFile, cache_dir: str | os.PathLike, frame_bytes: int = DEFAULT_FRAME_BYTES):
+def _frame_texts(f: InputFile, frame_bytes: int) -> Iterator[bytes]:
+    """The decompressed text of `f` cut at the first line end after every `frame_bytes`."""
+    parts: list[bytes] = []
+    n = 0
+    for chunk in byte_chunks(f.path, f.kind):
+        while chunk:
+            room = frame_bytes - n
+            cut = chunk.find(b"\n", max(0, room - 1)) if room <= len(chunk) else -1
+            if cut < 0:
+                parts.append(chunk)
+                n += len(chunk)
+                break
+            parts.append(chunk[: cut + 1])
+            yield b"".join(parts)
+            parts, n = [], 0
+            chunk = chunk[cut + 1 :]
+    if parts:
+        yield b"".join(parts)
+
+
+def _compress_frame(text: bytes) -> tuple[bytes, _FrameCount]:
+    """One frame of a re-chunked file (level RECHUNK_LEVEL, content size and checksum in its
+    header) and its line counts: one re-chunking task."""
+    data = zstandard.ZstdCompressor(level=RECHUNK_LEVEL, write_checksum=True).compress(text)
+    return data, _FrameCount(len(text), text.count(b"\n"), text.find(b"\n"), text[-1:] == b"\n")
+
+
+def rechunk(
+    f: InputFile,
+    cache_dir: str | os.PathLike,
+    frame_bytes: int = DEFAULT_FRAME_BYTES,
+    executor=None,
+):
     """Re-chunk a compressed jsonl input into `<cache_dir>/<key>.jsonl.zst`: frames of at least
     `frame_bytes` of text, each ending at a line end, content checksums on; returns (path,
     frames, counts), reusing a finished cache (its index is written last). None when the input is
@@ -462,50 +494,23 @@ def rechunk(f: InputFile, cache_dir: str | os.PathLike, frame_bytes: int = DEFAU
             return str(out), frames, [_FrameCount(*c) for c in idx["counts"]]
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    cctx = zstandard.ZstdCompressor(level=RECHUNK_LEVEL, write_checksum=True)
     frames: list[_Frame] = []
     counts: list[_FrameCount] = []
-    # the frame being written: text bytes, newlines, first newline, compressed start; file
-    # position; the last text byte
-    st = {"text": 0, "nl": 0, "first": -1, "start": 0, "pos": 0, "last": b""}
-
-    def write(w, data: bytes) -> None:
-        w.write(data)
-        st["pos"] += len(data)
-
-    def feed(w, cobj, data: bytes) -> None:
-        if st["first"] < 0:
-            j = data.find(b"\n")
-            if j >= 0:
-                st["first"] = st["text"] + j
-        st["nl"] += data.count(b"\n")
-        st["text"] += len(data)
-        st["last"] = data[-1:]
-        write(w, cobj.compress(data))
-
-    def close_frame(w, cobj) -> None:
-        write(w, cobj.flush())
-        frames.append(_Frame(st["start"], st["pos"] - st["start"]))
-        counts.append(_FrameCount(st["text"], st["nl"], st["first"], st["last"] == b"\n"))
-        st.update(text=0, nl=0, first=-1, start=st["pos"])
-
+    texts = _frame_texts(f, frame_bytes)
+    # decompression is sequential (here), the frames are compressed on the executor: its
+    # results come back in order, so the bytes are the same for any worker count
+    if executor is not None:
+        compressed = executor.imap(_compress_frame, texts)
+    else:
+        compressed = map(_compress_frame, texts)
     try:
         with atomic_open(out, "wb") as w:
-            cobj = cctx.compressobj()
-            for chunk in byte_chunks(f.path, f.kind):
-                while chunk:
-                    room = frame_bytes - st["text"]
-                    # cut at the first line end at or after frame_bytes of text
-                    cut = chunk.find(b"\n", max(0, room - 1)) if room <= len(chunk) else -1
-                    if cut < 0:
-                        feed(w, cobj, chunk)
-                        break
-                    feed(w, cobj, chunk[: cut + 1])
-                    close_frame(w, cobj)
-                    cobj = cctx.compressobj()
-                    chunk = chunk[cut + 1 :]
-            if st["text"]:
-                close_frame(w, cobj)
+            pos = 0
+            for data, count in compressed:
+                w.write(data)
+                frames.append(_Frame(pos, len(data)))
+                counts.append(count)
+                pos += len(data)
     except StreamError as e:
         log.warning("%s is damaged (%s): it is read whole, not in units", f.where, e.detail)
         return None
@@ -532,7 +537,8 @@ def plan_units(
     """Split every input into units of about `unit_bytes` of text (see the module docstring).
 
     Deterministic: the same inputs, unit size and frame size give the same plan. `executor`
-    (pipeline.engine) runs the per-frame line counts of multi-frame zstd files in parallel.
+    (pipeline.engine) runs the per-frame line counts of multi-frame zstd files and the frame
+    compression of re-chunking in parallel.
     `cache_dir` enables re-chunking single-frame zstd and gzip inputs."""
     if isinstance(unit_bytes, bool) or not isinstance(unit_bytes, int) or unit_bytes < 1:
         raise ConfigError(
@@ -577,7 +583,7 @@ def _plan_file(f, unit_bytes, cache_dir, frame_bytes, executor) -> list[Unit]:
         return _whole(f)
     if cache_dir is None:
         return _whole(f)
-    got = rechunk(f, cache_dir, frame_bytes)
+    got = rechunk(f, cache_dir, frame_bytes, executor)
     if got is None:
         return _whole(f)
     path, frames, counts = got

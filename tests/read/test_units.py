@@ -284,11 +284,14 @@ def test_bad_unit_size_and_tampered_plan_are_config_errors(tmp_path):
         UnitPlan.load(tmp_path / "broken.json")
 
 
-def test_parallel_frame_count_gives_the_same_plan(tmp_path):
+def test_parallel_planning_gives_the_same_plan_and_cache_bytes(tmp_path):
     from pipeline.engine.local import LocalExecutor
 
-    p = write_zst(tmp_path / "m.jsonl.zst", corpus(), frames=12)
-    files = resolve_inputs([str(p)])
+    m = write_zst(tmp_path / "m.jsonl.zst", corpus(), frames=12)
+    s = write_zst(tmp_path / "s.jsonl.zst", corpus(), frames=1)
+    files = resolve_inputs([str(m), str(s)])
     with LocalExecutor(2) as ex:
-        par = plan_units(files, 300, executor=ex)
-    assert par.to_json() == plan_units(files, 300).to_json()
+        par = plan_units(files, 300, tmp_path / "c2", frame_bytes=200, executor=ex)
+    seq = plan_units(files, 300, tmp_path / "c1", frame_bytes=200)
+    assert par.fingerprint == seq.fingerprint
+    assert tree(tmp_path / "c2") == tree(tmp_path / "c1")
