@@ -12,7 +12,8 @@ as in the shared corpus), one zstd frame per file at level 3, as lm_dataformat w
 Measured, in this order:
   * decompress: one sequential decompression + newline count of each file (the floor of any pass);
   * plan (re-chunk): `plan_units(files, text/units, cache_dir)` on an empty cache: one
-    decompression and a level-3 recompression into frames of text/(8 x units) cut at line ends;
+    sequential decompression and a level-3 recompression into frames of text/(8 x units) cut at
+    line ends, the frames compressed in process (1 worker) or on the `--workers` pool;
   * plan (cached): the same call again (the cache and its line index are reused);
   * index in place: `plan_units` over the re-chunked (multi-frame) files themselves: frame-header
     walk + one parallel line count per frame, no cache;
@@ -117,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     text = []
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for f in files:
         n = lines = 0
         for c in byte_chunks(f.path, f.kind):
@@ -125,10 +127,17 @@ def main(argv: list[str] | None = None) -> int:
         text.append(n)
         res["files"].append({"compressed": os.path.getsize(f.path), "text": n, "lines": lines})
     res["decompress_s"] = time.perf_counter() - t0
+    res["decompress_cpu_s"] = time.process_time() - c0
     unit_bytes = max(text) // args.units
     frame_bytes = max(1, unit_bytes // 8)
 
     cache = work / "cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    plan_units(files, unit_bytes, cache, frame_bytes=frame_bytes)
+    res["plan_rechunk_1_worker_s"] = time.perf_counter() - t0
+    res["plan_rechunk_1_worker_cpu_s"] = time.process_time() - c0
     shutil.rmtree(cache, ignore_errors=True)
     with LocalExecutor(args.workers) as ex:
         t0 = time.perf_counter()
@@ -197,9 +206,19 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.repeat} interleaved rounds (2 shared cores, under load from other sessions)"
     )
     d = res["decompress_s"]
-    print(f"  decompress + count lines, sequential: {d:.2f} s ({tb / 1e6 / d:.0f} MB/s of text)")
+    dc = res["decompress_cpu_s"]
     print(
-        f"  plan with re-chunk (level 3):         {res['plan_rechunk_s']:.2f} s "
+        f"  decompress + count lines, sequential: {d:.2f} s ({tb / 1e6 / d:.0f} MB/s of text), "
+        f"{dc:.2f} CPU s"
+    )
+    rc = res["plan_rechunk_1_worker_cpu_s"]
+    print(
+        f"  plan with re-chunk, 1 worker:         {res['plan_rechunk_1_worker_s']:.2f} s "
+        f"= {res['plan_rechunk_1_worker_s'] / d:.1f}x one decompression; {rc:.2f} CPU s "
+        f"= {rc / dc:.1f}x"
+    )
+    print(
+        f"  plan with re-chunk, {args.workers} workers:        {res['plan_rechunk_s']:.2f} s "
         f"= {res['plan_rechunk_s'] / d:.1f}x one decompression; cache "
         f"{res['rechunked_bytes'] / cb:.3f}x the inputs' size"
     )

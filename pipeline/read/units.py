@@ -33,22 +33,23 @@ How a file is split (`plan_units`), by kind:
     the whole-file reader's error, with the same absolute offsets and line, from the unit that
     meets the damage first (in skip mode that unit's rest is lost, the next units are read).
 
-Measured with `python tools/bench_units.py --repeat 1` (2 single-frame files of 145 MB of text of
+Measured with `python tools/bench_units.py --repeat 3` (2 single-frame files of 145 MB of text of
 novels each, 104.6 MB compressed in all, 8 units per file, 2 workers; 2 cores shared with other
-sessions at load average ~8, so ratios matter more than seconds):
-  one sequential decompression + newline count of both files:        1.71 s
-  plan with re-chunk, level 3 (frames of 1/8 unit):                   8.26 s = 4.8x that; the
-      cache is 1.005x the inputs' size (level 1: ~2x faster, +15% size; frames of 4 or 64 MiB:
-      same size as 16 MiB)
-  plan again (cache and index reused):                                0.015 s
-  index the 2 re-chunked files in place (header walk + frame counts): 2.13 s = 1.24x
-  read every document: per-file 2 tasks / units 16 tasks / today's tokenize line ranges 16 tasks
-      CPU seconds 1.49 / 1.43 (0.96x) / 6.96 (4.67x: each range parses its file's prefix)
-      cores usable (sum / longest task): 2.0 / 12.5 (6.25x) / 9.3
+sessions at load average 5-9, so CPU seconds and ratios are the figures, wall seconds move):
+  one sequential decompression + newline count of both files:     0.99 CPU s (2.8 s wall)
+  plan with re-chunk, level 3, 1 worker (frames of 1/8 unit):       4.52 CPU s = 4.6x that; the
+      cache is 1.004x the inputs' size (level 1: ~1.7x faster, +15% size; 4, 16 or 64 MiB frames:
+      the same size). With a pool the frames are compressed in parallel and the sequential
+      decompression (~1/5 of the work) is the floor; under this load 2 workers did not help.
+  plan again (cache and index reused):                             0.02 s
+  index the 2 re-chunked files in place (header walk + frame counts, 2 workers): 1.25 s wall
+  read every document, per-file (2 tasks) / units (16) / today's tokenize line ranges (16):
+      CPU s 1.46 / 1.39 (0.95x) / 6.54 (4.48x: each range parses its file's prefix)
+      cores usable (sum / longest task) 2.0 / 12.4 (6.2x) / 9.0
 Chosen: multi-frame files are indexed in place (one parallel decompression, no extra disk);
 single-frame files are re-chunked into `cache_dir` (opt-in: it needs their compressed size again
-on disk, and ~5 decompressions' time once, about the price of cutting them into 8 line ranges
-once, after which every plan and every build reuses it for free).
+on disk). Its one-time cost (~3x one full read of the file) is less than the extra cost of cutting
+the file into 8 line ranges once (~3.5x), and every later plan, at any unit size, reuses it.
 """
 
 from __future__ import annotations
