@@ -268,6 +268,23 @@ def test_file_changed_since_planning_is_named(tmp_path):
         fh.write(b"\n" + pile_line("appended"))
     with pytest.raises(InputError, match="changed since the units were planned"):
         list(iter_unit(plan.units_of(0)[0]))
+    # rewritten in place with the same size: the modification time tells
+    b = plan.units_of(1)[1]
+    st = os.stat(b.read_path)
+    os.utime(b.read_path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    with pytest.raises(InputError, match="changed since the units were planned"):
+        list(iter_unit(b))
+
+
+def test_manifest_entry_names_inputs_by_label(tmp_path):
+    files = resolve_inputs(write_inputs(tmp_path / "in", corpus()))
+    plan = plan_units(files, 400, tmp_path / "cache", frame_bytes=100)
+    entry = plan.manifest_entry()
+    assert entry["fingerprint"] == plan.fingerprint
+    assert str(tmp_path) not in json.dumps(entry)
+    assert [u[:3] for u in entry["units"]][:2] == [["a.jsonl", 1, plan.units[0].lines]] + [
+        ["a.jsonl", plan.units[1].first_line, plan.units[1].lines]
+    ]
 
 
 def test_bad_unit_size_and_tampered_plan_are_config_errors(tmp_path):
