@@ -312,3 +312,32 @@ def test_parallel_planning_gives_the_same_plan_and_cache_bytes(tmp_path):
     seq = plan_units(files, 300, tmp_path / "c1", frame_bytes=200)
     assert par.fingerprint == seq.fingerprint
     assert tree(tmp_path / "c2") == tree(tmp_path / "c1")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_corpora_and_cuts(tmp_path, seed):
+    """Seeded random line lengths (some lines spanning many frames, blank lines, a missing last
+    newline), random frame cuts and unit sizes: units read as the whole file."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = []
+    for i in range(int(rng.integers(1, 80))):
+        n = int(rng.choice([0, 1, 5, 40, 400, 3000]))
+        lines.append(b"\n" if rng.random() < 0.05 else pile_line(f"{i} " + "q" * n))
+    if rng.random() < 0.5:
+        lines[-1] = lines[-1].rstrip(b"\n") or b"{}"
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.jsonl").write_bytes(b"".join(lines))
+    write_zst(d / "b.jsonl.zst", lines, frames=int(rng.integers(1, 60)))
+    write_zst(d / "c.jsonl.zst", lines, frames=1)
+    files = resolve_inputs(sorted(str(p) for p in d.iterdir()))
+    config = ReadConfig(on_error="skip", quarantine_dir=str(tmp_path / "qw"))
+    want = read_whole(files, config)
+    for unit_bytes in (1, int(rng.integers(2, 5000)), 10**9):
+        frame = int(rng.integers(1, 3000))
+        plan = plan_units(files, unit_bytes, tmp_path / f"c{frame}", frame_bytes=frame)
+        q = tmp_path / f"q{unit_bytes}-{frame}"
+        assert read_units(plan, ReadConfig(on_error="skip", quarantine_dir=str(q))) == want
+        assert tree(q) == tree(tmp_path / "qw")
