@@ -122,7 +122,7 @@ class Unit:
     start: int = 0
     offset: int = 0
     skip: int = 0
-    text_bytes: int = 0
+    text_bytes: int = 0  # decompressed bytes of its lines (a whole-file unit: the file's size)
 
     @property
     def last(self) -> bool:
@@ -176,7 +176,8 @@ class UnitPlan:
     @property
     def fingerprint(self) -> str:
         """sha256 of what decides the units (labels, line ranges, entry points), not of where
-        the files or the cache are: the same inputs and unit size give the same fingerprint."""
+        the files or the cache are: the same inputs, unit and frame size give the same
+        fingerprint (with the same libzstd: a cache's frame offsets are its output)."""
         body = {
             "version": PLAN_VERSION,
             "unit_bytes": self.unit_bytes,
@@ -210,13 +211,18 @@ class UnitPlan:
                 f"unit plan version {d.get('version')!r} is not {PLAN_VERSION}; plan the units "
                 "again (plan_units)."
             )
-        files = tuple(InputFile(**f) for f in d["files"])
-        by_index = {f.index: f for f in files}
-        units = []
-        for u in d["units"]:
-            u = dict(u)
-            units.append(Unit(file=by_index[u.pop("file_index")], **u))
-        plan = cls(d["unit_bytes"], d["frame_bytes"], files, tuple(units))
+        try:
+            files = tuple(InputFile(**f) for f in d["files"])
+            by_index = {f.index: f for f in files}
+            units = []
+            for u in d["units"]:
+                u = dict(u)
+                units.append(Unit(file=by_index[u.pop("file_index")], **u))
+            plan = cls(d["unit_bytes"], d["frame_bytes"], files, tuple(units))
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ConfigError(
+                f"unit plan is malformed ({type(e).__name__}: {e}); plan the units again."
+            ) from None
         if "fingerprint" in d and d["fingerprint"] != plan.fingerprint:
             raise ConfigError(
                 f"unit plan fingerprint {d['fingerprint'][:16]}... does not match its units "

@@ -296,6 +296,8 @@ def test_bad_unit_size_and_tampered_plan_are_config_errors(tmp_path):
     d["units"][1]["first_line"] += 1
     with pytest.raises(ConfigError, match="fingerprint"):
         UnitPlan.from_dict(d)
+    with pytest.raises(ConfigError, match="malformed"):
+        UnitPlan.from_dict({"version": 1, "files": [], "units": [{"file_index": 3}]})
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(InputError, match="not a readable unit plan"):
         UnitPlan.load(tmp_path / "broken.json")
