@@ -704,6 +704,9 @@ def iter_unit(
         if unit.parts > 1:
             q.raw_path = part_path(q.raw_path, unit)
             q.reason_path = part_path(q.reason_path, unit)
+            # the unit is read anew: a part left by an earlier run must not be merged
+            for stale in (q.raw_path, q.reason_path):
+                stale.unlink(missing_ok=True)
     if unit.mode == "frames":
         src = _ZstdEntry(unit.read_path, unit.start, unit.offset, unit.skip)
     else:

@@ -15,7 +15,14 @@ from pipeline import docid
 from pipeline.errors import ConfigError, InputError
 from pipeline.read import ReadConfig, ReadStats, iter_file, resolve_inputs
 from pipeline.read.lines import StreamError
-from pipeline.read.units import UnitPlan, iter_plan, iter_unit, plan_units, zstd_frames
+from pipeline.read.units import (
+    UnitPlan,
+    iter_plan,
+    iter_unit,
+    merge_quarantine,
+    plan_units,
+    zstd_frames,
+)
 from tests.read.helpers import pile_line, write_gz, write_zst
 
 
@@ -100,10 +107,19 @@ def test_bad_records_in_skip_mode_are_counted_and_quarantined_the_same(tmp_path,
     assert want[1]["rejected_by_reason"] == {"invalid-json": 20, "missing-text": 4}
     plan = plan_units(files, unit_bytes, tmp_path / "cache", frame_bytes=100)
     assert len(plan.units) > 8
+    # a part left by an earlier, killed run is replaced, never merged
+    (tmp_path / "qu").mkdir()
+    parts = plan.units_of(1)
+    assert len(parts) > 1
+    for u in parts:
+        (tmp_path / "qu" / f"00001-b.jsonl.zst.part{u.part:05d}.rejected.jsonl").write_bytes(b"x\n")
     got = read_units(plan, ReadConfig(on_error="skip", quarantine_dir=str(tmp_path / "qu")))
     assert got == want
     assert tree(tmp_path / "qu") == tree(tmp_path / "qw")
     assert not any(".part" in n for n in tree(tmp_path / "qu"))
+    # merging again (a rerun killed after the merge) keeps the merged files
+    merge_quarantine(plan, tmp_path / "qu")
+    assert tree(tmp_path / "qu") == tree(tmp_path / "qw")
 
 
 def test_raise_mode_names_the_original_file_and_line(tmp_path):
