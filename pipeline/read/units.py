@@ -771,3 +771,13 @@ def iter_plan(
         yield from iter_unit(u, config, stats)
     if config.on_error == "skip":
         merge_quarantine(plan, config.quarantine_dir)
+
+
+def read_unit_stats(args: tuple[Unit, ReadConfig]) -> ReadStats:
+    """Task for parallel statistics: read one unit fully and return its counts (merged in unit
+    order they are the files' counts, as `read_file_stats` gives them per file)."""
+    unit, config = args
+    stats = ReadStats()
+    for _ in iter_unit(unit, config, stats):
+        pass
+    return stats

@@ -359,3 +359,22 @@ def test_random_corpora_and_cuts(tmp_path, seed):
         q = tmp_path / f"q{unit_bytes}-{frame}"
         assert read_units(plan, ReadConfig(on_error="skip", quarantine_dir=str(q))) == want
         assert tree(q) == tree(tmp_path / "qw")
+
+
+def test_unit_stats_tasks_merge_to_the_file_stats(tmp_path):
+    from pipeline.engine.local import LocalExecutor
+    from pipeline.read import read_file_stats
+    from pipeline.read.units import read_unit_stats
+
+    files = resolve_inputs(write_inputs(tmp_path / "in", corpus()))
+    config = ReadConfig(max_line_bytes=10**6)
+    plan = plan_units(files, 700, tmp_path / "cache", frame_bytes=200)
+    assert len(plan.units) > 12
+    want = ReadStats()
+    for f in files:
+        want.merge(read_file_stats((f, config)))
+    got = ReadStats()
+    with LocalExecutor(2) as ex:
+        for s in ex.map(read_unit_stats, [(u, config) for u in plan.units]):
+            got.merge(s)
+    assert got.to_dict() == want.to_dict() and got.files == 4 and got.documents > 200
