@@ -353,7 +353,7 @@ def _identity(path: str) -> tuple[int, int]:
 
 def _whole(f: InputFile) -> list[Unit]:
     size = mtime = 0
-    if f.kind in SPLITTABLE:
+    if f.kind in SPLITTABLE and "://" not in f.path:
         size, mtime = _identity(f.path)
     return [Unit(f, 0, 1, "file", 1, None, f.path, size, mtime, text_bytes=size)]
 
@@ -568,7 +568,9 @@ def plan_units(
 
 
 def _plan_file(f, unit_bytes, cache_dir, frame_bytes, executor) -> list[Unit]:
-    if f.kind not in SPLITTABLE:
+    if f.kind not in SPLITTABLE or "://" in f.path:
+        # object-storage URLs are read whole (entering them at an offset is a ranged read, not
+        # done here yet)
         return _whole(f)
     size = os.stat(f.path).st_size
     if f.kind == "jsonl":
