@@ -378,3 +378,13 @@ def test_unit_stats_tasks_merge_to_the_file_stats(tmp_path):
         for s in ex.map(read_unit_stats, [(u, config) for u in plan.units]):
             got.merge(s)
     assert got.to_dict() == want.to_dict() and got.files == 4 and got.documents > 200
+
+
+def test_tables_and_urls_are_whole_file_units(tmp_path):
+    from pipeline.read import InputFile
+
+    url = InputFile(0, "s3://bucket/train/00.jsonl.zst", "jsonl.zst", name="train/00.jsonl.zst")
+    table = InputFile(1, str(tmp_path / "t.parquet"), "parquet", name="t.parquet")
+    plan = plan_units([url, table], 1, tmp_path / "cache")
+    assert [(u.mode, u.lines, u.parts) for u in plan.units] == [("file", None, 1)] * 2
+    assert not (tmp_path / "cache").exists()
