@@ -292,7 +292,13 @@ class LongLine:
 
 
 def iter_lines(
-    path: str, kind: str, max_line_bytes: int | None = None
+    path: str,
+    kind: str,
+    max_line_bytes: int | None = None,
+    *,
+    source=None,
+    first_line: int = 1,
+    offset: int = 0,
 ) -> Iterator[tuple[int, int, bytes | LongLine]]:
     """Yield (1-based line number, decompressed byte offset of the line, line bytes).
 
@@ -300,12 +306,14 @@ def iter_lines(
     need the bare record. The empty tail after the last newline is not a line. A line of more than
     `max_line_bytes` bytes (newline excluded) comes as a `LongLine` instead of bytes; what the
     caller leaves of it unread is skipped before the next line.
+
+    `source` (a source positioned at the start of line `first_line`, decompressed byte `offset`)
+    reads part of a file: pipeline.read.units enters a file at a frame or byte boundary.
     """
     limit = max_line_bytes or 0
-    src = _open_source(path, kind)
+    src = _open_source(path, kind) if source is None else source
     it = src.chunks()
-    line_no = 0
-    offset = 0
+    line_no = first_line - 1
     head: list[bytes] = []  # pieces of the line begun in earlier chunks
     head_len = 0
     rest = b""  # what followed the newline of a long line

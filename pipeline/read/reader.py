@@ -262,7 +262,11 @@ def _long_line(
     q._reason(f.path, line, offset, "line-too-long", detail)
 
 
-def _iter_jsonl(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quarantine | None):
+def _iter_jsonl(
+    f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quarantine | None, lines=None
+):
+    """`lines`: the (line, offset, raw) stream to read instead of the whole file (a work unit,
+    pipeline.read.units)."""
     path = f.path
     text_key = config.text_key
     set_key = config.set_name_key
@@ -274,7 +278,9 @@ def _iter_jsonl(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quaranti
     line = 0
     offset = 0
     try:
-        for line, offset, raw in iter_lines(path, f.kind, config.max_line_bytes):
+        if lines is None:
+            lines = iter_lines(path, f.kind, config.max_line_bytes)
+        for line, offset, raw in lines:
             if type(raw) is not bytes:
                 _long_line(f, config, stats, q, line, offset, raw)
                 continue
