@@ -78,7 +78,8 @@ def parse_line(line: str) -> tuple[str, str, str] | None:
 def parse_checksum_text(text: str, path: str | os.PathLike) -> ChecksumList:
     """Entries of a list's text; `path` names the list in errors."""
     out = ChecksumList(Path(path))
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # on "\n" only: str.splitlines() also splits on U+0085, U+2028, ..., which file names may hold
+    for lineno, line in enumerate(text.split("\n"), start=1):
         s = line.strip()
         if not s or s.startswith("#"):
             continue

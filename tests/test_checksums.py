@@ -52,6 +52,13 @@ def test_pythia_format_comments_and_blank_lines(tmp_path):
     assert lst.kind == "pythia"
 
 
+def test_lines_end_at_newline_only(tmp_path):
+    # a name may hold U+0085 or U+2028 (str.splitlines would cut the line there); CRLF is fine
+    p = _write(tmp_path, f"a\u2028b\u0085.bin {H1}\r\n{H2}  c.bin\r\n")
+    lst = checksums.read_checksum_list(p)
+    assert [(e.name, e.line) for e in lst.entries] == [("a\u2028b\u0085.bin", 1), ("c.bin", 2)]
+
+
 def test_mixed_list_kind(tmp_path):
     p = _write(tmp_path, f"{H1}  a.bin\nb.bin {H2}\n")
     assert checksums.read_checksum_list(p).kind == "pythia+sha256sum"
