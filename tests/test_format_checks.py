@@ -6,32 +6,52 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import zstandard
 
-from pipeline import manifest
+from pipeline import docid, manifest
 from pipeline.cli.main import main
 from pipeline.shards import mmidx, split
 from pipeline.shards.names import shard_set_problem
 from pipeline.tokenize import sidecar
-from pipeline.tokenize.stage import run_tokenize
 
 PREFIX = "t_text_document"
+ROLES = ((".bin", "bin"), (".idx", "idx"), (".docs.parquet", "sidecar"))
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    d = tmp_path_factory.mktemp("formats")
-    docs = [f"document {i} " + "word " * (i % 7) for i in range(40)]
-    data = b"".join(
-        json.dumps({"text": t, "meta": {"pile_set_name": "S"}}).encode() + b"\n" for t in docs
+    """A token dataset as tokenize lays it out (.bin/.idx, sidecar, manifest), written with the
+    formats' own writers: 40 documents of two input files, ids from pipeline.docid."""
+    d = tmp_path_factory.mktemp("formats") / "ds"
+    rng = np.random.default_rng(7)
+    sizes = rng.integers(1, 60, size=40)
+    with mmidx.MMIDXWriter(d / PREFIX, np.uint16) as w:
+        for n in sizes:
+            w.add_item(rng.integers(0, 50277, size=int(n)))
+        w.finalize()
+    with sidecar.SidecarWriter(d / f"{PREFIX}.docs.parquet", {"pile.format_version": "1"}) as sc:
+        for f, rows in ((0, range(0, 25)), (1, range(25, 40))):
+            line = np.arange(1, len(rows) + 1) * 2  # every other line (blank ones between)
+            sc.append(
+                docid.make(f, line),
+                f"{f:02d}.jsonl",
+                line,
+                ["S"],
+                np.zeros(len(rows), int),
+                sizes[rows],
+            )
+        sc.finalize()
+    manifest.write_manifest(
+        d / "t.manifest.json",
+        kind="token-dataset",
+        config_fingerprint="0" * 64,
+        files=[(d / f"{PREFIX}{ext}", role) for ext, role in ROLES],
+        counts={"documents": len(sizes), "tokens": int(sizes.sum())},
     )
-    src = d / "in.jsonl.zst"
-    src.write_bytes(zstandard.ZstdCompressor().compress(data))
-    run_tokenize([src], d / "ds", "t")
-    return d / "ds"
+    return d
 
 
 @pytest.fixture
@@ -62,7 +82,8 @@ def _verify(ds, capsys):
 # ------------------------------------------------------------------------------------- MMIDIDX
 
 
-def test_mmidx_check_clean(ds):
+def test_mmidx_check_clean(ds, capsys):
+    assert _verify(ds, capsys)[0] == 0  # the fixture is sound: every failure below is planted
     assert mmidx.check(ds / PREFIX) == []
     assert mmidx.check(ds / PREFIX, one_doc_per_item=True) == []
 
