@@ -94,6 +94,47 @@ def _batches(entries: list[Entry]) -> list[list[Entry]]:
     return batches
 
 
+def _hash_all(
+    entries: list[Entry], quick: bool, workers: int, progress: Callable[[Entry], None] | None
+) -> None:
+    """Stat and (unless quick) hash every entry, largest first, in `workers` threads."""
+    if workers <= 1 or len(entries) <= 1:
+        for e in sorted(entries, key=lambda e: -(e.bytes or 0)):
+            _hash_entry(e, quick)
+            if progress:
+                progress(e)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        todo = [e for e in entries if not e.refused]
+        for batch in ex.map(lambda b: [_hash_entry(e, quick) for e in b], _batches(todo)):
+            for e in batch:
+                if progress:
+                    progress(e)
+
+
+def _entry_problem(e: Entry, quick: bool) -> Problem | None:
+    """What is wrong with a hashed entry: refused, missing, size, unreadable or sha256."""
+    if e.refused:
+        more = (
+            " (pass --allow-outside-root to verify files outside it)"
+            if e.refused.startswith(("an absolute", "outside"))
+            else ""
+        )
+        return Problem(str(e.path), "refused", f"{e.refused}; not read{more}", e.source)
+    if e.actual_bytes is None:
+        return Problem(str(e.path), "missing", "file not found", e.source)
+    if e.bytes is not None and e.bytes != e.actual_bytes:
+        return Problem(str(e.path), "size", size_message(e.bytes, e.actual_bytes), e.source)
+    if quick:
+        return None
+    if e.actual_sha256 is None:
+        return Problem(str(e.path), "unreadable", "read error", e.source)
+    if e.actual_sha256 != e.sha256:
+        msg = f"sha256 {e.actual_sha256}, expected {e.sha256}"
+        return Problem(str(e.path), "sha256", msg, e.source)
+    return None
+
+
 def verify_paths(
     paths: Sequence[str | os.PathLike],
     *,
@@ -118,61 +159,20 @@ def verify_paths(
     entries = [e for s in sources for e in s.entries]
     for e in entries:
         _confine(e, allow_outside_root)
-    workers = workers or min(8, 2 * (os.cpu_count() or 1))
-    # the throughput reported is of this loop only, not of start-up and the structure checks
+    # the throughput reported is of hashing only, not of start-up and the structure checks
     t_hash = time.perf_counter()
-    if workers <= 1 or len(entries) <= 1:
-        for e in sorted(entries, key=lambda e: -(e.bytes or 0)):
-            _hash_entry(e, quick)
-            if progress:
-                progress(e)
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as ex:
-            todo = [e for e in entries if not e.refused]
-            for batch in ex.map(lambda b: [_hash_entry(e, quick) for e in b], _batches(todo)):
-                for e in batch:
-                    if progress:
-                        progress(e)
+    _hash_all(entries, quick, workers or min(8, 2 * (os.cpu_count() or 1)), progress)
     report.hash_seconds = time.perf_counter() - t_hash
     for e in entries:
         report.files_checked += 1
-        if e.refused:
-            more = (
-                " (pass --allow-outside-root to verify files outside it)"
-                if e.refused.startswith(("an absolute", "outside"))
-                else ""
-            )
-            report.problems.append(
-                Problem(str(e.path), "refused", f"{e.refused}; not read{more}", e.source)
-            )
+        if not quick and not e.refused and e.actual_bytes is not None:
+            if e.bytes is None or e.bytes == e.actual_bytes:
+                report.bytes_hashed += e.actual_bytes
+        problem = _entry_problem(e, quick)
+        if problem is not None:
+            report.problems.append(problem)
             e.ok = False
-            continue
-        if e.actual_bytes is None:
-            report.problems.append(Problem(str(e.path), "missing", "file not found", e.source))
-            e.ok = False
-            continue
-        if e.bytes is not None and e.bytes != e.actual_bytes:
-            report.problems.append(
-                Problem(str(e.path), "size", size_message(e.bytes, e.actual_bytes), e.source)
-            )
-            e.ok = False
-            continue
-        if quick:
-            continue
-        report.bytes_hashed += e.actual_bytes
-        if e.actual_sha256 is None:
-            report.problems.append(Problem(str(e.path), "unreadable", "read error", e.source))
-            e.ok = False
-        elif e.actual_sha256 != e.sha256:
-            report.problems.append(
-                Problem(
-                    str(e.path),
-                    "sha256",
-                    f"sha256 {e.actual_sha256}, expected {e.sha256}",
-                    e.source,
-                )
-            )
-            e.ok = False
+    # structure: each format's owner (structure.py), then the cross-checks between artifacts
     for s in sources:
         pr, warns = structure(s, quick)
         report.problems += pr
@@ -192,13 +192,11 @@ def verify_paths(
         report.problems += flagged
     report.hints += missing_hints(sources, root)
     for s in sources:
-        if s.kind == "manifest":
-            raw = s.path.read_bytes()
-            if b'"manifest_sha256"' not in raw:
-                report.warnings.append(
-                    f"{s.path}: written without a manifest_sha256 self-hash; its own bytes are "
-                    "not verified"
-                )
+        if s.kind == "manifest" and b'"manifest_sha256"' not in s.path.read_bytes():
+            report.warnings.append(
+                f"{s.path}: written without a manifest_sha256 self-hash; its own bytes are "
+                "not verified"
+            )
     report.seconds = time.perf_counter() - t0
     return report
 
