@@ -144,6 +144,38 @@ def _sources_below(d: Path) -> list[Path]:
     return sorted(found)
 
 
+def _interrupted(d: Path, tmps: list[Path]) -> list[Problem]:
+    """A build in `d` whose stages did not all finish, and the temporaries `tmps` a killed run
+    left in it: one problem each."""
+    problems = []
+    unfinished = _unfinished_stages(d)
+    if unfinished:
+        problems.append(
+            Problem(
+                str(d),
+                "interrupted",
+                f"stage(s) {', '.join(unfinished)} of this build did not finish (the run "
+                "was killed or failed): its outputs are incomplete; rerun `pile build "
+                f"--config {d / BUILD_MARKER}` to finish it",
+            )
+        )
+    if tmps:
+        names = ", ".join(str(t) for t in tmps[:10]) + (", ..." if len(tmps) > 10 else "")
+        msg = (
+            f"{len(tmps)} temporary file(s) of an interrupted run: {names}; rerun the "
+            "command that writes them (it replaces them; delete them if you abandon "
+            "that run)"
+        )
+        work = [t for t in tmps if t.is_dir() and _is_task_work(t.name)]
+        if work:
+            msg += (
+                f"; {len(work)} of them hold the tasks that run finished (tokenize "
+                "partials, dedup signatures), which the rerun reuses"
+            )
+        problems.append(Problem(str(d), "interrupted", msg))
+    return problems
+
+
 def collect(paths: Sequence[str | os.PathLike], root: str | os.PathLike | None) -> Collected:
     out = Collected()
     rootp = Path(root) if root is not None else None
@@ -169,34 +201,10 @@ def collect(paths: Sequence[str | os.PathLike], root: str | os.PathLike | None) 
                     )
                 )
                 continue
-            unfinished = _unfinished_stages(p)
-            if unfinished:
-                out.problems.append(
-                    Problem(
-                        str(p),
-                        "interrupted",
-                        f"stage(s) {', '.join(unfinished)} of this build did not finish (the run "
-                        "was killed or failed): its outputs are incomplete; rerun `pile build "
-                        f"--config {p / BUILD_MARKER}` to finish it",
-                    )
-                )
             found = _sources_below(p)
             tmps = _temporaries(p)
-            if tmps:
-                out.temporaries.update(t.resolve() for t in tmps)
-                names = ", ".join(str(t) for t in tmps[:10]) + (", ..." if len(tmps) > 10 else "")
-                msg = (
-                    f"{len(tmps)} temporary file(s) of an interrupted run: {names}; rerun the "
-                    "command that writes them (it replaces them; delete them if you abandon "
-                    "that run)"
-                )
-                work = [t for t in tmps if t.is_dir() and _is_task_work(t.name)]
-                if work:
-                    msg += (
-                        f"; {len(work)} of them hold the tasks that run finished (tokenize "
-                        "partials, dedup signatures), which the rerun reuses"
-                    )
-                out.problems.append(Problem(str(p), "interrupted", msg))
+            out.problems += _interrupted(p, tmps)
+            out.temporaries.update(t.resolve() for t in tmps)
             if not found and not tmps:
                 raise InputError(
                     f"{p}: directory holds no *manifest.json or *.shard_hashes.txt, so nothing in "
