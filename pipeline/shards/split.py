@@ -8,7 +8,8 @@ same way), so `cat` of the shards in order is the original file. With `shard_byt
 total // shard_bytes exactly as Pythia computes it (an exact multiple therefore ends with an empty
 shard, as Pythia's script writes); with `num_shards` N there are exactly N shards.
 Next to the shards goes a checksum list in Pythia's `<file> <sha256>` format
-(`{name}.shard_hashes.txt`), covering every shard and, when present, the `.idx` copied beside them.
+(`{name}.shard_hashes.txt`, read and written by pipeline.checksums), covering every shard and, when
+present, the `.idx` copied beside them. Shard names are pipeline.shards.names'.
 
 `unshard(shard_or_dir_or_list, out)` joins them back, streaming, checking each shard's sha256
 against the list as it is read and the result against the original `.bin`'s sha256 when known.
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 BLOCK = 8 << 20
 PYTHIA_SHARD_BYTES = 5_000_000_000  # Pythia's published shards (utils/unshard_memmap.py)
 MAX_SHARDS = 100_000  # 5-digit indices
-__all__ = ["hash_list_name", "shard_name"]  # re-exported: this module's callers name them here
 
 
 @dataclass(frozen=True)
