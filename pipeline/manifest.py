@@ -150,11 +150,18 @@ def check_self_hash(raw: bytes) -> str | None:
 def read_manifest(path: Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError as e:
         raise IntegrityError(
             f"{path}: manifest not found. Rebuild the stage that writes it."
         ) from e
+    return parse_manifest(raw, path)
+
+
+def parse_manifest(raw: bytes, path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest in `raw` (the bytes of `path`); IntegrityError when it is not one pile reads."""
+    try:
+        doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise IntegrityError(f"{path}: manifest is not valid JSON ({e}); it is corrupt.") from e
     if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
@@ -173,3 +180,65 @@ def read_manifest(path: Path) -> dict[str, Any]:
                 f"{path}: files[{i}] lacks name/bytes/sha256; manifest is corrupt."
             )
     return doc
+
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def entry_problems(doc: Mapping[str, Any]) -> list[str]:
+    """Problems of the values of a parsed manifest's `files` entries (their keys are checked by
+    `parse_manifest`): a name that is not a non-empty string, bytes that are not a non-negative
+    integer, a sha256 that is not 64 hex digits, a name listed twice."""
+    problems = []
+    seen: set[str] = set()
+    for i, f in enumerate(doc.get("files", [])):
+        name, size, digest = f["name"], f["bytes"], f["sha256"]
+        if not isinstance(name, str) or not name:
+            problems.append(f"files[{i}].name {name!r} is not a file name; the manifest is corrupt")
+        elif name in seen:
+            problems.append(f"files[{i}].name {name!r} is listed twice; the manifest was edited")
+        else:
+            seen.add(name)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            problems.append(
+                f"files[{i}].bytes {size!r} is not a non-negative integer; the manifest is corrupt"
+            )
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            problems.append(
+                f"files[{i}].sha256 {str(digest)[:70]!r} is not 64 hex digits; the manifest is "
+                "corrupt"
+            )
+    return problems
+
+
+def load_checked(path: str | os.PathLike, raw: bytes) -> tuple[dict[str, Any] | None, list[str]]:
+    """(the manifest or None when it cannot be read, its problems): `parse_manifest`, the
+    self-hash over `raw` (its bytes), a missing self-hash, and `entry_problems`. Each problem
+    starts with `path: `."""
+    try:
+        doc = parse_manifest(raw, path)
+    except IntegrityError as e:
+        return None, [str(e)]
+    problems = []
+    self_problem = check_self_hash(raw)
+    if self_problem is None and SELF_HASH_KEY not in doc:
+        # every manifest pile writes carries it: a damaged key (a flipped bit in its name) or a
+        # hand edit removed it, and nothing else then vouches for the manifest's own bytes
+        self_problem = (
+            f"no {SELF_HASH_KEY} (every pile manifest has one): the manifest was edited or damaged"
+        )
+    if self_problem:
+        problems.append(self_problem)
+    problems += entry_problems(doc)
+    return doc, [f"{path}: {p}" for p in problems]
+
+
+def check(path: str | os.PathLike) -> list[str]:
+    """Structural problems of the manifest at `path` (empty = fine): JSON, format and version,
+    its own bytes against `manifest_sha256`, and its `files` entries. The listed files themselves
+    are `pile verify`'s to hash."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        return [f"{path}: cannot read the manifest ({e.strerror})"]
+    return load_checked(path, raw)[1]

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-import pipeline.verify as verify_mod
+import pipeline.verify.run as run_mod
+import pipeline.verify.structure as structure_mod
 from pipeline.cli.main import main
 from pipeline.io import sha256_file
-from pipeline.verify import Entry, _batches, verify_paths
+from pipeline.verify import Entry, verify_paths
+from pipeline.verify.run import _batches
 
 SAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "sample" / "val.jsonl.zst"
 MAPS = "p_text_document_train_0_indexmap_772ns_2048sl_1234s.manifest.json"
@@ -103,7 +105,8 @@ def test_dataset_idx_is_hashed_once(d, monkeypatch):
         calls.append(Path(path).name)
         return sha256_file(path, *a, **k)
 
-    monkeypatch.setattr(verify_mod, "sha256_file", counting)
+    for mod in (run_mod, structure_mod):  # listed files, cross-checks: one hash in all
+        monkeypatch.setattr(mod, "sha256_file", counting)
     rep = verify_paths([d])
     assert [p.kind for p in rep.problems] == ["stale", "stale"]
     assert calls.count("p_text_document.idx") == 1

@@ -346,3 +346,118 @@ class MMIDXDataset:
     def __iter__(self) -> Iterator[np.ndarray]:
         for i in range(len(self)):
             yield self.get(i)
+
+
+# ----------------------------------------------------------------------------------------------
+# structure checks (`pile verify` dispatches here)
+
+CHUNK = 1 << 24  # array elements per step of the checks (bounded memory at Pile scale)
+
+
+def check_index(idx_path: str | os.PathLike, one_doc_per_item: bool = False) -> list[str]:
+    """Problems of an MMIDIDX `.idx`: header, sizes > 0, pointers, doc_idx (empty list = fine).
+
+    doc_idx must start at 0, never decrease, and end at N, except that [0] alone is accepted
+    (Pythia's pre-shuffled `document.idx`: its builder never ended a document). With
+    `one_doc_per_item` (a token dataset) it must be exactly 0, 1, ..., N.
+    """
+    try:
+        idx = MMIDXIndex(idx_path)
+    except IntegrityError as e:
+        return [str(e)]
+    problems = []
+    n = len(idx)
+    item = idx.dtype.itemsize
+    expected = 0  # running pointer, Python int (no overflow)
+    for s in range(0, n, CHUNK):
+        sz = np.asarray(idx.sizes[s : s + CHUNK], dtype=np.int64)
+        if sz.size and int(sz.min()) <= 0:
+            j = s + int(np.argmax(sz <= 0))
+            problems.append(f"{idx_path}: item {j} has size {int(idx.sizes[j])}; sizes must be > 0")
+            break
+        ptr = np.asarray(idx.pointers[s : s + CHUNK], dtype=np.int64)
+        want = np.empty_like(sz)
+        want[0] = expected
+        if sz.size > 1:
+            np.cumsum(sz[:-1] * item, out=want[1:])
+            want[1:] += expected
+        bad = np.flatnonzero(ptr != want)
+        if bad.size:
+            j = s + int(bad[0])
+            problems.append(
+                f"{idx_path}: pointer of item {j} is {int(idx.pointers[j])}, expected "
+                f"{int(want[bad[0]])} (= {item} x tokens before it)"
+            )
+            break
+        expected += int(sz.sum()) * item
+    d = idx.doc_idx
+    if d.size == 0:
+        problems.append(f"{idx_path}: doc_idx is empty (needs at least [0])")
+    else:
+        if int(d[0]) != 0:
+            problems.append(f"{idx_path}: doc_idx starts at {int(d[0])}, expected 0")
+        # [0] alone is what a builder that never marks document ends writes (EleutherAI's
+        # pre-shuffled document.idx); otherwise the last document ends at N.
+        if one_doc_per_item and d.size != n + 1:
+            problems.append(
+                f"{idx_path}: doc_idx has {d.size} entries; a token dataset with one item per "
+                f"document needs N + 1 = {n + 1} (0, 1, ..., N)"
+            )
+        if int(d[-1]) != n and not (d.size == 1 and n > 0 and not one_doc_per_item):
+            problems.append(f"{idx_path}: doc_idx ends at {int(d[-1])}, expected N = {n}")
+        prev = None
+        for s in range(0, d.size, CHUNK):
+            c = np.asarray(d[s : s + CHUNK + 1], dtype=np.int64)
+            step = np.diff(c)
+            bad = step <= 0 if one_doc_per_item else step < 0
+            if c.size > 1 and bool(np.any(bad)):
+                j = s + int(np.argmax(bad)) + 1
+                what = "does not increase" if one_doc_per_item else "decreases"
+                problems.append(f"{idx_path}: doc_idx {what} at position {j}")
+                break
+            if prev is not None and c.size and int(c[0]) < prev:
+                problems.append(f"{idx_path}: doc_idx decreases at position {s}")
+                break
+            prev = int(c[-1]) if c.size else prev
+    return problems
+
+
+def index_tokens(idx_path: str | os.PathLike) -> tuple[int, int]:
+    """(number of items, number of tokens) of a valid `.idx`, summed in int64 chunks."""
+    idx = MMIDXIndex(idx_path)
+    total = 0
+    for s in range(0, len(idx), CHUNK):
+        total += int(np.asarray(idx.sizes[s : s + CHUNK], dtype=np.int64).sum())
+    return len(idx), total
+
+
+def off_by(found: int, expected: int) -> str:
+    # which way it is off: a longer file is not truncated, it holds bytes that do not belong
+    diff = found - expected
+    return f"{diff} bytes too many" if diff > 0 else f"{-diff} bytes too few, truncated"
+
+
+def check_bin(bin_path: str | os.PathLike, idx_path: str | os.PathLike) -> list[str]:
+    """`.bin` size must be tokens x itemsize of its `.idx`."""
+    try:
+        idx = MMIDXIndex(idx_path)
+        _, tokens = index_tokens(idx_path)
+    except IntegrityError as e:
+        return [f"{bin_path}: cannot check against {idx_path}: {e}"]
+    want = tokens * idx.dtype.itemsize
+    have = Path(bin_path).stat().st_size
+    if have != want:
+        return [
+            f"{bin_path}: {have} bytes, but {idx_path} describes {tokens} tokens x "
+            f"{idx.dtype.itemsize} bytes = {want} ({off_by(have, want)})"
+        ]
+    return []
+
+
+def check(prefix: str | os.PathLike, one_doc_per_item: bool = False) -> list[str]:
+    """Problems of the dataset `prefix` (`.idx`, and `.bin` when present); empty = fine."""
+    idx_path, bin_path = data_paths(prefix)
+    problems = check_index(idx_path, one_doc_per_item)
+    if not problems and bin_path.exists():
+        problems += check_bin(bin_path, idx_path)
+    return problems

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<i>\d{5})-of-(?P<last>\d{5})\.bin$")
 SHARD_GLOB = "-?????-of-?????.bin"  # appended to a glob-escaped name
@@ -28,3 +29,17 @@ def shard_names_for(total_bytes: int, shard_size: int, name: str) -> list[str]:
     when shard_size divides total, as Pythia's script writes it)."""
     last = total_bytes // shard_size
     return [shard_name(name, i, last) for i in range(last + 1)]
+
+
+def shard_set_problem(name: str, found: Iterable[tuple[int, int]]) -> str | None:
+    """What is wrong with the (i, last) pairs of the shards of `name` listed together: indices of
+    0..last not listed, or several `-of-` values (two cuts mixed); None when complete."""
+    found = list(found)
+    lasts = {last for _, last in found}
+    last = max(lasts)
+    missing = sorted(set(range(last + 1)) - {i for i, _ in found})
+    if missing:
+        return f"shards of {name}: indices {missing[:10]} of 0..{last} not listed"
+    if len(lasts) > 1:
+        return f"shards of {name}: mixed -of- values {sorted(lasts)}"
+    return None

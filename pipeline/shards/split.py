@@ -8,7 +8,8 @@ same way), so `cat` of the shards in order is the original file. With `shard_byt
 total // shard_bytes exactly as Pythia computes it (an exact multiple therefore ends with an empty
 shard, as Pythia's script writes); with `num_shards` N there are exactly N shards.
 Next to the shards goes a checksum list in Pythia's `<file> <sha256>` format
-(`{name}.shard_hashes.txt`), covering every shard and, when present, the `.idx` copied beside them.
+(`{name}.shard_hashes.txt`, read and written by pipeline.checksums), covering every shard and, when
+present, the `.idx` copied beside them. Shard names are pipeline.shards.names'.
 
 `unshard(shard_or_dir_or_list, out)` joins them back, streaming, checking each shard's sha256
 against the list as it is read and the result against the original `.bin`'s sha256 when known.
@@ -23,30 +24,24 @@ import glob
 import hashlib
 import logging
 import os
-import re
 import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.checksums import check as checksum_check
+from pipeline.checksums import hash_list_name, read_checksum_list, write_checksum_list
 from pipeline.errors import ConfigError, InputError, IntegrityError
-from pipeline.io import atomic_open, atomic_write_text, sha256_file
+from pipeline.io import atomic_open, sha256_file
+from pipeline.shards.mmidx import MMIDXIndex, index_tokens, off_by
+from pipeline.shards.names import SHARD_GLOB, parse_shard_name, shard_name
 
 log = logging.getLogger(__name__)
 
 BLOCK = 8 << 20
 PYTHIA_SHARD_BYTES = 5_000_000_000  # Pythia's published shards (utils/unshard_memmap.py)
-SHARD_RE = re.compile(r"^(?P<name>.+)-(?P<i>\d{5})-of-(?P<last>\d{5})\.bin$")
 MAX_SHARDS = 100_000  # 5-digit indices
-
-
-def shard_name(name: str, i: int, last: int) -> str:
-    return f"{name}-{i:05d}-of-{last:05d}.bin"
-
-
-def hash_list_name(name: str) -> str:
-    return f"{name}.shard_hashes.txt"
 
 
 @dataclass(frozen=True)
@@ -134,9 +129,9 @@ def shard_bin(
     last = num_shards - 1 if num_shards is not None else total // size
     count = last + 1
     expected = expected_sha256 or _expected_bin_sha(bin_path)
-    for stale in out.glob(f"{glob.escape(name)}-*-of-*.bin"):
-        m = SHARD_RE.match(stale.name)
-        if m and m.group("name") == name:
+    for stale in out.glob(glob.escape(name) + SHARD_GLOB):
+        parsed = parse_shard_name(stale.name)
+        if parsed and parsed[0] == name:
             stale.unlink()  # shards of an earlier cut with another count would look like ours
     whole = hashlib.sha256()
     written: list[tuple[Path, str]] = []
@@ -174,16 +169,15 @@ def shard_bin(
         for p, _ in written:
             p.unlink(missing_ok=True)
         raise
-    lines = [f"{p.name} {h}" for p, h in written]
+    listed = [(p.name, h) for p, h in written]
     idx = bin_path.with_suffix(".idx")
     if with_idx and idx.is_file():
         idx_out = out / idx.name
         if idx_out.resolve() != idx.resolve():
             with atomic_open(idx_out, "wb") as dst, open(idx, "rb") as s:
                 shutil.copyfileobj(s, dst, BLOCK)
-        lines.append(f"{idx.name} {sha256_file(idx_out)}")
-    hl = out / hash_list_name(name)
-    atomic_write_text(hl, "\n".join(lines) + "\n")
+        listed.append((idx.name, sha256_file(idx_out)))
+    hl = write_checksum_list(out / hash_list_name(name), listed)  # Pythia's <file> <sha256>
     log.info(
         "wrote %d shard(s) of %s (%d bytes, sha256 %s) to %s", count, bin_path, total, digest, out
     )
@@ -192,22 +186,7 @@ def shard_bin(
 
 def read_hash_list(path: Path) -> dict[str, str]:
     """`{file name: sha256}` from a `<file> <sha256>` (Pythia) or `sha256sum` list."""
-    from pipeline.verify import PYTHIA_LINE, SHA256SUM_LINE
-
-    out: dict[str, str] = {}
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        s = line.strip()
-        if not s or s.startswith("#"):
-            continue
-        m = SHA256SUM_LINE.match(s)
-        if m:
-            out[Path(m.group(2)).name] = m.group(1).lower()
-            continue
-        m = PYTHIA_LINE.match(s)
-        if not m:
-            raise InputError(f"{path}:{lineno}: not a checksum line: {s[:80]!r}")
-        out[Path(m.group(1)).name] = m.group(2).lower()
-    return out
+    return read_checksum_list(path).hashes()
 
 
 def find_shards(where: str | os.PathLike) -> tuple[str, list[Path], Path | None]:
@@ -216,21 +195,19 @@ def find_shards(where: str | os.PathLike) -> tuple[str, list[Path], Path | None]
     hash_list: Path | None = None
     if p.is_dir():
         d = p
-        names = {
-            SHARD_RE.match(c.name).group("name") for c in d.iterdir() if SHARD_RE.match(c.name)
-        }
+        names = {parsed[0] for c in d.iterdir() if (parsed := parse_shard_name(c.name))}
         if len(names) != 1:
             raise InputError(
                 f"{p}: holds shards of {len(names)} datasets ({', '.join(sorted(names)) or 'none'}); "
                 "pass one shard file or its hash list instead."
             )
         name = names.pop()
-    elif p.is_file() and SHARD_RE.match(p.name):
-        d, name = p.parent, SHARD_RE.match(p.name).group("name")
+    elif p.is_file() and parse_shard_name(p.name):
+        d, name = p.parent, parse_shard_name(p.name)[0]
     elif p.is_file():
         hash_list = p
         d = p.parent
-        names = {SHARD_RE.match(n).group("name") for n in read_hash_list(p) if SHARD_RE.match(n)}
+        names = {parsed[0] for n in read_hash_list(p) if (parsed := parse_shard_name(n))}
         if len(names) != 1:
             raise InputError(f"{p}: lists shards of {len(names)} datasets; expected exactly one.")
         name = names.pop()
@@ -238,9 +215,9 @@ def find_shards(where: str | os.PathLike) -> tuple[str, list[Path], Path | None]
         raise InputError(f"{where}: no such shard, directory or hash list.")
     found: dict[int, tuple[int, Path]] = {}
     for c in d.iterdir():
-        m = SHARD_RE.match(c.name)
-        if m and m.group("name") == name:
-            found[int(m.group("i"))] = (int(m.group("last")), c)
+        parsed = parse_shard_name(c.name)
+        if parsed and parsed[0] == name:
+            found[parsed[1]] = (parsed[2], c)
     lasts = {last for last, _ in found.values()}
     if len(lasts) != 1:
         raise IntegrityError(
@@ -350,3 +327,45 @@ def unshard(
             shutil.copyfileobj(src, dst, BLOCK)
     log.info("joined %d shard(s) into %s (sha256 %s)", len(shards), target, digest)
     return target, digest
+
+
+# ----------------------------------------------------------------------------------------------
+# structure checks (`pile verify` dispatches here)
+
+
+def check_shard_bytes(total: int, count: int, idx_path: Path, idx_label: str) -> list[str]:
+    """The `count` shards of a `.bin` (`total` bytes) must hold what the `.idx` describes:
+    tokens x itemsize. An unreadable `.idx` is its own problem (not repeated here)."""
+    try:
+        _, tokens = index_tokens(idx_path)
+        itemsize = MMIDXIndex(idx_path).dtype.itemsize
+    except IntegrityError:
+        return []
+    want = tokens * itemsize
+    if total == want:
+        return []
+    return [
+        f"the {count} shards hold {total} bytes, but {idx_label} describes {tokens} tokens x "
+        f"{itemsize} = {want} ({off_by(total, want)})"
+    ]
+
+
+def check(where: str | os.PathLike) -> list[str]:
+    """Problems of byte shards on disk (a shard, their directory or their hash list; empty =
+    fine): every index 0..last present and regular, the hash list well formed, and with the
+    `.idx` beside them, their bytes adding up to what it describes. Hashes are `pile verify`'s."""
+    try:
+        name, shards, hl = find_shards(where)
+    except (InputError, IntegrityError) as e:
+        return [str(e)]
+    d = shards[0].parent
+    problems = []
+    if hl is not None:
+        problems += checksum_check(hl)
+    idx = d / f"{name}.idx"
+    if idx.is_file():
+        total = sum(s.stat().st_size for s in shards)
+        problems += [
+            f"{d / name}: {m}" for m in check_shard_bytes(total, len(shards), idx, idx.name)
+        ]
+    return problems

@@ -158,3 +158,102 @@ def sidecar_metadata(path: str | os.PathLike) -> dict[str, str]:
     except (pa.ArrowInvalid, OSError) as e:
         raise IntegrityError(f"{path}: not a readable parquet sidecar ({e}).") from e
     return {k.decode(): v.decode() for k, v in md.items() if k.startswith(b"pile.")}
+
+
+# ----------------------------------------------------------------------------------------------
+# structure check (`pile verify` dispatches here)
+
+SIDECAR_SUFFIX = ".docs.parquet"  # `{data_prefix}.docs.parquet` beside `{data_prefix}.idx`
+CHECK_BATCH = 1 << 20  # rows per step of the check (bounded memory at Pile scale)
+
+
+def idx_for(path: str | os.PathLike) -> Path | None:
+    """The `.idx` a sidecar describes (`x.docs.parquet` -> `x.idx`), None for another name."""
+    p = Path(path)
+    if not p.name.endswith(SIDECAR_SUFFIX):
+        return None
+    return p.with_name(p.name[: -len(SIDECAR_SUFFIX)] + ".idx")
+
+
+def _schema_problems(path, schema: pa.Schema) -> list[str]:
+    problems = []
+    for f in SCHEMA:
+        if f.name not in schema.names:
+            problems.append(f"{path}: column {f.name} is missing (columns: {schema.names})")
+        elif schema.field(f.name).type != f.type:
+            problems.append(
+                f"{path}: column {f.name} is {schema.field(f.name).type}, expected {f.type}"
+            )
+    return problems
+
+
+def check(
+    path: str | os.PathLike, idx_path: str | os.PathLike | None = None, full: bool = True
+) -> list[str]:
+    """Problems of a sidecar (empty = fine): a readable parquet with SCHEMA's columns, one row
+    per item of `idx_path` (when given and present); with `full` every row is read: `tokens`
+    equals the `.idx` sizes, and the ids follow the order tokenize writes (documents in input
+    order: doc_id strictly increasing, `line` = the id's line). One problem per rule, its first
+    row."""
+    from pipeline import docid
+    from pipeline.shards.mmidx import MMIDXIndex
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        return [f"{path}: not a readable parquet sidecar ({e})"]
+    problems = _schema_problems(path, pf.schema_arrow)
+    if problems:
+        return problems
+    idx = None
+    if idx_path is not None and Path(idx_path).exists():
+        try:
+            idx = MMIDXIndex(idx_path)
+        except IntegrityError:
+            pass  # reported for the .idx itself
+    rows = pf.metadata.num_rows
+    if idx is not None and rows != len(idx):
+        return [f"{path}: {rows} rows but {idx_path} has {len(idx)} items"]
+    if not full:
+        return problems
+    found: dict[str, str] = {}  # rule -> its first problem
+    pos = 0
+    prev = None  # the last doc_id of the previous batch
+    try:
+        for batch in pf.iter_batches(batch_size=CHECK_BATCH, columns=["tokens", "doc_id", "line"]):
+            tokens, ids, lines = (c.to_numpy(zero_copy_only=False) for c in batch.columns)
+            if idx is not None and "tokens" not in found:
+                bad = np.flatnonzero(tokens != np.asarray(idx.sizes[pos : pos + tokens.size]))
+                if bad.size:
+                    j = pos + int(bad[0])
+                    found["tokens"] = (
+                        f"{path}: row {j} says {int(tokens[bad[0]])} tokens, {idx_path} item {j} "
+                        f"has {int(idx.sizes[j])}"
+                    )
+            if "doc_id" not in found and ids.size:
+                run = ids if prev is None else np.concatenate([[prev], ids])
+                bad = np.flatnonzero(np.diff(run) <= 0)
+                if bad.size:
+                    j = pos + int(bad[0]) + (prev is None)  # run[k + 1] is row pos + k (+ 1)
+                    found["doc_id"] = (
+                        f"{path}: row {j} has doc_id {int(run[bad[0] + 1])} after "
+                        f"{int(run[bad[0]])}; tokenize writes documents in input order (doc_id "
+                        "strictly increasing)"
+                    )
+                elif int(ids.min()) < 0:
+                    j = pos + int(np.argmax(ids < 0))
+                    found["doc_id"] = f"{path}: row {j} has a negative doc_id {int(ids[j - pos])}"
+            if "line" not in found and ids.size:
+                bad = np.flatnonzero(docid.split(ids)[1] != lines)
+                if bad.size:
+                    j = pos + int(bad[0])
+                    k = int(bad[0])
+                    found["line"] = (
+                        f"{path}: row {j} says line {int(lines[k])}, but its doc_id "
+                        f"{int(ids[k])} is line {int(docid.split(int(ids[k]))[1])}"
+                    )
+            prev = int(ids[-1]) if ids.size else prev
+            pos += tokens.size
+    except (pa.ArrowInvalid, OSError, KeyError) as e:
+        return [f"{path}: sidecar cannot be read ({e})"]
+    return [found[k] for k in ("tokens", "doc_id", "line") if k in found]

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import IntegrityError
-from pipeline.shards.mmidx import MMIDXDataset, MMIDXIndex, MMIDXWriter
-from pipeline.verify import check_bin
+from pipeline.shards.mmidx import MMIDXDataset, MMIDXIndex, MMIDXWriter, check_bin
 
 
 def _write(prefix, items, dtype=np.uint16):
