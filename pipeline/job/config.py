@@ -299,6 +299,10 @@ def _absolute_input(spec: str, base: str | None = None) -> str:
         path = os.path.expanduser(path)
         return os.path.abspath(os.path.join(base, path) if base else path)
 
+    from pipeline.read.remote import is_url
+
+    if is_url(spec):  # s3://, gs://, hf://, https://: kept as given
+        return spec
     if spec.startswith("hf:"):
         rest, sep, split = spec[3:].partition("#")
         return "hf:" + absolute(rest) + sep + split

@@ -59,6 +59,7 @@ from pipeline.io import fsync_dir, open_new, sha256_file
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import write_manifest
 from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
+from pipeline.read.remote import input_stat
 from pipeline.shards.mmidx import MMIDXWriter, token_dtype_for_vocab
 from pipeline.tokenize import sidecar as sidecar_mod
 from pipeline.tokenize.config import TokenizeConfig  # noqa: F401 (re-exported)
@@ -477,7 +478,7 @@ def _committed(path: Path):
 def _task_identity(task: _Task) -> dict[str, Any] | None:
     """What the task read: None when its input cannot be stat'ed (nothing to reuse then)."""
     try:
-        st = os.stat(task.input.path)
+        st = input_stat(task.input.path)
     except OSError:
         return None
     return {
