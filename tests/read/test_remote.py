@@ -131,23 +131,27 @@ def test_identity_is_size_and_etag_and_changes_with_the_object(s3, tmp_path):
     assert input_identity(f)[0] == size and input_identity(f)[1] != tag
 
 
-def test_gzip_and_plain_objects_read_like_files(s3, tmp_path):
+def test_gzip_plain_and_parquet_objects_read_like_files(s3, tmp_path):
     import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     fs, _ = s3
     lines = [pile_line(f"document {i} " * 50, "ArXiv") for i in range(300)]
     raw = b"".join(lines)
     (tmp_path / "p.jsonl").write_bytes(raw)
     (tmp_path / "g.jsonl.gz").write_bytes(gzip.compress(raw))
-    urls = [_put(fs, tmp_path / n, f"kinds/{n}") for n in ("g.jsonl.gz", "p.jsonl")]
+    rows = [json.loads(x) for x in lines[:50]]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet", row_group_size=7)
+    names = ("g.jsonl.gz", "p.jsonl", "t.parquet")
+    urls = [_put(fs, tmp_path / n, f"kinds/{n}") for n in names]
     got = [(d.doc_id, d.text, d.line) for d in iter_documents(urls, ReadConfig())]
     want = [
         (d.doc_id, d.text, d.line)
-        for d in iter_documents(
-            [str(tmp_path / "g.jsonl.gz"), str(tmp_path / "p.jsonl")], ReadConfig()
-        )
+        for d in iter_documents([str(tmp_path / n) for n in names], ReadConfig())
     ]
-    assert got == want and len(got) == 600
+    assert got == want and len(got) == 650
 
 
 def _error_of(argv: list[str], capsys) -> tuple[int, str]:
@@ -282,7 +286,9 @@ def test_build_from_s3_with_two_worker_processes(s3, tmp_path):
     write_zst(corpus / "b" / "01.jsonl.zst", [pile_line(f"beta {i} " * 30, "Github") for i in range(40)])  # fmt: skip
     for rel in ("a/00.jsonl.zst", "b/01.jsonl.zst"):
         _put(fs, corpus / rel, f"two/{rel}")
-    env = {k: v for k, v in os.environ.items() if k not in PROXIES}
+    # the other documented way to name the endpoint: fsspec's per-protocol config variable
+    env = {k: v for k, v in os.environ.items() if k not in (*PROXIES, "AWS_ENDPOINT_URL")}
+    env["FSSPEC_S3_ENDPOINT_URL"] = s3[1]
     outs = {}
     for name, src in (("local", str(corpus)), ("remote", f"s3://{BUCKET}/two")):
         outs[name] = tmp_path / name
@@ -294,3 +300,10 @@ def test_build_from_s3_with_two_worker_processes(s3, tmp_path):
         assert r.returncode == 0, r.stderr[-3000:]
     assert _published(outs["remote"]) == _published(outs["local"])
     shutil.rmtree(outs["local"])
+
+
+def test_build_output_to_object_storage_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = _error_of(["build", "--out", "s3://bucket/out", "--dry-run"], capsys)
+    assert code == 2 and "POSIX filesystem" in err
+    assert not list(tmp_path.iterdir())  # no local `s3:/bucket/out` made instead
