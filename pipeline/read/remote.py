@@ -167,11 +167,12 @@ class RemoteFile:
 
     mode = "rb"
 
-    def __init__(self, url: str, block_size: int = REMOTE_BLOCK_SIZE) -> None:
+    def __init__(self, url: str, block_size: int | None = None) -> None:
         self.url = self.name = url
         fs, path = filesystem(url)
+        block = block_size or REMOTE_BLOCK_SIZE
         try:
-            self._f = fs.open(path, "rb", block_size=block_size, cache_type="readahead")
+            self._f = fs.open(path, "rb", block_size=block, cache_type="readahead")
         except Exception as e:
             raise _failure(url, e) from e
         self.pos = 0

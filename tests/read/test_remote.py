@@ -307,3 +307,37 @@ def test_build_output_to_object_storage_is_refused(tmp_path, capsys, monkeypatch
     code, err = _error_of(["build", "--out", "s3://bucket/out", "--dry-run"], capsys)
     assert code == 2 and "POSIX filesystem" in err
     assert not list(tmp_path.iterdir())  # no local `s3:/bucket/out` made instead
+
+
+def test_a_large_object_streams_in_constant_memory(s3, tmp_path):
+    # an object of ~24 MB compressed (random base64 text barely compresses) read with 1 MiB
+    # read-ahead blocks, in a process of its own (the S3 server runs in this one): Python's peak
+    # allocation stays a few blocks, far below the object (a full download, or a cache that kept
+    # every block, would hold all of it)
+    import base64
+
+    import numpy as np
+
+    fs, _ = s3
+    rng = np.random.default_rng(3)
+    lines = [pile_line(base64.b64encode(rng.bytes(6000)).decode(), "Pile-CC") for _ in range(4000)]
+    big = write_zst(tmp_path / "big.jsonl.zst", lines, frames=8)
+    assert big.stat().st_size > 20 * 2**20
+    url = _put(fs, big, "big/big.jsonl.zst")
+    script = f"""
+import tracemalloc
+from pipeline.read import ReadConfig, iter_documents, remote, resolve_inputs
+remote.REMOTE_BLOCK_SIZE = 1 << 20
+files = resolve_inputs([{url!r}])
+tracemalloc.start()
+n = sum(1 for _ in iter_documents(files, ReadConfig()))
+print(n, tracemalloc.get_traced_memory()[1])
+"""
+    env = {k: v for k, v in os.environ.items() if k not in PROXIES}
+    r = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    n, peak = map(int, r.stdout.split())
+    assert n == 4000
+    assert peak < 6 * 2**20, f"peak {peak / 2**20:.1f} MiB reading a {big.stat().st_size} B object"
