@@ -88,9 +88,11 @@ def filesystem(url: str) -> tuple[Any, str]:
 
 def _failure(url: str, e: BaseException) -> InputError:
     if isinstance(e, FileNotFoundError):
+        # fsspec's http reports any failed GET (403 included) as not found
+        refused = " or the server refused it" if protocol(url) in ("http", "https") else ""
         return InputError(
-            f"input {url}: it does not exist (no such object or prefix, or no such bucket). "
-            "Check the URL"
+            f"input {url}: it does not exist (no such object or prefix, or no such bucket)"
+            f"{refused}. Check the URL"
         )
     if isinstance(e, PermissionError):
         return InputError(f"input {url}: access denied ({e}). {CREDENTIALS_HINT}")

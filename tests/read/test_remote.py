@@ -109,6 +109,23 @@ def test_documents_and_ids_equal_the_local_read(s3):
     ]
 
 
+def test_http_urls_read_like_files(s3):
+    # moto serves objects at http://HOST/bucket/key without signing: the plain https:// path of
+    # fsspec (ranged GETs through aiohttp), file URLs only (http has no listing to expand)
+    fs, endpoint = s3
+    pytest.importorskip("aiohttp", reason="fsspec's http filesystem needs aiohttp")
+    local = [str(p) for p in sorted((sample_dir() / "train").glob("*.jsonl.zst"))]
+    for p in local:  # readable without credentials, as a public https:// URL is
+        fs.chmod(f"{BUCKET}/sample/train/{Path(p).name}", acl="public-read")
+    urls = [f"{endpoint}/{BUCKET}/sample/train/{Path(p).name}" for p in local]
+    files = resolve_inputs(urls)
+    assert [f.name for f in files] == [f.name for f in resolve_inputs(local)]
+    got = [(d.doc_id, d.text, d.meta, d.line) for d in iter_documents(files, ReadConfig())]
+    want = [(d.doc_id, d.text, d.meta, d.line) for d in iter_documents(local, ReadConfig())]
+    assert got == want and len(got) > 0
+    assert input_identity(files[0])[0] == Path(local[0]).stat().st_size
+
+
 def test_stats_equal_local(s3, capsys):
     assert main(["stats", "--json", str(sample_dir() / "train")]) == 0
     local = json.loads(capsys.readouterr().out)
