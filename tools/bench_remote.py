@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Object-storage reads: the same `.jsonl.zst` read by `pile`'s reader from local disk and from
 `s3://` (an S3-compatible server on 127.0.0.1: moto's server mode, in its own process), and by
-a plain s3fs + zstandard loop (sequential `read()` of the object, streaming decompression, line
-split: what a reader without error handling or ids would do), each a fresh process.
+a plain s3fs + zstandard loop (the same fsspec cache and block size, streaming decompression,
+newlines counted: what a reader without JSON, ids or error handling does), each a fresh process.
 
     pip install -e '.[test]'          # s3fs and moto[server]
     python tools/bench_remote.py [--repeat 3] [--input FILE.jsonl.zst]
@@ -39,7 +39,8 @@ PILE = (
 PLAIN = (
     "import sys, time, fsspec, zstandard; t = time.perf_counter(); n = 0\n"
     "fs, p = fsspec.core.url_to_fs(sys.argv[1])\n"
-    "with fs.open(p, 'rb', block_size=8 << 20, cache_type='readahead') as raw:\n"
+    "with fs.open(p, 'rb', block_size=4 << 20, cache_type='background',\n"
+    "             cache_options={'maxblocks': 2}) as raw:\n"
     "    r = zstandard.ZstdDecompressor().stream_reader(raw)\n"
     "    while chunk := r.read(1 << 20):\n"
     "        n += chunk.count(b'\\n')\n"
