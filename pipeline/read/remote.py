@@ -115,6 +115,7 @@ def info(url: str) -> dict[str, Any]:
     naming the URL."""
     fs, path = filesystem(url)
     try:
+        fs.invalidate_cache(path)  # the store now, not a listing cached earlier in this process
         return fs.info(path)
     except Exception as e:  # each store raises its own types (botocore, aiohttp, ...)
         raise _failure(url, e) from e
@@ -124,6 +125,7 @@ def listing(url: str) -> list[tuple[str, str]]:
     """(relative path, URL) of every object below the prefix `url`, unsorted."""
     fs, path = filesystem(url)
     try:
+        fs.invalidate_cache(path)
         found = fs.find(path, withdirs=False)
     except Exception as e:
         raise _failure(url, e) from e
@@ -194,6 +196,11 @@ class RemoteFile:
         try:
             data = self._f.read(n)
         except Exception as e:
+            if type(e).__name__ == "FileExpired":  # fsspec: the ETag changed under the reader
+                raise InputError(
+                    f"{self.url}: the object was replaced while it was being read (at byte "
+                    f"offset {self.pos}); rerun, so that every stage reads one version of it"
+                ) from e
             raise InputError(
                 f"{self.url}: reading at byte offset {self.pos} failed ({type(e).__name__}: "
                 f"{e}). {CREDENTIALS_HINT}; a finished stage is kept, so rerunning resumes"

@@ -358,3 +358,44 @@ print(n, tracemalloc.get_traced_memory()[1])
     n, peak = map(int, r.stdout.split())
     assert n == 4000
     assert peak < 8 * 2**20, f"peak {peak / 2**20:.1f} MiB reading a {big.stat().st_size} B object"
+
+
+def test_stage_commands_take_urls_and_notice_a_rewritten_object(s3, tmp_path, capsys):
+    # pile dedup then pile tokenize --exclude on s3:// inputs; an object rewritten in between
+    # (its line numbers, so the dedup set's ids, no longer match) is refused as a local file is
+    fs, _ = s3
+    texts = [" ".join(f"w{i} w{i + 1} w{i + 2}" for i in range(k, k + 30)) for k in range(4)]
+    a = tmp_path / "a.jsonl"
+    b = tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    b.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:2]))
+    _put(fs, a, "stage/a.jsonl")
+    _put(fs, b, "stage/b.jsonl")
+    url = f"s3://{BUCKET}/stage"
+    assert main(["dedup", url, "--out", str(tmp_path / "D")]) == 0
+    args = ["tokenize", url, "--out", str(tmp_path / "T"), "--prefix", "t"]
+    assert main([*args, "--exclude", str(tmp_path / "D")]) == 0
+    b.write_text(json.dumps({"text": "a new unique document"}) + "\n")
+    _put(fs, b, "stage/b.jsonl")
+    capsys.readouterr()
+    assert main([*args, "--exclude", str(tmp_path / "D")]) == 2
+    assert f"input {url}/b.jsonl is" in capsys.readouterr().err
+
+
+def test_an_object_replaced_while_read_is_named(s3, tmp_path):
+    from pipeline.errors import InputError
+    from pipeline.read.remote import RemoteFile
+
+    fs, _ = s3
+    obj = tmp_path / "o.jsonl"
+    obj.write_bytes(b"x" * 100_000)
+    url = _put(fs, obj, "replaced/o.jsonl")
+    f = RemoteFile(url, block_size=1 << 12)
+    try:
+        assert f.read(10) == b"x" * 10
+        obj.write_bytes(b"y" * 100_000)
+        _put(fs, obj, "replaced/o.jsonl")
+        with pytest.raises(InputError, match="replaced while it was being read"):
+            f.read(50_000)
+    finally:
+        f.close()
