@@ -143,6 +143,7 @@ SLOW_FIXTURES = {
     "tests/job/test_build.py": "reference",
     "tests/job/test_own_corpus.py": "one_epoch",
     "tests/test_golden.py": "golden_tree",
+    "tests/read/test_remote.py": "s3",  # a moto S3 server, the sample uploaded, builds from s3://
 }
 
 

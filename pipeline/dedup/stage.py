@@ -94,6 +94,7 @@ from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
 from pipeline.read.lines import iter_lines
+from pipeline.read.remote import input_stat
 
 log = logging.getLogger(__name__)
 
@@ -414,7 +415,7 @@ def work_dir_name(fingerprint: str) -> str:
 
 def _input_identity(f: InputFile) -> dict[str, Any] | None:
     try:
-        st = os.stat(f.path)
+        st = input_stat(f.path)
     except OSError:
         return None
     return {
@@ -676,7 +677,7 @@ def _input_bytes(f: InputFile) -> int | None:
     """On-disk size of a file input; None for directory inputs (datasets, hf:)."""
     if f.kind in ("hf-disk", "hf-hub"):
         return None
-    return os.stat(f.path).st_size
+    return input_stat(f.path).st_size
 
 
 # ----------------------------------------------------------------------------- helpers

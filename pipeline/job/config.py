@@ -366,6 +366,12 @@ def resolve_build_config(
         tables["tokenize"]["tokenizer"] = os.path.abspath(str(tables["tokenize"]["tokenizer"]))
     for path in [*map(str, inputs), str(out), str(tables["tokenize"].get("tokenizer") or "")]:
         _check_utf8(path)
+    if "://" in str(out):  # pipeline/read/remote.py: inputs may be URLs, outputs may not
+        raise ConfigError(
+            f"--out {out}: outputs go to a local or shared POSIX filesystem (written atomically, "
+            "locked, and memory-mapped by training), not object storage; build to a disk and "
+            "copy the finished directory up if you need it there."
+        )
     return BuildConfig(
         inputs=tuple(_absolute_input(str(i)) for i in inputs),
         out=os.path.abspath(str(out)),
@@ -433,6 +439,10 @@ def _absolute_input(spec: str, base: str | None = None) -> str:
         path = os.path.expanduser(path)
         return os.path.abspath(os.path.join(base, path) if base else path)
 
+    from pipeline.read.remote import is_url
+
+    if is_url(spec):  # s3://, gs://, hf://, https://: kept as given
+        return spec
     if spec.startswith("hf:"):
         rest, sep, split = spec[3:].partition("#")
         return "hf:" + absolute(rest) + sep + split

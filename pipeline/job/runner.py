@@ -52,6 +52,7 @@ from pipeline.job.state import (
 )
 from pipeline.lock import DirLock
 from pipeline.read import ReadConfig, resolve_inputs
+from pipeline.read.inputs import input_identity, input_location
 from pipeline.report.stage import REPORT_FIGURES, REPORT_MANIFEST
 
 log = logging.getLogger(__name__)
@@ -129,19 +130,18 @@ class BuildPlan:
         tokenizer = tok.pop("tokenizer", None)
         self.tokenize_config = TokenizeConfig.for_tokenizer(tokenizer or None, **tok)
         self.shard_size = config.preshuffle.get("shard_size")
-        stats = [_stat(f.path) for f in self.inputs]
+        stats = [input_identity(f) for f in self.inputs]
         # inputs are identified by path, size and mtime, never hashed (the Pile is ~460 GB): a
         # touched input reruns the build, and the reason names the file
         self.input_identity = combine_fingerprints(
             *(
-                canonical_json([os.path.abspath(f.path), f.kind, f.split, *st])
+                canonical_json([input_location(f), f.kind, f.split, *st])
                 for f, st in zip(self.inputs, stats)
             ),
             self.read_config.fingerprint(),
         )
         self.input_basis = [
-            [f.label, os.path.abspath(f.path), f.kind, f.split, *st]
-            for f, st in zip(self.inputs, stats)
+            [f.label, input_location(f), f.kind, f.split, *st] for f, st in zip(self.inputs, stats)
         ]
         # names with the inputs' root folder itself (`--input pile/val` is named `val/...`)
         dirs = [os.path.dirname(os.path.abspath(f.path)) for f in self.inputs]
@@ -566,7 +566,7 @@ class BuildPlan:
             if p.is_dir():
                 n = sum(q.stat().st_size for q in p.rglob("*") if q.is_file())
             else:
-                n = _stat(f.path)[0]
+                n = input_identity(f)[0]
             out.append((f.kind, n))
         return out
 

@@ -9,6 +9,10 @@ Supported: `.jsonl.zst`/`.jsonl.zstd`/`.zst` (the Pile), `.jsonl`/`.json`, `.jso
 `.parquet`, a `datasets` `save_to_disk` directory (a Dataset, or one split of a DatasetDict:
 `DIR#split`, default `train`), and `hf:DIR[#split]` for local hub-style data files loaded with
 `datasets.load_dataset(DIR, streaming=True)` (default split `train`; never downloads).
+
+URLs (`s3://`, `gs://`, `hf://datasets/...`, `https://`, see `pipeline.read.remote`) resolve the
+same way: a file by its name, a prefix like a directory (its objects sorted by relative path,
+under the same rules), and they are named relative to their common root as local files are.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import posixpath
 import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pipeline.errors import ConfigError, InputError
 from pipeline.read.document import InputFile
+from pipeline.read.remote import input_stat, is_url, protocol, url_path
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +137,63 @@ def _pick_split(d: Path, split: str | None) -> str:
     return want
 
 
+def _skipped_name(name: str) -> bool:
+    """plain .json beside data files is metadata (ground truth, manifests, dataset cards): inside
+    a directory only line-delimited names count; give such a file explicitly to read it. pile's
+    own sidecars and quarantine files are not input."""
+    return name.startswith(".") or name.endswith((".tmp", ".json", *PILE_ARTIFACTS))
+
+
+def _expand_url(url: str) -> list[tuple[str, str, str | None]]:
+    """A URL: an object by its name, or a prefix expanded like a local directory."""
+    from pipeline.read import remote
+
+    meta = remote.info(url)  # a missing object, prefix or bucket: InputError naming it
+    if meta.get("type") != "directory":
+        kind = file_kind(posixpath.basename(url.split("?", 1)[0]))
+        if kind is None:
+            raise ConfigError(
+                f"input {url!r}: unsupported file type; supported for URLs: "
+                f"{', '.join(s for s, _ in SUFFIX_KINDS)}. Rename the object or convert it."
+            )
+        return [(url, kind, None)]
+    entries = remote.listing(url)
+    rels = {rel for rel, _ in entries}
+    if "dataset_dict.json" in rels or {"state.json", "dataset_info.json"} <= rels:
+        raise ConfigError(
+            f"input {url!r}: a datasets save_to_disk folder is read from a local or shared "
+            "filesystem only; copy it (or export its rows as .jsonl.zst or .parquet) and give "
+            "that."
+        )
+    # a folder pile wrote (it holds one of pile's manifests) below the prefix is not input
+    outputs = []
+    for rel, full in entries:
+        name = posixpath.basename(rel)
+        if "/" in rel and (name == "manifest.json" or name.endswith(".manifest.json")):
+            if b'"manifest_sha256"' in remote.read_head(full, 1 << 20):
+                outputs.append(posixpath.dirname(rel) + "/")
+                log.warning(
+                    "input %s: skipping %s, an output directory of pile",
+                    url, full.rsplit("/", 1)[0],
+                )  # fmt: skip
+    found = []
+    for rel, full in entries:
+        parts = rel.split("/")
+        if any(p.startswith(".") for p in parts[:-1]) or _skipped_name(parts[-1]):
+            continue
+        if any(rel.startswith(o) for o in outputs):
+            continue
+        kind = file_kind(parts[-1])
+        if kind is not None:
+            found.append((rel, full, kind))
+    if not found:
+        raise InputError(f"prefix {url!r} holds no input files (supported: {SUPPORTED}).")
+    return [(full, kind, None) for _, full, kind in sorted(found)]
+
+
 def _expand(path_str: str) -> list[tuple[str, str, str | None]]:
+    if is_url(path_str):
+        return _expand_url(path_str)
     if path_str.startswith("hf:"):
         rest = path_str[3:]
         base, _, split = rest.partition("#")
@@ -196,10 +258,7 @@ def _expand(path_str: str) -> list[tuple[str, str, str | None]]:
             dirs[:] = kept_dirs
             for name in files:
                 full = Path(root) / name
-                # plain .json beside data files is metadata (ground truth, manifests, dataset
-                # cards): inside a directory only line-delimited names count; give such a file
-                # explicitly to read it. pile's own sidecars and quarantine files are not input.
-                if name.startswith(".") or name.endswith((".tmp", ".json", *PILE_ARTIFACTS)):
+                if _skipped_name(name):
                     continue
                 kind = file_kind(name)
                 if kind is None:
@@ -238,7 +297,7 @@ def resolve_inputs(paths: Iterable[str | os.PathLike | InputFile]) -> list[Input
         found.extend(_expand(os.fspath(item)))
     seen: dict[tuple[str, str | None], int] = {}
     for i, (path, _, split) in enumerate(found):
-        key = (os.path.realpath(path), split)
+        key = (path if is_url(path) else os.path.realpath(path), split)
         if key in seen:
             log.warning(
                 "input %s is given more than once (positions %d and %d): its documents are read "
@@ -272,16 +331,20 @@ def _warn_unchecked(paths: list[str]) -> None:
     from pipeline.read.lines import zstd_checksummed
 
     sample = os.path.realpath(sample_dir())
+
+    def key(p: str) -> str:
+        return p if is_url(p) else os.path.realpath(p)
+
     new = [
         p
         for p in paths
-        if os.path.realpath(p) not in _warned_unchecked
-        and not os.path.realpath(p).startswith(sample + os.sep)
+        if key(p) not in _warned_unchecked
+        and not key(p).startswith(sample + os.sep)
         and zstd_checksummed(p) is False
     ]
     if not new:
         return
-    _warned_unchecked.update(os.path.realpath(p) for p in new)
+    _warned_unchecked.update(key(p) for p in new)
     shown = ", ".join(new[:3]) + (f" and {len(new) - 3} more" if len(new) > 3 else "")
     log.warning(
         "%d input file(s) (%s) have zstd frames without a content checksum, so damage that still "
@@ -297,9 +360,37 @@ def input_names(paths: Sequence[str]) -> list[str]:
 
     `pile/train/00.jsonl.zst` ... with `pile/val.jsonl.zst` give `train/00.jsonl.zst` ...
     `val.jsonl.zst`, wherever `pile/` is: artifacts record these names, never absolute paths.
+    URLs of one protocol are named the same way (`s3://b/pile/train/00.jsonl.zst` with
+    `s3://b/pile/val.jsonl.zst` give the same names), so a copy in a bucket gives the same bytes;
+    a mix of local paths and URLs (or of protocols) keeps each URL whole.
     """
     if not paths:
         return []
+    urls = [p for p in paths if is_url(p)]
+    if urls:
+        if len(urls) == len(paths) and len({protocol(u) for u in urls}) == 1:
+            rests = [url_path(u) for u in urls]
+            root = posixpath.commonpath([posixpath.dirname(r) for r in rests])
+            return [posixpath.relpath(r, root) if root else r for r in rests]
+        local = iter(input_names([p for p in paths if not is_url(p)]))
+        return [p if is_url(p) else next(local) for p in paths]
     full = [os.path.abspath(p) for p in paths]
     root = os.path.commonpath([os.path.dirname(p) for p in full])
     return [Path(os.path.relpath(p, root)).as_posix() for p in full]
+
+
+def input_identity(f: InputFile) -> list[int | str]:
+    """What identifies an input's content for resume and fingerprints without reading it (the
+    Pile is ~460 GB): [size, mtime_ns] of a local file, [size, version tag] of a URL (ETag,
+    generation, ...; see `pipeline.read.remote`); [0, 0] when it cannot be stat'ed."""
+    try:
+        st = input_stat(f.path)
+    except OSError:
+        return [0, 0]
+    return [st.st_size, st.st_mtime_ns]
+
+
+def input_location(f: InputFile) -> str:
+    """The input's absolute path, or its URL as given (`os.path.abspath` would glue a URL to
+    the current directory)."""
+    return f.path if is_url(f.path) else os.path.abspath(f.path)

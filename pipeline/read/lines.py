@@ -12,6 +12,9 @@ offsets. Frames that carry a content checksum are verified (libzstd checks it wh
 be seen here, only by checking the file against its published sha256 (`pile verify`). A frame that
 ends early (truncated download) or corrupt data raises StreamError once every complete line before
 the damage has been handed out.
+
+A URL input (`s3://`, `gs://`, `hf://`, `https://`) is opened through `pipeline.read.remote` (fsspec
+with a bounded read-ahead) and goes through the same code, so its errors are the same, naming it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Iterator
 import zstandard
 
 from pipeline.errors import InputError
+from pipeline.read.remote import is_url, open_input, read_head
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +68,12 @@ def zstd_checksummed(path: str) -> bool | None:
     """Whether the first zstd frame of `path` carries a content checksum (None: the file does not
     start with a zstd frame). Files are written with one setting, so the first frame tells."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(5)
-    except OSError:
+        if is_url(path):
+            head = read_head(path, 5)
+        else:
+            with open(path, "rb") as f:
+                head = f.read(5)
+    except (OSError, InputError):
         return None
     if len(head) < 5 or int.from_bytes(head[:4], "little") != _ZSTD_MAGIC:
         return None
@@ -79,7 +86,7 @@ class _ZstdSource:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._f = open(path, "rb", buffering=BUFFER_SIZE)  # noqa: SIM115
+        self._f = open_input(path, buffering=BUFFER_SIZE)
         self._dctx = zstandard.ZstdDecompressor()
         self.decoded = 0  # decompressed bytes produced so far
         self.error: StreamError | None = None
@@ -207,12 +214,15 @@ class _GzipSource:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._g = gzip.open(path, "rb")  # noqa: SIM115
+        self._raw = open_input(path) if is_url(path) else None
+        self._g = gzip.open(self._raw or path, "rb")  # noqa: SIM115
         self.decoded = 0
         self.error: StreamError | None = None
 
     def close(self) -> None:
         self._g.close()
+        if self._raw is not None:
+            self._raw.close()
 
     def chunks(self) -> Iterator[bytes]:
         while True:
@@ -238,7 +248,7 @@ class _GzipSource:
 class _PlainSource:
     def __init__(self, path: str) -> None:
         self.path = path
-        self._f = open(path, "rb", buffering=0)  # noqa: SIM115
+        self._f = open_input(path, buffering=0)
         self.error: StreamError | None = None
 
     def close(self) -> None:

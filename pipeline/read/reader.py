@@ -31,6 +31,7 @@ from pipeline.read.config import ReadConfig
 from pipeline.read.document import Document, InputFile
 from pipeline.read.inputs import resolve_inputs
 from pipeline.read.lines import LongLine, StreamError, iter_lines
+from pipeline.read.remote import parquet_source
 from pipeline.read.stats import ReadStats
 
 log = logging.getLogger(__name__)
@@ -354,7 +355,7 @@ def _iter_rows(f: InputFile) -> Iterator[dict[str, Any]]:
         import pyarrow.parquet as pq
 
         try:
-            pf = pq.ParquetFile(f.path)
+            pf = pq.ParquetFile(parquet_source(f.path))
         except Exception as e:  # pyarrow raises several types for damaged files
             raise InputError(f"{f.path}: not a readable parquet file ({e}).") from e
         for batch in pf.iter_batches(batch_size=1024):

@@ -59,6 +59,7 @@ from pipeline.io import fsync_dir, open_new, sha256_file
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import write_manifest
 from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
+from pipeline.read.remote import input_stat, is_url
 from pipeline.shards.mmidx import MMIDXWriter, token_dtype_for_vocab
 from pipeline.tokenize import sidecar as sidecar_mod
 from pipeline.tokenize.config import TokenizeConfig  # noqa: F401 (re-exported)
@@ -177,9 +178,9 @@ def check_exclude_inputs(
     if dedup_bytes is None or len(dedup_bytes) != len(files):
         return
     for f, want in zip(files, dedup_bytes):
-        if want is None or not os.path.isfile(f.path):
+        if want is None or not (is_url(f.path) or os.path.isfile(f.path)):
             continue
-        have = os.path.getsize(f.path)
+        have = input_stat(f.path).st_size
         if have != want:
             raise ConfigError(
                 f"--exclude {where}: input {f.where} is {have} bytes but was {want} bytes when "
@@ -477,7 +478,7 @@ def _committed(path: Path):
 def _task_identity(task: _Task) -> dict[str, Any] | None:
     """What the task read: None when its input cannot be stat'ed (nothing to reuse then)."""
     try:
-        st = os.stat(task.input.path)
+        st = input_stat(task.input.path)
     except OSError:
         return None
     return {
