@@ -178,13 +178,16 @@ class RayExecutor(Executor):
             if address:
                 ray.init(address=address, **kwargs)
             else:
-                # a private cluster on this machine; no usage report leaves it
+                # a private cluster on this machine: no usage report leaves it, and its
+                # services listen on loopback only (Ray otherwise binds the routable address;
+                # the variable is Ray's switch for single-machine mode)
                 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
                 ray.init(
                     address="local",
                     num_cpus=workers if workers and workers > 0 else os.cpu_count() or 1,
                     include_dashboard=False,
-                    _node_ip_address="127.0.0.1",  # a private Ray listens on loopback only
+                    _node_ip_address="127.0.0.1",
                     **kwargs,
                 )
                 self._started = True

@@ -4,6 +4,8 @@
     variant = "both"                 # standard | deduped | both
     preset = "pythia"                # build preset: which order and dedup presets to use
     workers = 2
+    engine = "local"                 # local | ray (a run option, like workers: never changes bytes)
+    ray_address = "auto"             # with engine = "ray": auto or HOST:PORT (default: a local Ray)
     [read]       text_key = "text", set_name_key = "pile_set_name", on_error = "raise",
                  max_line_bytes = 268435456
     [dedup]      preset = "pythia-0.87", threshold = 0.87, num_perm = 128, ...   (overrides)
@@ -33,6 +35,7 @@ from typing import Any
 
 from pipeline.config import StageConfig
 from pipeline.data import sample_train_files
+from pipeline.engine import ENGINES
 from pipeline.errors import ConfigError
 from pipeline.presets import load_preset, preset_names
 
@@ -45,7 +48,7 @@ VARIANTS = ("standard", "deduped", "both")
 DEFAULT_OUT = "pile_out"
 # input names that are Pile held-out splits (a path component, a file stem or a `#split`)
 HELD_OUT_NAMES = ("val", "valid", "validation", "test")
-TOP_KEYS = {"input", "out", "variant", "preset", "workers"}
+TOP_KEYS = {"input", "out", "variant", "preset", "workers", "engine", "ray_address"}
 TABLES = {
     "read": {"text_key", "set_name_key", "on_error", "max_line_bytes"},
     "dedup": None,  # checked by the dedup stage's own config
@@ -62,6 +65,8 @@ class BuildConfig(StageConfig):
     variant: str = "both"
     preset: str = "sample"
     workers: int = 1
+    engine: str = "local"
+    ray_address: str | None = None
     read: dict[str, Any] = field(default_factory=dict)
     dedup: dict[str, Any] = field(default_factory=dict)
     tokenize: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +74,7 @@ class BuildConfig(StageConfig):
     preshuffle: dict[str, Any] = field(default_factory=dict)
     bundled_sample: bool = False
 
-    _not_fingerprinted = ("workers", "out")
+    _not_fingerprinted = ("workers", "out", "engine", "ray_address")
 
     @property
     def epochs(self) -> int | None:
@@ -89,7 +94,10 @@ class BuildConfig(StageConfig):
             f"variant = {_toml_value(self.variant)}",
             f"preset = {_toml_value(self.preset)}",
             f"workers = {self.workers}",
+            f"engine = {_toml_value(self.engine)}",
         ]
+        if self.ray_address:
+            lines.append(f"ray_address = {_toml_value(self.ray_address)}")
         for table in TABLES:
             values = getattr(self, table)
             lines.append("")
@@ -165,6 +173,8 @@ def resolve_build_config(
     variant: str | None = None,
     preset: str | None = None,
     workers: int | None = None,
+    engine: str | None = None,
+    ray_address: str | None = None,
     config_file: str | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> BuildConfig:
@@ -209,6 +219,10 @@ def resolve_build_config(
     workers = workers if workers is not None else int(data.get("workers", 1))
     if workers < 0:
         raise ConfigError(f"workers={workers}: must be >= 0 (0 = one per core).")
+    engine = engine or data.get("engine") or "local"
+    if engine not in ENGINES:
+        raise ConfigError(f"engine {engine!r} is not one of {', '.join(ENGINES)}.")
+    ray_address = ray_address or data.get("ray_address") or None
     tables: dict[str, dict[str, Any]] = {}
     for table in TABLES:
         merged: dict[str, Any] = {}
@@ -238,6 +252,8 @@ def resolve_build_config(
         variant=variant,
         preset=preset,
         workers=workers,
+        engine=engine,
+        ray_address=ray_address,
         bundled_sample=bundled,
         **tables,
     )

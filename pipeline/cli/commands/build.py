@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from pipeline.cli.common import add_workers_argument
+from pipeline.cli.common import add_engine_arguments, add_workers_argument
 
 NAME = "build"
 HELP = "build the standard and deduped token datasets end to end (default: the bundled sample)"
@@ -73,6 +73,7 @@ def add_arguments(p) -> None:
         "refuse; pile never removes files it did not write)",
     )
     add_workers_argument(p, default=None)
+    add_engine_arguments(p, default=None)
     g = p.add_argument_group("stage overrides (default: from the preset / config file)")
     g.add_argument("--text-key", default=None, metavar="KEY", help="JSON key of the document text")
     g.add_argument(
@@ -213,6 +214,8 @@ def run(args) -> int:
         variant=args.variant,
         preset=args.preset,
         workers=args.workers,
+        engine=args.engine,
+        ray_address=args.ray_address,
         config_file=args.config,
         overrides=_overrides(args),
     )

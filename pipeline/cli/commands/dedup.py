@@ -6,7 +6,12 @@ import logging
 import sys
 from pathlib import Path
 
-from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
+from pipeline.cli.common import (
+    add_engine_arguments,
+    add_read_arguments,
+    add_workers_argument,
+    read_config_from_args,
+)
 from pipeline.dedup import DedupConfig, export_text, run_dedup
 from pipeline.dedup.config import CLUSTER_RULES, VERIFY_MODES
 from pipeline.presets import preset_names
@@ -118,6 +123,7 @@ def add_arguments(p) -> None:
     )
     add_read_arguments(p)
     add_workers_argument(p)
+    add_engine_arguments(p)
 
 
 def _s_curve_text(stats: dict) -> str:

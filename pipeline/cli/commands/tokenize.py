@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
+from pipeline.cli.common import (
+    add_engine_arguments,
+    add_read_arguments,
+    add_workers_argument,
+    read_config_from_args,
+)
 
 NAME = "tokenize"
 HELP = "tokenize documents into {prefix}_text_document.bin/.idx (gpt-neox MMIDIDX) with a manifest"
@@ -51,6 +56,7 @@ def add_arguments(p) -> None:
     )
     p.add_argument("--batch-size", type=int, default=1024, help="documents per encode batch")
     add_workers_argument(p)
+    add_engine_arguments(p)
     add_read_arguments(p)
 
 
