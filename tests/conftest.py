@@ -143,6 +143,7 @@ SLOW_FIXTURES = {
     "tests/job/test_build.py": "reference",
     "tests/job/test_own_corpus.py": "one_epoch",
     "tests/test_golden.py": "golden_tree",
+    "tests/engine/test_ray.py": "cluster",  # a local Ray cluster (~12 s to start on 2 cores)
 }
 
 
