@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
@@ -123,6 +124,28 @@ def _transfer(src: Future, dst: Future) -> None:
         pass
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT nothing listens on (ray.init retries such an address for minutes,
+    printing a warning every few seconds). `auto` and ray:// client addresses are Ray's to check."""
+    if address == "auto" or "://" in address:
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(
+            f"--ray-address {address!r} is not auto or HOST:PORT; use auto (the cluster `ray "
+            "start` runs on this machine), HOST:6379 (a head node's GCS port) or leave it out "
+            "for a local Ray."
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ConfigError(
+            f"no Ray cluster answers at --ray-address {address} ({e.strerror or e}); start one "
+            "there with `ray start --head --port PORT`, check the host and port, or leave "
+            "--ray-address out to start a local Ray for this run."
+        ) from None
+
+
 class RayExecutor(Executor):
     """Runs each task as a Ray task; see the module docstring."""
 
@@ -174,6 +197,8 @@ class RayExecutor(Executor):
             "runtime_env": runtime_env,
             "configure_logging": True,
         }
+        if address:
+            _check_reachable(address)
         try:
             if address:
                 ray.init(address=address, **kwargs)

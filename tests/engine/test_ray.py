@@ -195,3 +195,24 @@ def test_missing_ray_is_a_config_error_naming_the_extra(tmp_path, monkeypatch, c
     assert main(["-q", "build", "--out", str(out), "--engine", "ray", "--variant", "standard"]) == 2
     assert "pip install -e '.[ray]'" in capsys.readouterr().err
     assert not (out / "standard").exists()  # refused before any stage ran
+
+
+def test_ray_address_is_checked_before_ray_init():
+    import socket
+
+    # nothing listens: refused at once (ray.init would retry it for minutes)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    with pytest.raises(
+        ConfigError, match=f"no Ray cluster answers at --ray-address 127.0.0.1:{free}"
+    ):
+        ray_engine._check_reachable(f"127.0.0.1:{free}")
+    for bad in ("not an address", "host:", ":6379", "host:port"):
+        with pytest.raises(ConfigError, match="is not auto or HOST:PORT"):
+            ray_engine._check_reachable(bad)
+    with socket.socket() as s:  # something listens: left to ray.init
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        ray_engine._check_reachable(f"127.0.0.1:{s.getsockname()[1]}")
+    ray_engine._check_reachable("auto")
