@@ -124,6 +124,13 @@ def _transfer(src: Future, dst: Future) -> None:
         pass
 
 
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _quiet_auth_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled for this")
+
+
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
     """Fail fast on a HOST:PORT nothing listens on (ray.init retries such an address for minutes,
     printing a warning every few seconds). `auto` and ray:// client addresses are Ray's to check."""
@@ -208,6 +215,9 @@ class RayExecutor(Executor):
                 # the variable is Ray's switch for single-machine mode)
                 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
                 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+                # Ray turns on token authentication for a new local cluster (good) and warns
+                # about it on every start (noise on the user's terminal): drop that one line
+                logging.getLogger(_AUTH_LOGGER).addFilter(_quiet_auth_notice)
                 ray.init(
                     address="local",
                     num_cpus=workers if workers and workers > 0 else os.cpu_count() or 1,
