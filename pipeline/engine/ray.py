@@ -27,7 +27,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import Any, TypeVar
@@ -239,8 +239,8 @@ class RayExecutor(Executor):
             ) from None
 
     def _check_workers(self) -> None:
-        """Refuse a cluster whose workers run other `pipeline` code than the driver."""
-        self._checked = True
+        """Refuse a cluster whose workers run other `pipeline` code than the driver (asked again
+        on the next submit until a worker passes)."""
         try:
             remote = ray.get(ray.remote(_probe).options(num_cpus=1).remote())
         except RayTaskError as e:
@@ -257,6 +257,7 @@ class RayExecutor(Executor):
                 f"from {here['path']}): it could write different bytes. Install the same "
                 "version on every node or submit with a runtime_env working_dir."
             )
+        self._checked = True
         if remote["python"] != here["python"]:
             log.warning(
                 "ray engine: workers run Python %s, the driver %s",
@@ -277,6 +278,12 @@ class RayExecutor(Executor):
         out = _RayFuture(ref)
         ref.future().add_done_callback(lambda f: _transfer(f, out))
         return out
+
+    def map(self, fn: Callable[[T], R], tasks: Iterable[T]) -> list[R]:
+        """fn over every task on the cluster, results in task order (even a single task runs on
+        a worker, not in the driver: the driver may be a small head node)."""
+        tasks = list(tasks)
+        return list(self.imap(fn, tasks, ahead=len(tasks))) if tasks else []
 
     def close(self) -> None:
         """Shut down a Ray this executor started; a cluster it joined keeps running."""
