@@ -243,7 +243,7 @@ class RayExecutor(Executor):
         on the next submit until a worker passes)."""
         try:
             remote = ray.get(ray.remote(_probe).options(num_cpus=1).remote())
-        except RayTaskError as e:
+        except ray.exceptions.RayError as e:  # the task's error, or unpickling _probe failed
             raise ConfigError(
                 f"a Ray worker cannot import this pipeline package ({_unwrap(e)!r}); install it "
                 "on every node (pip install -e '.[ray]') or submit the run with a runtime_env "
