@@ -22,12 +22,13 @@ atomically: a retried task may run twice (pipeline.engine.base).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import Any, TypeVar
@@ -124,6 +125,26 @@ def _transfer(src: Future, dst: Future) -> None:
         pass
 
 
+@contextlib.contextmanager
+def _single_machine() -> Iterator[None]:
+    """Ray's single-machine mode while a private Ray starts: its node address is 127.0.0.1, so
+    every service listens on loopback only. RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 is Ray's switch
+    for it; Ray reads it when imported, so the driver's copy is set too (restored afterwards, so
+    a later `--ray-address` run in this process joins clusters normally). The workers inherit
+    the variable."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    consts = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    if consts is None or not hasattr(consts, "ENABLE_RAY_CLUSTER"):  # another Ray layout
+        yield
+        return
+    saved = consts.ENABLE_RAY_CLUSTER
+    consts.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "")
+    try:
+        yield
+    finally:
+        consts.ENABLE_RAY_CLUSTER = saved
+
+
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
@@ -211,20 +232,19 @@ class RayExecutor(Executor):
                 ray.init(address=address, **kwargs)
             else:
                 # a private cluster on this machine: no usage report leaves it, and its
-                # services listen on loopback only (Ray otherwise binds the routable address;
-                # the variable is Ray's switch for single-machine mode)
+                # services listen on loopback only (Ray otherwise binds the routable address)
                 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-                os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
                 # Ray turns on token authentication for a new local cluster (good) and warns
                 # about it on every start (noise on the user's terminal): drop that one line
                 logging.getLogger(_AUTH_LOGGER).addFilter(_quiet_auth_notice)
-                ray.init(
-                    address="local",
-                    num_cpus=workers if workers and workers > 0 else os.cpu_count() or 1,
-                    include_dashboard=False,
-                    _node_ip_address="127.0.0.1",
-                    **kwargs,
-                )
+                with _single_machine():
+                    ray.init(
+                        address="local",
+                        num_cpus=workers if workers and workers > 0 else os.cpu_count() or 1,
+                        include_dashboard=False,
+                        _node_ip_address="127.0.0.1",
+                        **kwargs,
+                    )
                 self._started = True
         except ConnectionError as e:
             raise ConfigError(

@@ -42,13 +42,15 @@ def cluster():
     # nothing leaves the machine: no usage report, every Ray service on 127.0.0.1
     mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
     mp.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        logging_level="WARNING",
-    )
+    with ray_engine._single_machine():  # as RayExecutor starts its private Ray
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            logging_level="WARNING",
+        )
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
     try:
         yield ray
     finally:
