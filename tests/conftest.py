@@ -144,6 +144,7 @@ SLOW_FIXTURES = {
     "tests/job/test_own_corpus.py": "one_epoch",
     "tests/test_golden.py": "golden_tree",
     "tests/read/test_remote.py": "s3",  # a moto S3 server, the sample uploaded, builds from s3://
+    "tests/engine/test_ray.py": "cluster",  # a local Ray cluster (~12 s to start on 2 cores)
 }
 
 

@@ -153,7 +153,9 @@ def test_build_toml_keys_are_the_declared_fields():
     )
     assert set(section_keys("dedup")) == {"preset"} | set(toml_keys(DedupConfig))
     assert "workers" not in section_keys("dedup")  # one top-level workers
-    assert job_config.TOP_KEYS == {"input", "out", "variant", "preset", "workers"}
+    assert job_config.TOP_KEYS == {
+        "input", "out", "variant", "preset", "workers", "engine", "ray_address"
+    }  # fmt: skip
 
 
 def test_a_field_added_to_a_stage_config_is_a_build_toml_key(tmp_path, monkeypatch):
@@ -182,7 +184,7 @@ def test_unknown_build_toml_key_names_the_allowed_keys(tmp_path):
     with pytest.raises(ConfigError, match="allowed: append_eod, backend, batch_chars"):
         load_config_file(cfg)
     cfg.write_text("colour = 1\n")
-    with pytest.raises(ConfigError, match="allowed: dedup, input, order, out"):
+    with pytest.raises(ConfigError, match="allowed: dedup, engine, input, order, out"):
         load_config_file(cfg)
 
 

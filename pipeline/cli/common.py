@@ -346,3 +346,25 @@ def order_config_and_origin(
         f"no order config recorded with {data}; using preset {FALLBACK_PRESET}: "
         f"{config_flags(config)}"
     )
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser, default: str | None = "local") -> None:
+    """--engine and --ray-address, next to --workers (pile build passes default=None so a config
+    file's `engine` is not shadowed by the flag's default)."""
+    from pipeline.engine import ENGINES
+
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=default,
+        help="where tasks run: this machine's worker processes, or a Ray cluster (needs "
+        "pip install -e '.[ray]'); output bytes do not depend on it"
+        + ("" if default else " (default: from --config, else local)"),
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --engine ray: auto (the cluster `ray start` runs on this machine) or HOST:PORT; "
+        "default: start a local Ray with --workers CPUs for this run",
+    )

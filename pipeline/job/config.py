@@ -4,6 +4,8 @@
     variant = "both"                 # standard | deduped | both
     preset = "pythia"                # build preset: which order and dedup presets to use
     workers = 2
+    engine = "local"                 # local | ray (a run option, like workers: never changes bytes)
+    ray_address = "auto"             # with engine = "ray": auto or HOST:PORT (default: a local Ray)
     [read]       text_key = "text", set_name_key = "pile_set_name", on_error = "raise",
                  max_line_bytes = 268435456
     [dedup]      preset = "pythia-0.87", threshold = 0.87, num_perm = 128, ...   (overrides)
@@ -41,6 +43,7 @@ from typing import Any
 from pipeline.config import StageConfig, check_keys, check_value, field_key, opt, toml_keys
 from pipeline.data import sample_train_files
 from pipeline.dedup.config import DedupConfig
+from pipeline.engine import ENGINES
 from pipeline.errors import ConfigError
 from pipeline.order.config import OrderConfig, PreshuffleOptions
 from pipeline.presets import load_preset, preset_names
@@ -158,6 +161,11 @@ class BuildConfig(StageConfig):
     workers: int = opt(
         1, help="worker processes (0 = one per core); output bytes do not depend on it"
     )
+    # run options like workers (their flags: pipeline.cli.common.add_engine_arguments)
+    engine: str = opt("local", choices=ENGINES, cli=False, help="local | ray: where tasks run")
+    ray_address: str | None = opt(
+        None, cli=False, help="with engine = ray: auto or HOST:PORT (default: a local Ray)"
+    )
     read: Section = _section("read")
     dedup: Section = _section("dedup")
     tokenize: Section = _section("tokenize")
@@ -165,7 +173,7 @@ class BuildConfig(StageConfig):
     preshuffle: Section = _section("preshuffle")
     bundled_sample: bool = opt(False, toml=False)
 
-    _not_fingerprinted = ("workers", "out")
+    _not_fingerprinted = ("workers", "out", "engine", "ray_address")
 
     def __post_init__(self) -> None:
         for table in SECTIONS:  # plain dicts become validated sections
@@ -188,7 +196,9 @@ class BuildConfig(StageConfig):
         top = {
             field_key(f): getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name not in SECTIONS and f.metadata.get("toml", True)
+            if f.name not in SECTIONS
+            and f.metadata.get("toml", True)
+            and getattr(self, f.name) is not None  # ray_address unset
         }
         lines = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
         for table in SECTIONS:
@@ -303,6 +313,8 @@ def resolve_build_config(
     variant: str | None = None,
     preset: str | None = None,
     workers: int | None = None,
+    engine: str | None = None,
+    ray_address: str | None = None,
     config_file: str | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> BuildConfig:
@@ -343,6 +355,10 @@ def resolve_build_config(
     workers = workers if workers is not None else int(data.get("workers", 1))
     if workers < 0:
         raise ConfigError(f"workers={workers}: must be >= 0 (0 = one per core).")
+    engine = engine or data.get("engine") or "local"
+    if engine not in ENGINES:
+        raise ConfigError(f"engine {engine!r} is not one of {', '.join(ENGINES)}.")
+    ray_address = ray_address or data.get("ray_address") or None
     tables: dict[str, dict[str, Any]] = {}
     for table in SECTIONS:
         merged: dict[str, Any] = {}
@@ -378,6 +394,8 @@ def resolve_build_config(
         variant=variant,
         preset=preset,
         workers=workers,
+        engine=engine,
+        ray_address=ray_address,
         bundled_sample=bundled,
         **tables,
     )

@@ -23,6 +23,7 @@ build process at that point; `tokenize:<v>:mid` kills it after the first tokeniz
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -37,6 +38,7 @@ from typing import Any
 
 from pipeline import __version__
 from pipeline.config import canonical_json, combine_fingerprints
+from pipeline.engine import Executor, make_executor
 from pipeline.errors import ConfigError, IntegrityError, PipelineError
 from pipeline.io import atomic_write_text
 from pipeline.job.config import BuildConfig, held_out_names
@@ -151,6 +153,23 @@ class BuildPlan:
             log.warning("%s", _held_out_message(held_out, self.inputs))
         self.stages: list[Stage] = self._plan(config.variants)
         self.stale: list[StaleVariant] = []  # filled by run_build / the dry run
+        self._executor: Executor | None = None
+
+    @property
+    def executor(self) -> Executor:
+        """The engine the stages' tasks run on (--engine, --workers, --ray-address), made on first
+        use so a dry run or a build with nothing to do never starts one; run_build closes it."""
+        if self._executor is None:
+            self._executor = make_executor(
+                self.config.engine, self.config.workers, None, self.config.ray_address
+            )
+            log.info("%s", self._executor.describe())
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
 
     # -- plan ------------------------------------------------------------------------------
     def prefix(self, variant: str) -> str:
@@ -683,6 +702,8 @@ class BuildPlan:
         from pipeline.job.plan_check import check_plan
 
         self.refresh_status(refresh=True, redo=redo)
+        if self.config.engine != "local" and any(s.status != "up-to-date" for s in self.stages):
+            self.executor  # noqa: B018 - join the cluster (or fail: no Ray) before any stage runs
         # refuse a plan that cannot fit before any stage runs (what is known now), and again
         # once the token counts are known, before the stages whose size depends on them
         warned: set[str] = set()
@@ -915,8 +936,9 @@ def run_build(
 
     check_out_dir(config.out, force)
     out = ensure_out_dir(config.out)
-    with DirLock(out, "build"):
+    with DirLock(out, "build"), contextlib.ExitStack() as stack:
         plan = BuildPlan(config, progress)
+        stack.callback(plan.close)  # a Ray started for this run stops; a joined one keeps running
         plan.check_confined()
         plan.stale = plan.stale_variants()
         for item in plan.stale:

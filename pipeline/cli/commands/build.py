@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from pipeline.cli.common import add_config_arguments, declared_fields
+from pipeline.cli.common import add_config_arguments, add_engine_arguments, declared_fields
 from pipeline.config import field_dest, field_key
 
 NAME = "build"
@@ -61,6 +61,7 @@ def add_arguments(p) -> None:
         "refuse; pile never removes files it did not write)",
     )
     add_config_arguments(p, BuildConfig, only=("workers",), default=None)
+    add_engine_arguments(p, default=None)
     g = p.add_argument_group("stage overrides (default: from the preset / config file)")
     for table, names in OVERRIDE_FLAGS.items():
         add_config_arguments(g, SECTIONS[table], only=names, context="build", default=None)
@@ -136,6 +137,8 @@ def run(args) -> int:
         variant=args.variant,
         preset=args.preset,
         workers=args.workers,
+        engine=args.engine,
+        ray_address=args.ray_address,
         config_file=args.config,
         overrides=_overrides(args),
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.cli.common import (
     add_config_arguments,
+    add_engine_arguments,
     add_read_arguments,
     add_workers_argument,
     config_from_args,
@@ -80,6 +81,7 @@ def add_arguments(p) -> None:
     add_config_arguments(p, DedupConfig, only=("keep_intermediate",), default=None)
     add_read_arguments(p)
     add_workers_argument(p)
+    add_engine_arguments(p)
 
 
 def _s_curve_text(stats: dict) -> str:

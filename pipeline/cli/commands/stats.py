@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import sys
 
-from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
+from pipeline.cli.common import (
+    add_engine_arguments,
+    add_read_arguments,
+    add_workers_argument,
+    read_config_from_args,
+)
 from pipeline.data import sample_files
 from pipeline.errors import InputError
 from pipeline.read import collect_stats
@@ -25,6 +30,7 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead")
     add_read_arguments(p)
     add_workers_argument(p)
+    add_engine_arguments(p)
 
 
 def run(args) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipeline.cli.common import (
     add_config_arguments,
+    add_engine_arguments,
     add_read_arguments,
     add_workers_argument,
     config_values,
@@ -38,6 +39,7 @@ def add_arguments(p) -> None:
     )
     add_config_arguments(p, TokenizeConfig)
     add_workers_argument(p)
+    add_engine_arguments(p)
     add_read_arguments(p)
 
 

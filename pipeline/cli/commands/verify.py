@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from pipeline.cli.common import add_engine_arguments
+
 NAME = "verify"
 HELP = "check files against manifests, sha256sum lists or Pythia's <file> <sha256> list"
 DESCRIPTION = """\
@@ -38,6 +40,7 @@ def add_arguments(p) -> None:
         metavar="N",
         help="files hashed in parallel (default 0: 2 per core, at most 8)",
     )
+    add_engine_arguments(p)
     p.add_argument("--no-extra", action="store_true", help="do not report unlisted extra files")
     p.add_argument(
         "--allow-outside-root",
