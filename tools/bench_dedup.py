@@ -718,7 +718,7 @@ def _scale_child(root: str, files: int, partitions: int, workers: int) -> None:
 
     from pipeline.dedup.edges import unique_edges
     from pipeline.dedup.stage import _edge_task, _EdgeTask
-    from pipeline.engine import map_ordered
+    from pipeline.engine import make_executor
 
     # current RSS after imports (ru_maxrss would include the parent's peak: Linux keeps it
     # across fork + exec)
@@ -726,7 +726,8 @@ def _scale_child(root: str, files: int, partitions: int, workers: int) -> None:
     out = Path(root)
     t0 = time.perf_counter()
     tasks = [_EdgeTask(str(out), p, tuple(range(files))) for p in range(partitions)]
-    res = map_ordered(_edge_task, tasks, workers)
+    with make_executor("local", workers) as executor:
+        res = executor.map(_edge_task, tasks)
     t1 = time.perf_counter()
     rss_after_edges = psutil.Process().memory_info().rss
     parts = [np.load(out / "edges" / f"{p:05d}.npy") for p in range(partitions)]

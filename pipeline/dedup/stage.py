@@ -86,14 +86,14 @@ from pipeline.dedup.signatures import (
     table_fingerprint,
     write_table,
 )
-from pipeline.engine import map_ordered
-from pipeline.engine.local import resolve_workers
+from pipeline.engine.base import Executor, InlineExecutor
 from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.io import atomic_open, atomic_write_text, fsync_dir, sha256_file
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
 from pipeline.read.lines import iter_lines
+from pipeline.read.reader import quarantine_kept
 
 log = logging.getLogger(__name__)
 
@@ -194,62 +194,6 @@ def _batches_of(f: InputFile, cfg: DedupConfig, read_config: ReadConfig, rstats,
         yield texts, ids, lines, names
 
 
-class _Lazy:
-    """Ordered results of `fn` over tasks submitted one at a time, at most `ahead` in flight
-    (in process for 1 worker); `mark(tag)` queues a tag without a task, returned in its place in
-    the order (a file's end). The pool is the engine's (same start method, same watchdog)."""
-
-    def __init__(self, fn, workers: int) -> None:
-        self.fn = fn
-        self.ahead = 2 * workers
-        self.pending: deque = deque()
-        self.pool = None
-        if workers > 1:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            from pipeline.engine.local import _start_time, _worker_init
-
-            methods = mp.get_all_start_methods()
-            ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-            main = os.getpid()
-            self.pool = ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=ctx,
-                initializer=_worker_init,
-                initargs=(main, _start_time(main)),
-            )
-
-    def submit(self, task, tag) -> Iterator[tuple[Any, Any]]:
-        """Queue a task; yields the (tag, result) pairs that are due, in order."""
-        if self.pool is None:
-            yield from self.drain()
-            yield tag, self.fn(task)
-            return
-        self.pending.append((tag, self.pool.submit(self.fn, task)))
-        while len(self.pending) > self.ahead:
-            yield self._pop()
-
-    def mark(self, tag) -> Iterator[tuple[Any, Any]]:
-        self.pending.append((tag, None))
-        if self.pool is None:
-            yield from self.drain()
-
-    def _pop(self) -> tuple[Any, Any]:
-        tag, fut = self.pending.popleft()
-        return tag, (None if fut is None else fut.result())
-
-    def drain(self) -> Iterator[tuple[Any, Any]]:
-        while self.pending:
-            yield self._pop()
-
-    def close(self) -> None:
-        self.pending.clear()
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
-
-
 class _FileSignatures:
     """Writers of one input file's signatures/<i>.npy|.parquet and bucket records; results are
     written in batch order as they come back from the pool."""
@@ -321,22 +265,22 @@ def _signatures(
     work: Path,
     cfg: DedupConfig,
     read_config: ReadConfig,
-    workers: int,
+    executor: Executor,
     progress: Callable[[dict[str, Any]], None] | None,
     fingerprint: str = "",
 ) -> list[dict[str, Any]]:
     """Signatures and bucket records of every file in `work` (the work directory), in file order.
-    A file whose task record is valid (a killed run finished it) is not read again."""
+    A file whose task record is valid (a killed run finished it) is not read again.
+
+    The batches of every file form one ordered task stream; `tags` holds, in stream order, the
+    (file, batch metadata) of each task and a (file, None) mark at each file's end, so the
+    driver writes each result into its file and closes the file once its last batch is in."""
     results: list[dict[str, Any] | None] = [None] * len(files)
     open_files: list[_FileSignatures] = []
-    lazy = _Lazy(_signature_batch, workers)
+    tags: deque[tuple[_FileSignatures, Any]] = deque()
     pos = {f.index: i for i, f in enumerate(files)}
 
-    def handle(tag, result) -> None:
-        sink, meta = tag
-        if meta is not None:
-            sink.write(meta, result)
-            return
+    def finish(sink: _FileSignatures) -> None:
         open_files.remove(sink)
         r = sink.finish()
         _record_signatures(work, sink.file, cfg, read_config, fingerprint, r, sink.identity)
@@ -345,7 +289,11 @@ def _signatures(
             progress({"phase": "signatures", "counts": {"documents": r["documents"]}})
         _fault_after(sum(x is not None for x in results))
 
-    try:
+    def finish_marked() -> None:
+        while tags and tags[0][1] is None:
+            finish(tags.popleft()[0])
+
+    def stream() -> Iterator[_SigBatch]:
         for f in files:
             old = _reusable_signatures(work, f, cfg, read_config, fingerprint)
             if old is not None:
@@ -366,19 +314,20 @@ def _signatures(
                 f, cfg, read_config, sink.rstats, sink.counts
             ):
                 chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-                task = _SigBatch(texts, cfg.ngram, cfg.num_perm, cfg.seed, cfg.bands, cfg.rows)
-                for tag, res in lazy.submit(task, (sink, (ids, lines, names, chars))):
-                    handle(tag, res)
-            for tag, res in lazy.mark((sink, None)):
-                handle(tag, res)
-        for tag, res in lazy.drain():
-            handle(tag, res)
+                tags.append((sink, (ids, lines, names, chars)))
+                yield _SigBatch(texts, cfg.ngram, cfg.num_perm, cfg.seed, cfg.bands, cfg.rows)
+            tags.append((sink, None))
+
+    try:
+        for result in executor.imap(_signature_batch, stream()):
+            finish_marked()  # files whose last batch came before this one
+            sink, meta = tags.popleft()
+            sink.write(meta, result)
+        finish_marked()
     except BaseException as e:
-        lazy.close()
         for sink in open_files:
             sink.abort(e)
         raise
-    lazy.close()
     reused = sum(bool(r.get("reused")) for r in results if r is not None)
     log.info(
         "dedup signatures: read %d of %d file(s), reused %d finished by an interrupted run",
@@ -479,9 +428,7 @@ def _reusable_signatures(work, f, cfg, read_config, fingerprint) -> dict[str, An
     if not isinstance(counts, dict):
         return None
     if read_config.on_error == "skip" and (counts.get("reader") or {}).get("rejected"):
-        from pipeline.read.reader import _Quarantine
-
-        if not _Quarantine(read_config.quarantine_dir, f).raw_path.is_file():
+        if not quarantine_kept(read_config.quarantine_dir, f):
             return None  # its quarantine was removed since: read the file again
     return {**counts, "reused": True}
 
@@ -651,7 +598,7 @@ def _exact_sets(
     docs: np.ndarray,
     config: DedupConfig,
     read_config: ReadConfig,
-    workers: int,
+    executor: Executor,
 ) -> tuple[dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]], int]:
     """Shingle-hash sets of the sorted candidate documents `docs` (second read, one task per
     file), as `exact_jaccard` takes them, and the number of documents read."""
@@ -660,7 +607,7 @@ def _exact_sets(
     (out / "exact").mkdir(parents=True)
     tasks = [_ShingleTask(f, str(out), docs[fi == f.index], config, read_config) for f in files]
     tasks = [t for t in tasks if len(t.doc_ids)]
-    results = map_ordered(_shingle_task, tasks, workers)
+    results = executor.map(_shingle_task, tasks)
     sets = {}
     for t in tasks:
         h, o = exact_paths(out, t.file.index)
@@ -735,15 +682,15 @@ def run_dedup(
     out_dir: str | Path,
     config: DedupConfig | None = None,
     read_config: ReadConfig | None = None,
-    workers: int | None = None,
+    executor: Executor | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the dedup stage; returns the stats: stats.json's content plus "timings" and top-level
+    """Run the dedup stage on `executor` (default: in this process); returns the stats: stats.json's content plus "timings" and top-level
     copies of counts' documents, removed, kept and clusters. `progress(info)` is called after each
     input file's signatures are written (for progress bars)."""
     config = config or DedupConfig()
     read_config = read_config or ReadConfig()
-    workers = config.workers if workers is None else workers
+    executor = executor or InlineExecutor()
     out = Path(out_dir)
     files = resolve_inputs(inputs)
     _check_inputs(files)
@@ -794,9 +741,7 @@ def run_dedup(
     )
 
     t0 = time.perf_counter()
-    sig_results = _signatures(
-        files, work, config, read_config, resolve_workers(workers), progress, work_fp
-    )
+    sig_results = _signatures(files, work, config, read_config, executor, progress, work_fp)
     timings["signatures"] = time.perf_counter() - t0
     timings["signatures_task_seconds_sum"] = sum(r["seconds"] for r in sig_results)
 
@@ -806,7 +751,7 @@ def run_dedup(
         _EdgeTask(str(out), p, file_indices, str(work / "buckets"))
         for p in range(config.partitions)
     ]
-    edge_results = map_ordered(_edge_task, edge_tasks, workers)
+    edge_results = executor.map(_edge_task, edge_tasks)
     parts = [np.load(out / "edges" / f"{p:05d}.npy") for p in range(config.partitions)]
     all_edges = np.concatenate(parts) if parts else np.empty((0, 2), np.int64)
     src, dst = unique_edges(all_edges[:, 0].copy(), all_edges[:, 1].copy())
@@ -833,7 +778,7 @@ def run_dedup(
     if config.verify == "exact" and len(src):
         t0 = time.perf_counter()
         sets, n_read = _exact_sets(
-            out, files, np.unique(np.concatenate([src, dst])), config, read_config, workers
+            out, files, np.unique(np.concatenate([src, dst])), config, read_config, executor
         )
         keep = exact_jaccard(src, dst, sets) >= config.threshold - tol
         verification.update(

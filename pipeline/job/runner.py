@@ -400,16 +400,18 @@ class BuildPlan:
     # -- stage bodies ------------------------------------------------------------------------
     def _run_dedup(self) -> tuple[list[Path], dict[str, Any]]:
         from pipeline.dedup import run_dedup
+        from pipeline.engine import make_executor
 
         out = self.out / "dedup"
-        stats = run_dedup(
-            self.inputs,
-            out,
-            self.dedup_config,
-            self.read_config,
-            self.config.workers,
-            progress=lambda info: self.progress("dedup", info),
-        )
+        with make_executor("local", self.config.workers) as executor:
+            stats = run_dedup(
+                self.inputs,
+                out,
+                self.dedup_config,
+                self.read_config,
+                executor,
+                progress=lambda info: self.progress("dedup", info),
+            )
         # wall-clock timings are not an artifact (they differ run to run): keep them with the logs
         timings = out / "timings.json"
         if timings.exists():
@@ -421,6 +423,7 @@ class BuildPlan:
         }
 
     def _run_tokenize(self, variant: str) -> tuple[list[Path], dict[str, Any]]:
+        from pipeline.engine import make_executor
         from pipeline.tokenize.stage import output_names, run_tokenize
 
         out = self.out / variant
@@ -463,17 +466,18 @@ class BuildPlan:
         if total is not None:
             self.progress(stage, {"status": "total", "documents": total})
         prefix = self.prefix(variant)
-        counts = run_tokenize(
-            self.inputs,
-            out,
-            prefix,
-            self.tokenize_config,
-            self.read_config,
-            exclude_ids=exclude_ids,
-            exclude_fingerprint=exclude_fp,
-            workers=self.config.workers,
-            progress=on_task,
-        )
+        with make_executor("local", self.config.workers) as executor:
+            counts = run_tokenize(
+                self.inputs,
+                out,
+                prefix,
+                self.tokenize_config,
+                self.read_config,
+                exclude_ids=exclude_ids,
+                exclude_fingerprint=exclude_fp,
+                executor=executor,
+                progress=on_task,
+            )
         return _manifest_outputs(out / output_names(prefix)["manifest"]), counts
 
     def _expected_documents(self, variant: str) -> int | None:

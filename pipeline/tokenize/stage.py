@@ -53,12 +53,13 @@ import numpy as np
 
 from pipeline import docid
 from pipeline.config import StageConfig, combine_fingerprints
-from pipeline.engine.local import imap_ordered, resolve_workers
+from pipeline.engine.base import Executor, InlineExecutor
 from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.io import fsync_dir, open_new, sha256_file
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.manifest import write_manifest
 from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file, resolve_inputs
+from pipeline.read.reader import quarantine_kept
 from pipeline.shards.mmidx import MMIDXWriter, token_dtype_for_vocab
 from pipeline.tokenize import sidecar as sidecar_mod
 from pipeline.tokenize.config import TokenizeConfig  # noqa: F401 (re-exported)
@@ -97,13 +98,8 @@ def load_exclude(path: str | os.PathLike) -> tuple[np.ndarray, str]:
     """
     p = Path(path)
     if p.is_dir():
-        try:
-            from pipeline.dedup import load_removed_ids  # lazy: written by the dedup stage
-        except ImportError as e:
-            raise ConfigError(
-                f"--exclude {p}: this build cannot read dedup directories yet "
-                "(pipeline.dedup.load_removed_ids is missing); pass a .npy of int64 doc ids."
-            ) from e
+        from pipeline.dedup import load_removed_ids  # lazy: the dedup stage's imports are heavy
+
         ids = normalize_ids(load_removed_ids(p), str(p))
         fp = None
         for m in sorted(p.glob("*manifest.json")):
@@ -523,9 +519,7 @@ def _reusable(task: _Task) -> dict[str, Any] | None:
             return None
     rc = task.read_config
     if task.reads_to_end and rc.on_error == "skip" and (res.get("stats") or {}).get("rejected"):
-        from pipeline.read.reader import _Quarantine
-
-        if not _Quarantine(rc.quarantine_dir, task.input).raw_path.is_file():
+        if not quarantine_kept(rc.quarantine_dir, task.input):
             return None  # its quarantine was removed since: read the file again
     with np.load(tmp / f"{task.key}.docs.npz", allow_pickle=False) as z:
         sizes = np.asarray(z["tokens"], dtype=np.int32)
@@ -653,7 +647,7 @@ def run_tokenize(
     read_config: ReadConfig | None = None,
     exclude_ids: np.ndarray | None = None,
     exclude_fingerprint: str | None = None,
-    workers: int | None = 1,
+    executor: Executor | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
     exclude_inputs: Sequence[str] | None = None,
     exclude: str | os.PathLike | None = None,
@@ -681,7 +675,7 @@ def run_tokenize(
             f"so this would write {prefix}_text_document.bin; pass --prefix "
             f"{prefix[: -len('_text_document')] or 'pile'}."
         )
-    workers = resolve_workers(workers)
+    executor = executor or InlineExecutor()
     out = Path(out_dir)
     names = output_names(prefix)
     t0 = time.perf_counter()
@@ -734,7 +728,7 @@ def run_tokenize(
             shutil.rmtree(stale, ignore_errors=True)
     tmp_dir.mkdir(exist_ok=True)
 
-    plan = plan_tasks(files, workers)
+    plan = plan_tasks(files, executor.workers)
     tasks = [
         _Task(
             seq=i,
@@ -750,10 +744,10 @@ def run_tokenize(
         for i, (f, a, b) in enumerate(plan)
     ]
     log.info(
-        "tokenizing %d input file(s) as %d task(s) with %d worker(s), tokenizer %s (%s), dtype %s",
+        "tokenizing %d input file(s) as %d task(s) on the %s, tokenizer %s (%s), dtype %s",
         len(files),
         len(tasks),
-        workers,
+        executor.describe(),
         enc.name,
         enc.backend,
         dtype.name,
@@ -780,7 +774,7 @@ def run_tokenize(
                 },
             ) as side,
         ):
-            for res in imap_ordered(_run_task, tasks, workers):
+            for res in executor.imap(_run_task, tasks):
                 # partials stay until the merge is complete: a run killed while merging
                 # resumes from them
                 writer.append_bin_file(Path(res["bin"]), res["sizes"])
@@ -879,7 +873,7 @@ def run_tokenize(
         dtype=dtype.name,
         eod_id=int(enc.eod_id),
         inputs=[f.label for f in files],
-        workers=min(3, workers + 1),
+        workers=min(3, executor.workers + 1),
     )
     # only now: a run killed before the manifest was written reuses every task
     shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -12,6 +12,7 @@ from pipeline.cli.main import main
 from pipeline.dedup import DedupConfig, run_dedup
 from pipeline.dedup.components import split_by_center
 from pipeline.dedup.explain import shared_words, side_by_side
+from pipeline.engine import make_executor
 from pipeline.read import LINE_BITS
 
 from .test_criterion import true_jaccard
@@ -133,7 +134,7 @@ def test_outputs_identical_across_workers_and_task_splits(tmp_path):
     }
     for name, (workers, batch_chars) in runs.items():
         cfg = DedupConfig.from_preset("pythia-0.87", partitions=4, batch_chars=batch_chars)
-        run_dedup([src, other, src], tmp_path / name, cfg, workers=workers)
+        run_dedup([src, other, src], tmp_path / name, cfg, executor=make_executor("local", workers))
     names = [
         "removed.parquet",
         "clusters.parquet",

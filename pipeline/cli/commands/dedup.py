@@ -6,7 +6,12 @@ import logging
 import sys
 from pathlib import Path
 
-from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
+from pipeline.cli.common import (
+    add_read_arguments,
+    add_workers_argument,
+    executor_from_args,
+    read_config_from_args,
+)
 from pipeline.dedup import DedupConfig, export_text, run_dedup
 from pipeline.dedup.config import CLUSTER_RULES, VERIFY_MODES
 from pipeline.presets import preset_names
@@ -181,7 +186,28 @@ def run(args) -> int:
         from pipeline.read import resolve_inputs
 
         check_export_dest(Path(args.export_text), Path(args.out), resolve_inputs(args.inputs))
-    stats = run_dedup(args.inputs, args.out, config, read_config, workers=args.workers)
+    with executor_from_args(args) as executor:
+        stats = run_dedup(args.inputs, args.out, config, read_config, executor)
+        _print_summary(args, stats)
+        if args.export_text:
+            e = export_text(
+                args.inputs,
+                args.out,
+                args.export_text,
+                read_config,
+                executor,
+                expected_fingerprint=config.fingerprint(),
+            )
+            if not getattr(args, "quiet", False):
+                print(
+                    f"exported {e['documents_written']} documents ({e['documents_dropped']} "
+                    f"dropped) to {args.export_text}",
+                    file=sys.stdout,
+                )
+    return 0
+
+
+def _print_summary(args, stats) -> None:
     c = stats["counts"]
     quiet = getattr(args, "quiet", False)
     if not quiet:
@@ -204,19 +230,3 @@ def run(args) -> int:
             f"{c['removed']} removed ({100.0 * c['removed'] / max(c['documents'], 1):.3f}%), "
             f"{c['kept']} kept -> {Path(args.out) / 'removed.parquet'}"
         )
-    if args.export_text:
-        e = export_text(
-            args.inputs,
-            args.out,
-            args.export_text,
-            read_config,
-            workers=args.workers,
-            expected_fingerprint=config.fingerprint(),
-        )
-        if not quiet:
-            print(
-                f"exported {e['documents_written']} documents ({e['documents_dropped']} dropped) "
-                f"to {args.export_text}",
-                file=sys.stdout,
-            )
-    return 0

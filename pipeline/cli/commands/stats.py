@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import sys
 
-from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
+from pipeline.cli.common import (
+    add_read_arguments,
+    add_workers_argument,
+    executor_from_args,
+    read_config_from_args,
+)
 from pipeline.data import sample_files
 from pipeline.errors import InputError
 from pipeline.read import collect_stats
@@ -30,7 +35,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     inputs = args.inputs or [str(p) for p in sample_files()]
     config = read_config_from_args(args)
-    stats = collect_stats(inputs, config, workers=args.workers)
+    with executor_from_args(args) as executor:
+        stats = collect_stats(inputs, config, executor)
     if args.json:
         json.dump(stats.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")

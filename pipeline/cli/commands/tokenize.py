@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.cli.common import add_read_arguments, add_workers_argument, read_config_from_args
+from pipeline.cli.common import (
+    add_read_arguments,
+    add_workers_argument,
+    executor_from_args,
+    read_config_from_args,
+)
 
 NAME = "tokenize"
 HELP = "tokenize documents into {prefix}_text_document.bin/.idx (gpt-neox MMIDIDX) with a manifest"
@@ -75,16 +80,17 @@ def run(args) -> int:
             bar.update(res["counts"]["documents"])
 
     try:
-        counts = run_tokenize(
-            args.inputs,
-            args.out,
-            args.prefix,
-            config,
-            read_config,
-            exclude=args.exclude,
-            workers=args.workers,
-            progress=progress,
-        )
+        with executor_from_args(args) as executor:
+            counts = run_tokenize(
+                args.inputs,
+                args.out,
+                args.prefix,
+                config,
+                read_config,
+                exclude=args.exclude,
+                executor=executor,
+                progress=progress,
+            )
     finally:
         if bar is not None:
             bar.close()
