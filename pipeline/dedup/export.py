@@ -30,6 +30,7 @@ import zstandard
 
 from pipeline import docid
 from pipeline.config import combine_fingerprints
+from pipeline.dedup.tables import load_removed_ids
 from pipeline.engine.base import Executor, InlineExecutor
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.io import atomic_open
@@ -148,8 +149,6 @@ def export_text(
 ) -> dict[str, Any]:
     """Write the documents of `inputs` not removed by the dedup run in `dedup_dir` to `dest`
     (one task per input file on `executor`; default: in this process)."""
-    from pipeline.dedup.stage import load_removed_ids
-
     read_config = read_config or ReadConfig()
     files = resolve_inputs(inputs)
     removed = load_removed_ids(dedup_dir, expected_fingerprint)

@@ -13,7 +13,7 @@ import pytest
 from pipeline.cli.main import main
 from pipeline.dedup import DedupConfig, run_dedup
 from pipeline.dedup.shingle import normalize_words
-from pipeline.dedup.stage import _shingle_task, _ShingleTask
+from pipeline.dedup.verification import ShingleTask, shingle_task
 from pipeline.engine import make_executor
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.read import ReadConfig, make_doc_id, resolve_inputs
@@ -107,11 +107,9 @@ def test_shingle_task_names_a_candidate_missing_on_the_second_read(tmp_path):
     src.write_bytes(b'{"text": "one two three four five six"}\n\n')
     (tmp_path / "exact").mkdir()
     f = resolve_inputs([src])[0]
-    task = _ShingleTask(
-        f, str(tmp_path), np.array([make_doc_id(0, 2)]), DedupConfig(), ReadConfig()
-    )
+    task = ShingleTask(f, str(tmp_path), np.array([make_doc_id(0, 2)]), DedupConfig(), ReadConfig())
     with pytest.raises(IntegrityError, match=r"a\.jsonl line 2: candidate document .* changed"):
-        _shingle_task(task)
+        shingle_task(task)
 
 
 def test_fingerprint_records_the_mode_and_the_rule():

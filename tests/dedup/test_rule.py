@@ -229,7 +229,7 @@ def test_side_by_side_highlights_shared_spans():
 
 
 def test_second_read_gives_the_readers_texts(tmp_path):
-    from pipeline.dedup.stage import _candidate_docs
+    from pipeline.dedup.verification import candidate_docs
     from pipeline.read import ReadConfig, iter_file, resolve_inputs
 
     src = tmp_path / "mixed.jsonl"
@@ -244,5 +244,5 @@ def test_second_read_gives_the_readers_texts(tmp_path):
     rc = ReadConfig()
     ref = {d.doc_id: d.text for d in iter_file(f, rc)}
     for wanted in ([0, 4], [0, 2, 3], [3], [2, 4]):
-        got = dict((d, t) for d, t in _candidate_docs(f, wanted, rc) if d in set(wanted))
+        got = dict((d, t) for d, t in candidate_docs(f, wanted, rc) if d in set(wanted))
         assert got == {d: ref[d] for d in wanted}
