@@ -126,8 +126,8 @@ def test_preshuffle_refused_while_locked(tmp_path, dataset):
 SLOW = """
 import os, time
 from pathlib import Path
-import pipeline.tokenize.stage as st
-_real = st._run_task
+import pipeline.tokenize.records as rec
+_real = rec.run_task
 
 def slow(task):
     _real(task)
@@ -135,7 +135,7 @@ def slow(task):
     while True:
         time.sleep(0.1)
 
-st._run_task = slow
+rec.run_task = slow
 """
 
 
