@@ -42,7 +42,7 @@ def _records(out):
 
 def _rerun(paths, out, workers=1, config=CONFIG):
     seen = []
-    run_dedup(paths, out, config, make_executor("local", workers), progress=seen.append)
+    run_dedup(paths, out, config, executor=make_executor("local", workers), progress=seen.append)
     return [bool(p.get("reused")) for p in seen if p.get("phase") == "signatures"]
 
 
