@@ -4,6 +4,7 @@ stages get their engine passed in, and packages use each other only through publ
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipeline"
@@ -13,10 +14,12 @@ EXECUTOR_NAMES = {"Executor", "InlineExecutor"}
 MAY_MAKE_EXECUTOR = {"cli", "job"}
 
 
-def _modules():
-    for path in sorted(PIPELINE.rglob("*.py")):
-        rel = path.relative_to(PIPELINE)
-        yield rel, ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+@functools.cache
+def _modules() -> tuple[tuple[Path, ast.AST], ...]:
+    return tuple(
+        (path.relative_to(PIPELINE), ast.parse(path.read_bytes(), filename=str(path)))
+        for path in sorted(PIPELINE.rglob("*.py"))
+    )
 
 
 def _package(rel: Path) -> str:
