@@ -43,6 +43,11 @@ DirLocked = BuildLocked
 _OWN: set[Path] = set()
 
 
+def held_by_this_process(directory: Path) -> bool:
+    """True when this process holds the lock of `directory` (e.g. `pile build`'s final verify)."""
+    return directory.resolve() in _OWN
+
+
 def _owner(fd: int) -> str:
     """'pid N on HOST (pile WHAT)' from the JSON a lock holder writes into its `.lock`."""
     try:

@@ -16,6 +16,7 @@ import zstandard
 
 from pipeline.cli.main import main
 from pipeline.dedup import run_dedup
+from pipeline.engine import make_executor
 from pipeline.lock import BuildLocked, DirLock, holds_dir_locks, lock_dir
 from pipeline.order import OrderConfig, run_order, run_preshuffle
 from pipeline.shards.mmidx import MMIDXWriter
@@ -99,7 +100,7 @@ def test_tokenize_cli_refused_while_a_build_holds_the_directory(tmp_path, corpus
 
 def test_dedup_refused_while_locked(tmp_path, corpus):
     with DirLock(tmp_path / "dd"), pytest.raises(BuildLocked, match=f"pid {os.getpid()}"):
-        run_dedup(corpus, tmp_path / "dd", workers=1)
+        run_dedup(corpus, tmp_path / "dd", executor=make_executor("local", 1))
 
 
 def test_order_refused_while_locked(tmp_path, dataset):
@@ -125,8 +126,8 @@ def test_preshuffle_refused_while_locked(tmp_path, dataset):
 SLOW = """
 import os, time
 from pathlib import Path
-import pipeline.tokenize.stage as st
-_real = st._run_task
+import pipeline.tokenize.records as rec
+_real = rec.run_task
 
 def slow(task):
     _real(task)
@@ -134,7 +135,7 @@ def slow(task):
     while True:
         time.sleep(0.1)
 
-st._run_task = slow
+rec.run_task = slow
 """
 
 
@@ -164,7 +165,7 @@ def test_killed_tokenize_run_locks_then_leaves_nothing_behind(tmp_path, corpus, 
     # the rerun (with its own temp dir) removes the dead run's and matches a clean run
     assert main([*argv, "--workers", "2"]) == 0
     clean = tmp_path / "clean"
-    run_tokenize(corpus, clean, "t", workers=2)
+    run_tokenize(corpus, clean, "t", executor=make_executor("local", 2))
     names = output_names("t")
     for k in ("bin", "idx", "sidecar", "manifest"):
         assert (out / names[k]).read_bytes() == (clean / names[k]).read_bytes(), k

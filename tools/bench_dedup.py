@@ -716,17 +716,18 @@ def _scale_child(root: str, files: int, partitions: int, workers: int) -> None:
     """Runs in a fresh process: edges per partition (workers), merge, components."""
     import psutil
 
+    from pipeline.dedup.candidates import EdgeTask, edge_task
     from pipeline.dedup.edges import unique_edges
-    from pipeline.dedup.stage import _edge_task, _EdgeTask
-    from pipeline.engine import map_ordered
+    from pipeline.engine import make_executor
 
     # current RSS after imports (ru_maxrss would include the parent's peak: Linux keeps it
     # across fork + exec)
     baseline = psutil.Process().memory_info().rss
     out = Path(root)
     t0 = time.perf_counter()
-    tasks = [_EdgeTask(str(out), p, tuple(range(files))) for p in range(partitions)]
-    res = map_ordered(_edge_task, tasks, workers)
+    tasks = [EdgeTask(str(out), p, tuple(range(files))) for p in range(partitions)]
+    with make_executor("local", workers) as executor:
+        res = executor.map(edge_task, tasks)
     t1 = time.perf_counter()
     rss_after_edges = psutil.Process().memory_info().rss
     parts = [np.load(out / "edges" / f"{p:05d}.npy") for p in range(partitions)]

@@ -30,13 +30,14 @@ import zstandard
 
 from pipeline import docid
 from pipeline.config import combine_fingerprints
-from pipeline.engine import map_ordered
+from pipeline.dedup.tables import load_removed_ids
+from pipeline.engine.base import Executor, InlineExecutor
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.io import atomic_open
 from pipeline.manifest import read_manifest, write_manifest
 from pipeline.read import InputFile, ReadConfig, iter_file, resolve_inputs
 from pipeline.read.lines import iter_lines
-from pipeline.read.reader import _iter_rows  # the reader's raw rows, in its row order
+from pipeline.read.reader import iter_rows  # the reader's raw rows, in its row order
 
 _SUFFIX = re.compile(r"(\.jsonl|\.json)?(\.zst|\.zstd|\.gz)?$|\.parquet$", re.IGNORECASE)
 ZSTD_LEVEL = 3
@@ -100,7 +101,7 @@ def _jsonl_records(task: _ExportTask) -> Iterator[bytes | None]:
 
 def _table_records(task: _ExportTask) -> Iterator[bytes | None]:
     """Each kept document's row as one JSON line (None for a dropped one)."""
-    rows = enumerate(_iter_rows(task.file), start=1)
+    rows = enumerate(iter_rows(task.file), start=1)
     for line, kept in _kept_docs(task):
         row = _seek(rows, line, task)[1]
         yield orjson.dumps(row, default=str) + b"\n" if kept else None
@@ -143,12 +144,11 @@ def export_text(
     dedup_dir: str | Path,
     dest: str | Path,
     read_config: ReadConfig | None = None,
-    workers: int = 1,
+    executor: Executor | None = None,
     expected_fingerprint: str | None = None,
 ) -> dict[str, Any]:
-    """Write the documents of `inputs` not removed by the dedup run in `dedup_dir` to `dest`."""
-    from pipeline.dedup.stage import load_removed_ids
-
+    """Write the documents of `inputs` not removed by the dedup run in `dedup_dir` to `dest`
+    (one task per input file on `executor`; default: in this process)."""
     read_config = read_config or ReadConfig()
     files = resolve_inputs(inputs)
     removed = load_removed_ids(dedup_dir, expected_fingerprint)
@@ -165,7 +165,7 @@ def export_text(
         _ExportTask(f, str(dest / name), removed[fi == f.index], read_config)
         for f, name in zip(files, names)
     ]
-    results = map_ordered(_export_task, tasks, workers)
+    results = (executor or InlineExecutor()).map(_export_task, tasks)
     counts = {
         "files": len(files),
         "documents_written": sum(r["written"] for r in results),

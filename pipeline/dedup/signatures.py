@@ -31,6 +31,12 @@ KIND_KEY = b"pile.kind"
 _FILL_ROWS = 1 << 14
 
 
+def signature_paths(out_dir: Path, file_index: int) -> tuple[Path, Path]:
+    """(`signatures/<index>.npy`, `signatures/<index>.parquet`) of input file `index`."""
+    base = Path(out_dir) / "signatures"
+    return base / f"{file_index:06d}.npy", base / f"{file_index:06d}.parquet"
+
+
 def npy_header(rows: int, cols: int, descr: str = "<u4") -> bytes:
     d = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols}), }}"
     pad = HEADER_BYTES - 10 - len(d) - 1

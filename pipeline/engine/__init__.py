@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.engine.base import Executor, InlineExecutor
-from pipeline.engine.local import map_ordered
 
 ENGINES = ("local", "ray")
 
-__all__ = ["ENGINES", "Executor", "InlineExecutor", "make_executor", "map_ordered"]
+__all__ = ["ENGINES", "Executor", "InlineExecutor", "make_executor"]
 
 
 def make_executor(

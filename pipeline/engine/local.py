@@ -14,7 +14,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -69,29 +69,6 @@ def resolve_workers(workers: int | None) -> int:
     if workers is None or workers <= 0:
         return max(1, os.cpu_count() or 1)
     return int(workers)
-
-
-def imap_ordered(fn: Callable[[T], R], tasks: Iterable[T], workers: int | None = 1) -> Iterator[R]:
-    """Yield fn(task) in task order. `fn` must be a module-level function (picklable)."""
-    workers = resolve_workers(workers)
-    tasks = list(tasks)
-    if workers == 1 or len(tasks) <= 1:
-        for t in tasks:
-            yield fn(t)
-        return
-    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-    main = os.getpid()
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)),
-        mp_context=ctx,
-        initializer=_worker_init,
-        initargs=(main, _start_time(main)),
-    ) as ex:
-        yield from ex.map(fn, tasks)
-
-
-def map_ordered(fn: Callable[[T], R], tasks: Iterable[T], workers: int | None = 1) -> list[R]:
-    return list(imap_ordered(fn, tasks, workers))
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:

@@ -431,7 +431,7 @@ class BuildPlan:
             out,
             self.dedup_config,
             self.read_config,
-            self.config.workers,
+            self.executor,
             progress=lambda info: self.progress("dedup", info),
         )
         # wall-clock timings are not an artifact (they differ run to run): keep them with the logs
@@ -495,7 +495,7 @@ class BuildPlan:
             self.read_config,
             exclude_ids=exclude_ids,
             exclude_fingerprint=exclude_fp,
-            workers=self.config.workers,
+            executor=self.executor,
             progress=on_task,
         )
         return _manifest_outputs(out / output_names(prefix)["manifest"]), counts

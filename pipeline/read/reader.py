@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from pipeline import docid
+from pipeline.engine.base import Executor, InlineExecutor
 from pipeline.errors import InputError
 from pipeline.io import open_new
 from pipeline.read.config import ReadConfig
@@ -227,6 +228,13 @@ class _Quarantine:
         self._raw = self._reasons = None
 
 
+def quarantine_kept(quarantine_dir: str, f: InputFile) -> bool:
+    """Whether the quarantine of input `f` (its rejected records, verbatim) is in
+    `quarantine_dir`: a stage reusing a finished task that rejected records reads the input again
+    when it is gone."""
+    return _Quarantine(quarantine_dir, f).raw_path.is_file()
+
+
 def _long_line(
     f: InputFile,
     config: ReadConfig,
@@ -350,7 +358,7 @@ def _iter_jsonl(
         stats.lines += line
 
 
-def _iter_rows(f: InputFile) -> Iterator[dict[str, Any]]:
+def iter_rows(f: InputFile) -> Iterator[dict[str, Any]]:
     if f.kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -387,7 +395,7 @@ def _iter_table(f: InputFile, config: ReadConfig, stats: ReadStats, q: _Quaranti
     count_bytes = stats.count_bytes
     row_no = 0
     try:
-        for row_no, row in enumerate(_iter_rows(f), start=1):
+        for row_no, row in enumerate(iter_rows(f), start=1):
             try:
                 text = _text_of(row, config.text_key, slow_path=False)
             except RecordError as e:
@@ -469,13 +477,13 @@ def read_file_stats(args: tuple[InputFile, ReadConfig]) -> ReadStats:
 def collect_stats(
     inputs: Iterable[str | os.PathLike | InputFile],
     config: ReadConfig | None = None,
-    workers: int = 1,
+    executor: Executor | None = None,
 ) -> ReadStats:
-    """Merged statistics of every input (one task per file, merged in input order)."""
-    from pipeline.engine import map_ordered
-
+    """Merged statistics of every input (one task per file on `executor`, merged in input
+    order; default: in this process)."""
     config = config or ReadConfig()
+    executor = executor or InlineExecutor()
     total = ReadStats()
-    for s in map_ordered(read_file_stats, [(f, config) for f in resolve_inputs(inputs)], workers):
+    for s in executor.imap(read_file_stats, [(f, config) for f in resolve_inputs(inputs)]):
         total.merge(s)
     return total

@@ -32,6 +32,8 @@ from pipeline.manifest import read_manifest
 from pipeline.read import ReadConfig
 from pipeline.shards.mmidx import MMIDXDataset, MMIDXWriter
 from pipeline.tokenize import sidecar as sidecar_mod
+from pipeline.tokenize.dataset import FORMAT_VERSION, output_names, write_dataset_manifest
+from pipeline.tokenize.exclude import normalize_ids
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,6 @@ def derive_excluded(
 ) -> dict[str, Any] | None:
     """Write `out_dir/{prefix}_text_document.*` + manifest from the standard dataset minus
     `exclude_ids`; returns the counts (as `run_tokenize`), or None when it cannot be derived."""
-    from pipeline.tokenize.stage import (
-        FORMAT_VERSION,
-        normalize_ids,
-        output_names,
-        write_dataset_manifest,
-    )
 
     t0 = time.perf_counter()
     std_dir, out = Path(std_dir), Path(out_dir)

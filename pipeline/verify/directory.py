@@ -80,12 +80,12 @@ def _temporaries(d: Path) -> list[Path]:
 def _live_writer(d: Path) -> str | None:
     """Who is writing in `d` now (a live run's `.lock` in, above or below it), else None: its
     `*.tmp` files are work in progress, not leftovers (pipeline.lock)."""
-    from pipeline.lock import _OWN, LOCK_NAME, lock_holder
+    from pipeline.lock import LOCK_NAME, held_by_this_process, lock_holder
 
     candidates = [a / LOCK_NAME for a in [d.resolve(), *d.resolve().parents]]
     candidates += sorted(d.rglob(LOCK_NAME))
     for lock in candidates:
-        if lock.parent.resolve() in _OWN:
+        if held_by_this_process(lock.parent):
             continue  # this process's own (the final verify pass of `pile build`)
         holder = lock_holder(lock)
         if holder:

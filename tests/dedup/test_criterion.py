@@ -13,7 +13,8 @@ import pytest
 from pipeline.cli.main import main
 from pipeline.dedup import DedupConfig, run_dedup
 from pipeline.dedup.shingle import normalize_words
-from pipeline.dedup.stage import _shingle_task, _ShingleTask
+from pipeline.dedup.verification import ShingleTask, shingle_task
+from pipeline.engine import make_executor
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.read import ReadConfig, make_doc_id, resolve_inputs
 
@@ -92,8 +93,8 @@ def test_exact_is_deterministic_across_workers(tmp_path):
     src = tmp_path / "planted.jsonl"
     planted_corpus(src)
     cfg = DedupConfig.from_preset("pythia-0.87", verify="exact", partitions=4)
-    run_dedup([src, src], tmp_path / "w1", cfg, workers=1)
-    run_dedup([src, src], tmp_path / "w2", cfg, workers=2)
+    run_dedup([src, src], tmp_path / "w1", cfg, executor=make_executor("local", 1))
+    run_dedup([src, src], tmp_path / "w2", cfg, executor=make_executor("local", 2))
     for name in ("removed.parquet", "clusters.parquet", "stats.json"):
         assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
     # cross-file pairs are checked too: the second copy goes (62) plus one of each high pair
@@ -106,11 +107,9 @@ def test_shingle_task_names_a_candidate_missing_on_the_second_read(tmp_path):
     src.write_bytes(b'{"text": "one two three four five six"}\n\n')
     (tmp_path / "exact").mkdir()
     f = resolve_inputs([src])[0]
-    task = _ShingleTask(
-        f, str(tmp_path), np.array([make_doc_id(0, 2)]), DedupConfig(), ReadConfig()
-    )
+    task = ShingleTask(f, str(tmp_path), np.array([make_doc_id(0, 2)]), DedupConfig(), ReadConfig())
     with pytest.raises(IntegrityError, match=r"a\.jsonl line 2: candidate document .* changed"):
-        _shingle_task(task)
+        shingle_task(task)
 
 
 def test_fingerprint_records_the_mode_and_the_rule():

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from pipeline.dedup import DedupConfig, run_dedup
+from pipeline.engine import make_executor
 from pipeline.engine.local import WATCH_INTERVAL
 from tests.dedup.test_stage import CONFIG, _tree_bytes, corpus, run1  # noqa: F401 (fixtures)
 
@@ -22,8 +23,10 @@ pytestmark = pytest.mark.slow
 def _kill_after(paths, out, done: int, workers: int) -> None:
     code = (
         "from pipeline.dedup import DedupConfig, run_dedup; "
+        "from pipeline.engine import make_executor; "
         f"run_dedup({paths!r}, {str(out)!r}, "
-        f"DedupConfig.from_preset('pythia-0.87', partitions=8), workers={workers})"
+        "DedupConfig.from_preset('pythia-0.87', partitions=8), "
+        f"executor=make_executor('local', {workers}))"
     )
     env = {**os.environ, "PILE_FAULT": f"dedup-signatures:{done}"}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=300)
@@ -39,7 +42,7 @@ def _records(out):
 
 def _rerun(paths, out, workers=1, config=CONFIG):
     seen = []
-    run_dedup(paths, out, config, workers=workers, progress=seen.append)
+    run_dedup(paths, out, config, executor=make_executor("local", workers), progress=seen.append)
     return [bool(p.get("reused")) for p in seen if p.get("phase") == "signatures"]
 
 
@@ -49,7 +52,7 @@ def test_killed_dedup_rereads_only_the_unfinished_files(corpus, run1, tmp_path, 
     _kill_after(corpus["paths"], out, 2, workers)
     assert not (out / "manifest.json").exists()
     assert len(_records(out)) == 2
-    caplog.set_level("INFO", logger="pipeline.dedup.stage")
+    caplog.set_level("INFO", logger="pipeline.dedup")
     assert _rerun(corpus["paths"], out, workers) == [True, True, False]
     assert "read 1 of 3 file(s), reused 2" in caplog.text
     assert _tree_bytes(out) == _tree_bytes(run1[0])
@@ -80,14 +83,14 @@ def test_another_config_discards_the_signature_work(corpus, tmp_path):  # noqa: 
     assert _rerun(corpus["paths"], out, config=other) == [False, False, False]
     assert not old.exists()
     clean = tmp_path / "clean"
-    run_dedup(corpus["paths"], clean, other, workers=1)
+    run_dedup(corpus["paths"], clean, other, executor=make_executor("local", 1))
     assert _tree_bytes(out) == _tree_bytes(clean)
 
 
 def test_keep_intermediate_keeps_the_buckets(corpus, run1, tmp_path):  # noqa: F811
     out = tmp_path / "out"
     cfg = DedupConfig.from_preset("pythia-0.87", partitions=8, keep_intermediate=True)
-    run_dedup(corpus["paths"], out, cfg, workers=1)
+    run_dedup(corpus["paths"], out, cfg, executor=make_executor("local", 1))
     assert len(list((out / "buckets").rglob("*.bin"))) == 3 * 8
     assert (out / "edges").is_dir()
     got = {

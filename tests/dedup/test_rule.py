@@ -12,6 +12,7 @@ from pipeline.cli.main import main
 from pipeline.dedup import DedupConfig, run_dedup
 from pipeline.dedup.components import split_by_center
 from pipeline.dedup.explain import shared_words, side_by_side
+from pipeline.engine import make_executor
 from pipeline.read import LINE_BITS
 
 from .test_criterion import true_jaccard
@@ -133,7 +134,7 @@ def test_outputs_identical_across_workers_and_task_splits(tmp_path):
     }
     for name, (workers, batch_chars) in runs.items():
         cfg = DedupConfig.from_preset("pythia-0.87", partitions=4, batch_chars=batch_chars)
-        run_dedup([src, other, src], tmp_path / name, cfg, workers=workers)
+        run_dedup([src, other, src], tmp_path / name, cfg, executor=make_executor("local", workers))
     names = [
         "removed.parquet",
         "clusters.parquet",
@@ -228,7 +229,7 @@ def test_side_by_side_highlights_shared_spans():
 
 
 def test_second_read_gives_the_readers_texts(tmp_path):
-    from pipeline.dedup.stage import _candidate_docs
+    from pipeline.dedup.verification import candidate_docs
     from pipeline.read import ReadConfig, iter_file, resolve_inputs
 
     src = tmp_path / "mixed.jsonl"
@@ -243,5 +244,5 @@ def test_second_read_gives_the_readers_texts(tmp_path):
     rc = ReadConfig()
     ref = {d.doc_id: d.text for d in iter_file(f, rc)}
     for wanted in ([0, 4], [0, 2, 3], [3], [2, 4]):
-        got = dict((d, t) for d, t in _candidate_docs(f, wanted, rc) if d in set(wanted))
+        got = dict((d, t) for d, t in candidate_docs(f, wanted, rc) if d in set(wanted))
         assert got == {d: ref[d] for d in wanted}

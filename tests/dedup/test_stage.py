@@ -15,6 +15,7 @@ import zstandard
 from pipeline.data import sample_dir
 from pipeline.dedup import DedupConfig, export_text, load_removed_ids, run_dedup
 from pipeline.dedup.shingle import normalize_words
+from pipeline.engine import make_executor
 from pipeline.errors import IntegrityError
 from pipeline.read import LINE_BITS
 
@@ -97,7 +98,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run1(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("dedup_out1")
-    stats = run_dedup(corpus["paths"], out, CONFIG, workers=1)
+    stats = run_dedup(corpus["paths"], out, CONFIG, executor=make_executor("local", 1))
     return out, stats
 
 
@@ -221,8 +222,8 @@ def _tree_bytes(out: Path) -> dict[str, bytes]:
 def test_byte_identical_for_workers_and_reruns(corpus, run1, tmp_path):
     out1, _ = run1
     cfg = DedupConfig.from_preset("pythia-0.87", partitions=4, batch_chars=3000)
-    run_dedup(corpus["paths"], tmp_path / "w2", cfg, workers=2)
-    run_dedup(corpus["paths"], tmp_path / "w1", CONFIG, workers=1)
+    run_dedup(corpus["paths"], tmp_path / "w2", cfg, executor=make_executor("local", 2))
+    run_dedup(corpus["paths"], tmp_path / "w1", CONFIG, executor=make_executor("local", 1))
     ref = _tree_bytes(out1)
     assert len(ref) == 3 * 2 + 4
     assert _tree_bytes(tmp_path / "w2") == ref

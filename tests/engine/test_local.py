@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engine.local import _alive, _start_time, map_ordered
+from pipeline.engine import make_executor
+from pipeline.engine.local import _alive, _start_time
 from tests.procs import descendants, running, wait_for
 
 
@@ -18,7 +19,11 @@ def test_results_in_task_order_for_any_worker_count():
     # a builtin, not a function of this module: pool workers unpickle tasks by module name, and
     # the forkserver's sys.path may not reach tests/ (it starts in whatever cwd a test left)
     tasks = [-5, 3, -1, 8, -2, 0, 7]
-    assert map_ordered(abs, tasks, 1) == map_ordered(abs, tasks, 3) == [5, 3, 1, 8, 2, 0, 7]
+    got = {}
+    for workers in (1, 3):
+        with make_executor("local", workers) as executor:
+            got[workers] = (executor.map(abs, tasks), list(executor.imap(abs, tasks, ahead=2)))
+    assert got[1] == got[3] == ([5, 3, 1, 8, 2, 0, 7], [5, 3, 1, 8, 2, 0, 7])
 
 
 def test_alive_tracks_pid_start_time_and_zombies():
@@ -52,7 +57,10 @@ def test_workers_exit_when_the_main_process_is_killed(tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "PILE_TEST_MARKS": str(marks)}
-    code = "import blocker; from pipeline.engine import map_ordered; map_ordered(blocker.block, range(4), 2)"
+    code = (
+        "import blocker; from pipeline.engine import make_executor; "
+        "make_executor('local', 2).map(blocker.block, range(4))"
+    )
     p = subprocess.Popen([sys.executable, "-c", code], env=env)
     try:
         wait_for(lambda: len(list(marks.iterdir())) >= 2, "both workers to start a task")

@@ -187,11 +187,6 @@ def test_build_on_ray_equals_the_local_build(cluster, tmp_path, caplog):
     assert not diffs, "\n".join(diffs + notes)
     assert 'engine = "ray"' in (out / "build.toml").read_text()
     assert "engine: ray" in (out / "logs" / "build.log").read_text()
-    # MERGE NOTE: holds once the stages take their executor from the build (BuildPlan.executor,
-    # the stage-contract branch of issue 10); before that they run on local processes and nothing
-    # is sent to Ray. Delete the xfail line after that merge so the assertion is enforced.
-    if ray_engine.tasks_submitted() == before:
-        pytest.xfail("stages do not take the build's executor yet (issue 10 not merged)")
     assert ray_engine.tasks_submitted() > before, "no task of the build ran on Ray"
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.config import combine_fingerprints
 from pipeline.data import sample_train_files
+from pipeline.engine import make_executor
 from pipeline.read import ReadConfig
 from pipeline.tokenize import sidecar as sidecar_mod
 from pipeline.tokenize.derive import derive_excluded
@@ -24,11 +25,18 @@ def _bytes(d, prefix):
 def _both_ways(tmp_path, inputs, excl, cfg, workers=1):
     rc = ReadConfig()
     std = tmp_path / "std"
-    run_tokenize(inputs, std, "pile", cfg, rc, workers=workers)
+    run_tokenize(inputs, std, "pile", cfg, rc, executor=make_executor("local", workers))
     fp = "planted-" + str(len(excl))
     ref = tmp_path / "ref"
     want = run_tokenize(
-        inputs, ref, "pile_d", cfg, rc, exclude_ids=excl, exclude_fingerprint=fp, workers=workers
+        inputs,
+        ref,
+        "pile_d",
+        cfg,
+        rc,
+        exclude_ids=excl,
+        exclude_fingerprint=fp,
+        executor=make_executor("local", workers),
     )
     got = derive_excluded(std, "pile", tmp_path / "der", "pile_d", cfg, rc, excl, fp)
     assert got == want
@@ -41,7 +49,7 @@ def test_derived_equals_tokenized_on_the_bundled_sample(tmp_path, monkeypatch):
     inputs = sample_train_files()
     rng = np.random.default_rng(12)
     side = tmp_path / "probe"
-    run_tokenize(inputs, side, "p", TokenizeConfig(), workers=1)
+    run_tokenize(inputs, side, "p", TokenizeConfig(), executor=make_executor("local", 1))
     ids = sidecar_mod.read_sidecar(side / "p_text_document.docs.parquet").column("doc_id")
     ids = ids.to_numpy()
     # a planted set: random documents, a whole run at the start, the last one, and ids that

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline.data import TOKENIZER_PATH, TOKENIZER_SHA256
-from pipeline.engine.local import map_ordered
+from pipeline.engine import make_executor
 from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.tokenize import encoder as encoder_mod
 from pipeline.tokenize.encoder import load_encoder
@@ -262,7 +262,6 @@ def test_pickle_recreates_from_cache(fast, hf):
 def test_encoder_in_process_pool(fast, hf):
     """Encoders travel to pool workers (pickled by path + backend) and encode identically."""
     fn = operator.methodcaller("encode", "a" + " " * 30 + "b, Hello world")
-    assert (
-        map_ordered(fn, [fast, hf, load_encoder(), fast], workers=2)
-        == [[66, 50254, 50272, 67, 13, 24387, 1533]] * 4
-    )
+    with make_executor("local", 2) as executor:
+        got = executor.map(fn, [fast, hf, load_encoder(), fast])
+    assert got == [[66, 50254, 50272, 67, 13, 24387, 1533]] * 4

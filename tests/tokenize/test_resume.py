@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from pipeline.engine import make_executor
 from pipeline.engine.local import WATCH_INTERVAL
 from pipeline.tokenize.stage import TokenizeConfig, output_names, run_tokenize
 from tests.tokenize.test_stage import SAMPLE_DOCS, write_corpus
@@ -37,8 +38,10 @@ def _outputs(out, prefix="t"):
 def _kill_after(inputs, out, merged: int, workers: int) -> None:
     """Run tokenize in a child process that SIGKILLs itself after `merged` tasks are merged."""
     code = (
-        "import sys; from pipeline.tokenize.stage import run_tokenize; "
-        f"run_tokenize({[str(p) for p in inputs]!r}, {str(out)!r}, 't', workers={workers})"
+        "from pipeline.tokenize.stage import run_tokenize; "
+        "from pipeline.engine import make_executor; "
+        f"run_tokenize({[str(p) for p in inputs]!r}, {str(out)!r}, 't', "
+        f"executor=make_executor('local', {workers}))"
     )
     env = {**os.environ, "PILE_FAULT": f"tokenize-task:{merged}"}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=300)
@@ -54,20 +57,22 @@ def _records(out):
 
 def _rerun(inputs, out, workers, **kw):
     seen = []
-    run_tokenize(inputs, out, "t", workers=workers, progress=seen.append, **kw)
+    run_tokenize(
+        inputs, out, "t", executor=make_executor("local", workers), progress=seen.append, **kw
+    )
     return [r["reused"] for r in seen]
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_killed_tokenize_reruns_only_the_unfinished_tasks(tmp_path, inputs, workers, caplog):
     clean = tmp_path / "clean"
-    run_tokenize(inputs, clean, "t", workers=workers)
+    run_tokenize(inputs, clean, "t", executor=make_executor("local", workers))
     out = tmp_path / "out"
     _kill_after(inputs, out, 2, workers)
     assert not (out / output_names("t")["manifest"]).exists()
     done = _records(out)
     assert len(done) >= 2  # the two merged tasks, and any a worker finished ahead of the merge
-    caplog.set_level("INFO", logger="pipeline.tokenize.stage")
+    caplog.set_level("INFO", logger="pipeline.tokenize")
     reused = _rerun(inputs, out, workers)
     assert len(reused) >= 4 and sum(reused) == len(done)  # only the rest ran
     assert reused[:2] == [True, True]

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
+from pipeline.engine import make_executor
 from pipeline.errors import ConfigError, InputError
 from pipeline.read import make_doc_id, resolve_inputs
 from pipeline.shards.mmidx import MMIDXDataset
@@ -150,19 +151,29 @@ def test_worker_count_and_backend_invariance(tmp_path, corpus, monkeypatch, back
     # tiny row groups so that the sidecar re-chunking across task boundaries is exercised
     monkeypatch.setattr(sidecar_mod, "ROW_GROUP_ROWS", 7)
     ref = tmp_path / "w1"
-    run_tokenize(corpus, ref, "t", TokenizeConfig(batch_size=5), workers=1)
+    run_tokenize(corpus, ref, "t", TokenizeConfig(batch_size=5), executor=make_executor("local", 1))
     out = tmp_path / f"w2-{backend}"
-    run_tokenize(corpus[:1], tmp_path / "single1", "t", TokenizeConfig(), workers=1)
+    run_tokenize(
+        corpus[:1], tmp_path / "single1", "t", TokenizeConfig(), executor=make_executor("local", 1)
+    )
     # 2 workers: 2 files -> each cut into line ranges; partial outputs merged in order
     assert len(plan_tasks(resolve_inputs(corpus), 2)) >= 4
     if backend == "gigatoken":
         pytest.importorskip("gigatoken")
-    run_tokenize(corpus, out, "t", TokenizeConfig(backend=backend, batch_size=3), workers=2)
+    run_tokenize(
+        corpus,
+        out,
+        "t",
+        TokenizeConfig(backend=backend, batch_size=3),
+        executor=make_executor("local", 2),
+    )
     assert _files(out, backend_too=False) == _files(ref, backend_too=False)
     assert json.loads(_files(out)["manifest"])["tokenizer"]["backend"].startswith(backend)
     assert pq.ParquetFile(out / "t_text_document.docs.parquet").num_row_groups > 1
     # one input file cut into line ranges by 2 workers
-    run_tokenize(corpus[:1], tmp_path / "single2", "t", TokenizeConfig(), workers=2)
+    run_tokenize(
+        corpus[:1], tmp_path / "single2", "t", TokenizeConfig(), executor=make_executor("local", 2)
+    )
     assert _files(tmp_path / "single2") == _files(tmp_path / "single1")
 
 
@@ -188,8 +199,20 @@ def test_tasks_are_balanced_by_bytes(tmp_path):
     assert share <= 1.2 / (2 * TASKS_PER_WORKER)
     assert plan_tasks(files, 1) == [(f, 1, None) for f in files]
     # and the output is the same for any split
-    run_tokenize([big, *small[:3]], tmp_path / "w1", "t", TokenizeConfig(), workers=1)
-    run_tokenize([big, *small[:3]], tmp_path / "w2", "t", TokenizeConfig(), workers=2)
+    run_tokenize(
+        [big, *small[:3]],
+        tmp_path / "w1",
+        "t",
+        TokenizeConfig(),
+        executor=make_executor("local", 1),
+    )
+    run_tokenize(
+        [big, *small[:3]],
+        tmp_path / "w2",
+        "t",
+        TokenizeConfig(),
+        executor=make_executor("local", 2),
+    )
     assert _files(tmp_path / "w1") == _files(tmp_path / "w2")
 
 
@@ -217,8 +240,12 @@ def test_exclude_ids_skipped_and_counted(tmp_path, corpus):
 
 def test_exclude_worker_invariance(tmp_path, corpus):
     ids = np.array([make_doc_id(0, k) for k in (1, 7, 21, 33)] + [make_doc_id(1, 2)])
-    a = run_tokenize(corpus, tmp_path / "a", "t", exclude_ids=ids, workers=1)
-    b = run_tokenize(corpus, tmp_path / "b", "t", exclude_ids=ids, workers=2)
+    a = run_tokenize(
+        corpus, tmp_path / "a", "t", exclude_ids=ids, executor=make_executor("local", 1)
+    )
+    b = run_tokenize(
+        corpus, tmp_path / "b", "t", exclude_ids=ids, executor=make_executor("local", 2)
+    )
     assert a == b and a["excluded"] == 5
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
 
@@ -233,14 +260,6 @@ def test_exclude_from_dedup_directory(tmp_path, corpus, monkeypatch):
     )
     ids, fp = load_exclude(d)
     assert ids.tolist() == [0] and len(fp) == 64
-
-
-def test_exclude_directory_without_dedup_reader(tmp_path, monkeypatch):
-    import pipeline.dedup as dedup
-
-    monkeypatch.delattr(dedup, "load_removed_ids", raising=False)
-    with pytest.raises(ConfigError, match="pass a .npy of int64 doc ids"):
-        load_exclude(tmp_path)
 
 
 def test_exclude_bad_inputs(tmp_path):
@@ -350,7 +369,9 @@ def test_skip_policy_with_file_cut_into_ranges(tmp_path):
     res = {}
     for w in (1, 2):
         rc = ReadConfig(on_error="skip", quarantine_dir=str(tmp_path / f"q{w}"))
-        res[w] = run_tokenize([src], tmp_path / f"o{w}", "t", read_config=rc, workers=w)
+        res[w] = run_tokenize(
+            [src], tmp_path / f"o{w}", "t", read_config=rc, executor=make_executor("local", w)
+        )
         q = sorted((tmp_path / f"q{w}").glob("*.rejected.jsonl"))
         assert len(q) == 1 and q[0].read_text() == '{"text": 5}\n'
     assert res[1] == res[2]

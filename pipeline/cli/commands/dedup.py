@@ -12,6 +12,7 @@ from pipeline.cli.common import (
     add_read_arguments,
     add_workers_argument,
     config_from_args,
+    executor_from_args,
     read_config_from_args,
 )
 from pipeline.dedup import DedupConfig, export_text, run_dedup
@@ -130,7 +131,28 @@ def run(args) -> int:
         from pipeline.read import resolve_inputs
 
         check_export_dest(Path(args.export_text), Path(args.out), resolve_inputs(args.inputs))
-    stats = run_dedup(args.inputs, args.out, config, read_config, workers=args.workers)
+    with executor_from_args(args) as executor:
+        stats = run_dedup(args.inputs, args.out, config, read_config, executor)
+        _print_summary(args, stats)
+        if args.export_text:
+            e = export_text(
+                args.inputs,
+                args.out,
+                args.export_text,
+                read_config,
+                executor,
+                expected_fingerprint=config.fingerprint(),
+            )
+            if not getattr(args, "quiet", False):
+                print(
+                    f"exported {e['documents_written']} documents ({e['documents_dropped']} "
+                    f"dropped) to {args.export_text}",
+                    file=sys.stdout,
+                )
+    return 0
+
+
+def _print_summary(args, stats) -> None:
     c = stats["counts"]
     quiet = getattr(args, "quiet", False)
     if not quiet:
@@ -153,19 +175,3 @@ def run(args) -> int:
             f"{c['removed']} removed ({100.0 * c['removed'] / max(c['documents'], 1):.3f}%), "
             f"{c['kept']} kept -> {Path(args.out) / 'removed.parquet'}"
         )
-    if args.export_text:
-        e = export_text(
-            args.inputs,
-            args.out,
-            args.export_text,
-            read_config,
-            workers=args.workers,
-            expected_fingerprint=config.fingerprint(),
-        )
-        if not quiet:
-            print(
-                f"exported {e['documents_written']} documents ({e['documents_dropped']} dropped) "
-                f"to {args.export_text}",
-                file=sys.stdout,
-            )
-    return 0

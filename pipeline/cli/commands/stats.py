@@ -9,6 +9,7 @@ from pipeline.cli.common import (
     add_engine_arguments,
     add_read_arguments,
     add_workers_argument,
+    executor_from_args,
     read_config_from_args,
 )
 from pipeline.data import sample_files
@@ -36,7 +37,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     inputs = args.inputs or [str(p) for p in sample_files()]
     config = read_config_from_args(args)
-    stats = collect_stats(inputs, config, workers=args.workers)
+    with executor_from_args(args) as executor:
+        stats = collect_stats(inputs, config, executor)
     if args.json:
         json.dump(stats.to_dict(), sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -11,6 +11,7 @@ from pipeline.cli.common import (
     add_read_arguments,
     add_workers_argument,
     config_values,
+    executor_from_args,
     read_config_from_args,
 )
 from pipeline.tokenize.config import TokenizeConfig
@@ -60,16 +61,17 @@ def run(args) -> int:
             bar.update(res["counts"]["documents"])
 
     try:
-        counts = run_tokenize(
-            args.inputs,
-            args.out,
-            args.prefix,
-            config,
-            read_config,
-            exclude=args.exclude,
-            workers=args.workers,
-            progress=progress,
-        )
+        with executor_from_args(args) as executor:
+            counts = run_tokenize(
+                args.inputs,
+                args.out,
+                args.prefix,
+                config,
+                read_config,
+                exclude=args.exclude,
+                executor=executor,
+                progress=progress,
+            )
     finally:
         if bar is not None:
             bar.close()
