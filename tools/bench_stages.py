@@ -1,0 +1,285 @@
+"""Per-core rates of every stage of `pile build`, for the projections in docs/SCALE.md.
+
+    python tools/bench_stages.py [--mb 50] [--files 4] [--doc-kb 4] [--workdir DIR]
+        [--json results.json] [--keep]
+
+Builds a Pile-shaped corpus from ../shared/corpora/novels (each novel cut at paragraph breaks
+into ~--doc-kb KB documents, each with a `pile_set_name` and `meta`, written round-robin into
+--files `.jsonl.zst` files; --mb MB of UTF-8 text, capped at what the novels hold, ~142 MB), then
+runs each stage the way its stage command does, one process per stage with `--workers 1`:
+
+    read     pile stats INPUTS --json --workers 1            (reader alone: decompress + parse)
+    dedup    pile dedup INPUTS --out D --workers 1           (default: pythia-0.87, verify exact)
+    tok-std  pile tokenize INPUTS --out S --prefix standard --workers 1
+    tok-dd   derive_excluded(S minus D)                      (what `pile build` does for deduped;
+                                                               no stage command: run through
+                                                               `python -c`, as the runner calls it)
+    order    pile order S/standard_text_document --seq-length 2048 --global-batch 1 \
+                 --train-iters <one epoch of samples> --seed 1234
+    preshuf  pile preshuffle S/standard_text_document --out-dir P (same order flags)
+    verify   pile verify WORKDIR/out --workers 1
+
+Per stage: CPU seconds (user + sys of the stage process and every process it waited for, from
+os.wait4), wall seconds, peak RSS (largest single process of the stage, from wait4's ru_maxrss),
+input bytes (UTF-8 text; tokens x 2 for order/preshuffle, whose input is the token dataset),
+documents, tokens and output bytes (every file the stage wrote). The per-core rate is input text
+MB per CPU second (tokens per CPU second for order and preshuffle). The machine these figures come
+from is shared with other sessions: wall time depends on their load, CPU time much less, so CPU
+time is the figure to project from. Prints a table and writes --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import zstandard
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+NOVELS = SHARED / "corpora" / "novels"
+# book-like Pile components: the novels stand in for them
+SOURCES = ("Books3", "Gutenberg (PG-19)", "BookCorpus2")
+SEQ_LENGTH = 2048
+SEED = 1234
+
+
+def split_novel(text: str, target: int) -> list[str]:
+    """Cut at line breaks (the novels hold one paragraph per line) into pieces of about `target`
+    bytes (a piece never splits a paragraph; a longer paragraph stays whole)."""
+    out: list[str] = []
+    cur: list[str] = []
+    size = 0
+    for para in text.split("\n"):
+        cur.append(para)
+        size += len(para.encode("utf-8")) + 1
+        if size >= target:
+            out.append("\n".join(cur))
+            cur, size = [], 0
+    if cur and "".join(cur).strip():
+        out.append("\n".join(cur))
+    return out
+
+
+def build_corpus(dest: Path, mb: float, files: int, doc_kb: float) -> dict:
+    """Write dest/train_{i:02d}.jsonl.zst; returns documents and text bytes written."""
+    novels = sorted(NOVELS.glob("*.jsonl.zst"))
+    if not novels:
+        raise SystemExit(f"no corpus: {NOVELS} is absent (needs ../shared/corpora/novels)")
+    dest.mkdir(parents=True, exist_ok=True)
+    limit = int(mb * 1e6)
+    parts: list[list[bytes]] = [[] for _ in range(files)]
+    docs = text_bytes = k = 0
+    for path in novels:
+        if text_bytes >= limit:
+            break
+        with zstandard.open(path, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                if text_bytes >= limit:
+                    break
+                rec = json.loads(line)
+                for piece in split_novel(rec["text"], int(doc_kb * 1024)):
+                    if text_bytes >= limit:
+                        break
+                    row = {"text": piece, "meta": {"pile_set_name": SOURCES[k % len(SOURCES)]}}
+                    parts[docs % files].append((json.dumps(row) + "\n").encode("utf-8"))
+                    docs += 1
+                    text_bytes += len(piece.encode("utf-8"))
+                k += 1
+    # one zstd frame per file with a content checksum, as the Pile's files are written
+    cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
+    for i, rows in enumerate(parts):
+        (dest / f"train_{i:02d}.jsonl.zst").write_bytes(cctx.compress(b"".join(rows)))
+    return {"documents": docs, "text_bytes": text_bytes}
+
+
+def tree_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def run_stage(cmd: list[str], log: Path) -> dict:
+    """Run one stage process; CPU (user+sys of it and its waited-for children) and peak RSS of
+    its largest process from wait4, wall from the clock."""
+    t0 = time.perf_counter()
+    with open(log, "wb") as fh:
+        p = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
+        _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.stderr.write(log.read_text(errors="replace")[-3000:])
+        raise SystemExit(f"stage failed (exit {p.returncode}): {' '.join(cmd)}; log {log}")
+    return {
+        "cpu_s": ru.ru_utime + ru.ru_stime,
+        "wall_s": wall,
+        "peak_rss_mib": ru.ru_maxrss / 1024,  # Linux: KiB
+    }
+
+
+DERIVE = """
+import sys
+from pipeline.read import ReadConfig
+from pipeline.tokenize.config import TokenizeConfig
+from pipeline.tokenize.derive import derive_excluded
+from pipeline.tokenize.stage import load_exclude
+std, dedup, out = sys.argv[1:4]
+ids, fp = load_exclude(dedup)
+counts = derive_excluded(std, "standard", out, "deduped", TokenizeConfig.for_tokenizer(None),
+                         ReadConfig(), ids, fp)
+if counts is None:
+    sys.exit("not derived (see log)")
+print(counts["documents"], counts["tokens"])
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--mb", type=float, default=50.0, help="MB of text (default 50; max ~142)")
+    ap.add_argument("--files", type=int, default=4, help="input .jsonl.zst files (default 4)")
+    ap.add_argument("--doc-kb", type=float, default=4.0, help="document size in KB (default 4)")
+    ap.add_argument("--workdir", type=Path, help="default: a temp dir, removed unless --keep")
+    ap.add_argument("--keep", action="store_true", help="keep the corpus and outputs")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args(argv)
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_stages_"))
+    if work.exists() and any(work.iterdir()):
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    pile = [sys.executable, "-m", "pipeline.cli.main"]
+    try:
+        corpus = work / "corpus"
+        t0 = time.perf_counter()
+        c = build_corpus(corpus, args.mb, args.files, args.doc_kb)
+        inputs = [str(p) for p in sorted(corpus.glob("*.jsonl.zst"))]
+        zst_bytes = tree_bytes(corpus)
+        print(
+            f"corpus: {c['documents']:,} documents, {c['text_bytes'] / 1e6:.1f} MB text, "
+            f"{zst_bytes / 1e6:.1f} MB .zst in {args.files} files ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+        out = work / "out"
+        std, dd, dedup = out / "standard", out / "deduped", out / "dedup"
+        logs = work / "logs"
+        logs.mkdir()
+        rows: list[dict] = []
+
+        def stage(name: str, cmd: list[str], **facts) -> dict:
+            r = {"stage": name, "command": " ".join(cmd), **run_stage(cmd, logs / f"{name}.log")}
+            r.update(facts)
+            rows.append(r)
+            print(f"  {name}: {r['cpu_s']:.1f} CPU s, {r['wall_s']:.1f} s wall", flush=True)
+            return r
+
+        text = c["text_bytes"]
+        ndocs = c["documents"]
+        r = stage("read", [*pile, "stats", *inputs, "--json", "--workers", "1"])
+        r.update(input_bytes=text, documents=ndocs, output_bytes=0)
+
+        r = stage("dedup", [*pile, "dedup", *inputs, "--out", str(dedup), "--workers", "1"])
+        dm = json.loads((dedup / "manifest.json").read_text())
+        r.update(input_bytes=text, documents=ndocs, output_bytes=tree_bytes(dedup))
+        r["removed"] = dm.get("counts", {}).get("removed", dm.get("removed"))
+
+        pre = [*pile, "tokenize", *inputs, "--out", str(std), "--prefix", "standard"]
+        r = stage("tokenize-standard", [*pre, "--workers", "1"])
+        tokens = (std / "standard_text_document.bin").stat().st_size // 2  # uint16 ids
+        r.update(input_bytes=text, documents=ndocs, tokens=tokens, output_bytes=tree_bytes(std))
+
+        cmd = [sys.executable, "-c", DERIVE, str(std), str(dedup), str(dd)]
+        r = stage("tokenize-deduped (derived)", cmd)
+        line = (logs / "tokenize-deduped (derived).log").read_text().split()
+        r.update(
+            input_bytes=tree_bytes(std / "standard_text_document.bin"),
+            documents=int(line[-2]),
+            tokens=int(line[-1]),
+            output_bytes=tree_bytes(dd),
+        )
+
+        # one epoch of the standard tokens in samples of 2049 (global batch 1: the maps' size
+        # depends on the sample count, not on how samples are grouped into steps)
+        samples = max(1, tokens // (SEQ_LENGTH + 1))
+        oflags = ["--seq-length", str(SEQ_LENGTH), "--global-batch", "1"]
+        oflags += ["--train-iters", str(samples), "--seed", str(SEED)]
+        prefix = str(std / "standard_text_document")
+        before = tree_bytes(std)
+        r = stage("order", [*pile, "order", prefix, *oflags])
+        r.update(input_bytes=tokens * 2, tokens=tokens, output_bytes=tree_bytes(std) - before)
+        r["samples"] = samples
+
+        pdir = out / "preshuffled"
+        r = stage("preshuffle", [*pile, "preshuffle", prefix, "--out-dir", str(pdir), *oflags])
+        r.update(input_bytes=tokens * 2, tokens=samples * (SEQ_LENGTH + 1))
+        r["output_bytes"] = tree_bytes(pdir)
+
+        r = stage("verify", [*pile, "verify", str(out), "--workers", "1", "--no-extra"])
+        r.update(input_bytes=tree_bytes(out), output_bytes=0)
+
+        for r in rows:
+            if r["stage"] in ("order", "preshuffle"):
+                r["rate"] = r["tokens"] / r["cpu_s"] / 1e6
+                r["rate_unit"] = "M tokens/CPU-s"
+            elif r["stage"] == "verify":
+                r["rate"] = r["input_bytes"] / r["cpu_s"] / 1e6
+                r["rate_unit"] = "MB artifacts/CPU-s"
+            else:
+                r["rate"] = r["input_bytes"] / r["cpu_s"] / 1e6
+                r["rate_unit"] = "MB text/CPU-s"
+        hdr = (
+            f"{'stage':<27}{'CPU s':>8}{'wall s':>8}{'RSS MiB':>9}{'in MB':>8}{'docs':>9}"
+            f"{'tokens':>12}{'out MB':>8}  rate"
+        )
+        print(f"\n{hdr}")
+        for r in rows:
+            print(
+                f"{r['stage']:<27}{r['cpu_s']:>8.1f}{r['wall_s']:>8.1f}{r['peak_rss_mib']:>9.0f}"
+                f"{r['input_bytes'] / 1e6:>8.1f}{r.get('documents', 0):>9,}{r.get('tokens', 0):>12,}"
+                f"{r['output_bytes'] / 1e6:>8.1f}  {r['rate']:.2f} {r['rate_unit']}"
+            )
+        load = os.getloadavg()
+        print(
+            f"\nload average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} "
+            "cores (shared machine: CPU seconds are the figure to project from, wall is not)"
+        )
+        result = {
+            "corpus": {**c, "zst_bytes": zst_bytes, "files": args.files, "doc_kb": args.doc_kb},
+            "stages": rows,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "cpu": _cpu_model(),
+                "python": platform.python_version(),
+                "loadavg_end": load,
+            },
+            "argv": sys.argv,
+        }
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+            print(f"wrote {args.json}")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
