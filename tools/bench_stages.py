@@ -5,7 +5,8 @@
 
 Builds a Pile-shaped corpus from ../shared/corpora/novels (each novel cut at paragraph breaks
 into ~--doc-kb KB documents, each with a `pile_set_name` and `meta`, written round-robin into
---files `.jsonl.zst` files; --mb MB of UTF-8 text, capped at what the novels hold, ~142 MB), then
+--files `.jsonl.zst` files; --mb MB of UTF-8 text: the novels hold ~142 MB, beyond that they are
+written again, exact duplicates as in the Pile's upsampled components), then
 runs each stage the way its stage command does, one process per stage with `--workers 1`:
 
     read     pile stats INPUTS --json --workers 1            (reader alone: decompress + parse)
@@ -77,28 +78,36 @@ def build_corpus(dest: Path, mb: float, files: int, doc_kb: float) -> dict:
     dest.mkdir(parents=True, exist_ok=True)
     limit = int(mb * 1e6)
     parts: list[list[bytes]] = [[] for _ in range(files)]
-    docs = text_bytes = k = 0
-    for path in novels:
-        if text_bytes >= limit:
-            break
-        with zstandard.open(path, "rt", encoding="utf-8") as fh:
-            for line in fh:
-                if text_bytes >= limit:
-                    break
-                rec = json.loads(line)
-                for piece in split_novel(rec["text"], int(doc_kb * 1024)):
+    docs = text_bytes = repeats = k = 0
+    # past the end of the novels, they are written again: exact duplicates, as the Pile's
+    # upsampled components (Wikipedia x3, PG-19 x2.5, ...) hold
+    for epoch in range(1_000):
+        before = text_bytes
+        for path in novels:
+            if text_bytes >= limit:
+                break
+            with zstandard.open(path, "rt", encoding="utf-8") as fh:
+                for line in fh:
                     if text_bytes >= limit:
                         break
-                    row = {"text": piece, "meta": {"pile_set_name": SOURCES[k % len(SOURCES)]}}
-                    parts[docs % files].append((json.dumps(row) + "\n").encode("utf-8"))
-                    docs += 1
-                    text_bytes += len(piece.encode("utf-8"))
-                k += 1
+                    rec = json.loads(line)
+                    for piece in split_novel(rec["text"], int(doc_kb * 1024)):
+                        if text_bytes >= limit:
+                            break
+                        src = SOURCES[k % len(SOURCES)]
+                        row = {"text": piece, "meta": {"pile_set_name": src}}
+                        parts[docs % files].append((json.dumps(row) + "\n").encode("utf-8"))
+                        docs += 1
+                        repeats += epoch > 0
+                        text_bytes += len(piece.encode("utf-8"))
+                    k += 1
+        if text_bytes >= limit or text_bytes == before:
+            break
     # one zstd frame per file with a content checksum, as the Pile's files are written
     cctx = zstandard.ZstdCompressor(level=3, write_checksum=True)
     for i, rows in enumerate(parts):
         (dest / f"train_{i:02d}.jsonl.zst").write_bytes(cctx.compress(b"".join(rows)))
-    return {"documents": docs, "text_bytes": text_bytes}
+    return {"documents": docs, "text_bytes": text_bytes, "repeated_documents": repeats}
 
 
 def tree_bytes(path: Path) -> int:
@@ -144,7 +153,7 @@ print(counts["documents"], counts["tokens"])
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--mb", type=float, default=50.0, help="MB of text (default 50; max ~142)")
+    ap.add_argument("--mb", type=float, default=50.0, help="MB of text (default 50)")
     ap.add_argument("--files", type=int, default=4, help="input .jsonl.zst files (default 4)")
     ap.add_argument("--doc-kb", type=float, default=4.0, help="document size in KB (default 4)")
     ap.add_argument("--workdir", type=Path, help="default: a temp dir, removed unless --keep")
@@ -165,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         zst_bytes = tree_bytes(corpus)
         print(
             f"corpus: {c['documents']:,} documents, {c['text_bytes'] / 1e6:.1f} MB text, "
-            f"{zst_bytes / 1e6:.1f} MB .zst in {args.files} files ({time.perf_counter() - t0:.0f} s)",
+            f"{zst_bytes / 1e6:.1f} MB .zst in {args.files} files, "
+            f"{c['repeated_documents']:,} documents repeated ({time.perf_counter() - t0:.0f} s)",
             flush=True,
         )
         out = work / "out"
@@ -226,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         r.update(input_bytes=tree_bytes(out), output_bytes=0)
 
         for r in rows:
-            if r["stage"] in ("order", "preshuffle"):
+            if r["stage"].startswith("tokenize-deduped"):
+                r["rate"] = r["input_bytes"] / r["cpu_s"] / 1e6
+                r["rate_unit"] = "MB standard .bin/CPU-s"
+            elif r["stage"] in ("order", "preshuffle"):
                 r["rate"] = r["tokens"] / r["cpu_s"] / 1e6
                 r["rate_unit"] = "M tokens/CPU-s"
             elif r["stage"] == "verify":
