@@ -159,7 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, help="default: a temp dir, removed unless --keep")
     ap.add_argument("--keep", action="store_true", help="keep the corpus and outputs")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="a --json of a smaller run: also print marginal rates (the difference of the two "
+        "runs: the fixed start-up cost of each stage process cancels out)",
+    )
+    ap.add_argument("--make-corpus", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.make_corpus:
+        print(json.dumps(build_corpus(args.make_corpus, args.mb, args.files, args.doc_kb)))
+        return 0
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_stages_"))
     if work.exists() and any(work.iterdir()):
@@ -169,7 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         corpus = work / "corpus"
         t0 = time.perf_counter()
-        c = build_corpus(corpus, args.mb, args.files, args.doc_kb)
+        # in a child process: a forked stage process's ru_maxrss starts from its parent's RSS,
+        # so this process must never hold the corpus
+        made = subprocess.run(
+            [sys.executable, __file__, "--make-corpus", str(corpus), "--mb", str(args.mb)]
+            + ["--files", str(args.files), "--doc-kb", str(args.doc_kb)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        c = json.loads(made.stdout)
         inputs = [str(p) for p in sorted(corpus.glob("*.jsonl.zst"))]
         zst_bytes = tree_bytes(corpus)
         print(
@@ -264,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             f"\nload average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} "
             "cores (shared machine: CPU seconds are the figure to project from, wall is not)"
         )
+        if args.baseline:
+            print_marginal(json.loads(args.baseline.read_text()), rows, c)
         result = {
             "corpus": {**c, "zst_bytes": zst_bytes, "files": args.files, "doc_kb": args.doc_kb},
             "stages": rows,
@@ -282,6 +303,30 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def print_marginal(base: dict, rows: list[dict], corpus: dict) -> None:
+    """Rates from the difference of this run and a smaller one (same stage, more input)."""
+    by = {r["stage"]: r for r in base["stages"]}
+    mb = (corpus["text_bytes"] - base["corpus"]["text_bytes"]) / 1e6
+    print(
+        f"\nmarginal rates against {mb:.0f} MB less text (CPU and RSS of the larger run minus the"
+    )
+    print("smaller's; input in the stage's own unit):")
+    for r in rows:
+        b = by.get(r["stage"])
+        if b is None:
+            continue
+        key = "tokens" if r["stage"] in ("order", "preshuffle") else "input_bytes"
+        d_in = (r.get(key) or 0) - (b.get(key) or 0)
+        d_cpu = r["cpu_s"] - b["cpu_s"]
+        rate = f"{d_in / d_cpu / 1e6:.1f}" if d_cpu > 0.05 else "n/a (below timer noise)"
+        r["marginal_rate"] = d_in / d_cpu / 1e6 if d_cpu > 0.05 else None
+        unit = "M tokens" if key == "tokens" else "MB"
+        print(
+            f"  {r['stage']:<27} +{d_cpu:6.1f} CPU s for +{d_in / 1e6:8.1f} {unit}: {rate} "
+            f"{unit}/CPU-s; RSS {b['peak_rss_mib']:.0f} -> {r['peak_rss_mib']:.0f} MiB"
+        )
 
 
 def _cpu_model() -> str:
