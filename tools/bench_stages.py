@@ -17,6 +17,8 @@ runs each stage the way its stage command does, one process per stage with `--wo
                                                                `python -c`, as the runner calls it)
     order    pile order S/standard_text_document --seq-length 2048 --global-batch 1 \
                  --train-iters <one epoch of samples> --seed 1234
+    order xE the same over --order-epochs E epochs (default 50), --out-dir elsewhere: the maps'
+             cost per sample and per doc_idx entry at a size start-up does not hide
     preshuf  pile preshuffle S/standard_text_document --out-dir P (same order flags)
     verify   pile verify WORKDIR/out --workers 1
 
@@ -42,6 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import zstandard
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,6 +168,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a --json of a smaller run: also print marginal rates (the difference of the two "
         "runs: the fixed start-up cost of each stage process cancels out)",
     )
+    ap.add_argument(
+        "--order-epochs",
+        type=int,
+        default=50,
+        help="also time `pile order` over this many epochs (1 = skip)",
+    )
     ap.add_argument("--make-corpus", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.make_corpus:
@@ -219,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         dm = json.loads((dedup / "manifest.json").read_text())
         r.update(input_bytes=text, documents=ndocs, output_bytes=tree_bytes(dedup))
         r["removed"] = dm.get("counts", {}).get("removed", dm.get("removed"))
+        # phase wall seconds and graph sizes: what the projection of the driver-side phases needs
+        r["phases_wall_s"] = json.loads((dedup / "timings.json").read_text())
+        dc = json.loads((dedup / "stats.json").read_text())["counts"]
+        r["graph"] = {k: dc.get(k) for k in ("band_records", "candidate_pairs", "edges")}
+        r["graph"].update({k: dc.get(k) for k in ("documents_in_clusters", "shingles")})
 
         pre = [*pile, "tokenize", *inputs, "--out", str(std), "--prefix", "standard"]
         r = stage("tokenize-standard", [*pre, "--workers", "1"])
@@ -246,6 +260,22 @@ def main(argv: list[str] | None = None) -> int:
         r.update(input_bytes=tokens * 2, tokens=tokens, output_bytes=tree_bytes(std) - before)
         r["samples"] = samples
 
+        # the maps grow with samples and doc_idx entries (documents x epochs): a second order run
+        # over --order-epochs epochs measures them at a size where start-up does not dominate
+        if args.order_epochs > 1:
+            n = samples * args.order_epochs
+            big = [*oflags[:4], "--train-iters", str(n), "--seed", str(SEED)]
+            mdir = work / "maps_epochs"
+            r = stage(
+                f"order x{args.order_epochs} epochs",
+                [*pile, "order", prefix, *big, "--out-dir", str(mdir)],
+            )
+            r.update(input_bytes=tokens * 2, tokens=n * (SEQ_LENGTH + 1))
+            r.update(output_bytes=tree_bytes(mdir), samples=n)
+            r["doc_idx_entries"] = int(
+                np.load(next(mdir.glob("*_doc_idx.npy")), mmap_mode="r").size
+            )
+
         pdir = out / "preshuffled"
         r = stage("preshuffle", [*pile, "preshuffle", prefix, "--out-dir", str(pdir), *oflags])
         r.update(input_bytes=tokens * 2, tokens=samples * (SEQ_LENGTH + 1))
@@ -258,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             if r["stage"].startswith("tokenize-deduped"):
                 r["rate"] = r["input_bytes"] / r["cpu_s"] / 1e6
                 r["rate_unit"] = "MB standard .bin/CPU-s"
-            elif r["stage"] in ("order", "preshuffle"):
+            elif r["stage"].startswith(("order", "preshuffle")):
                 r["rate"] = r["tokens"] / r["cpu_s"] / 1e6
                 r["rate_unit"] = "M tokens/CPU-s"
             elif r["stage"] == "verify":
@@ -317,7 +347,7 @@ def print_marginal(base: dict, rows: list[dict], corpus: dict) -> None:
         b = by.get(r["stage"])
         if b is None:
             continue
-        key = "tokens" if r["stage"] in ("order", "preshuffle") else "input_bytes"
+        key = "tokens" if r["stage"].startswith(("order", "preshuffle")) else "input_bytes"
         d_in = (r.get(key) or 0) - (b.get(key) or 0)
         d_cpu = r["cpu_s"] - b["cpu_s"]
         rate = f"{d_in / d_cpu / 1e6:.1f}" if d_cpu > 0.05 else "n/a (below timer noise)"
