@@ -299,13 +299,13 @@ def main(argv: list[str] | None = None) -> int:
                 r["rate_unit"] = "MB text/CPU-s"
         hdr = (
             f"{'stage':<27}{'CPU s':>8}{'wall s':>8}{'RSS MiB':>9}{'in MB':>8}{'docs':>9}"
-            f"{'tokens':>12}{'out MB':>8}  rate"
+            f"{'tokens':>15}{'out MB':>8}  rate"
         )
         print(f"\n{hdr}")
         for r in rows:
             print(
                 f"{r['stage']:<27}{r['cpu_s']:>8.1f}{r['wall_s']:>8.1f}{r['peak_rss_mib']:>9.0f}"
-                f"{r['input_bytes'] / 1e6:>8.1f}{r.get('documents', 0):>9,}{r.get('tokens', 0):>12,}"
+                f"{r['input_bytes'] / 1e6:>8.1f}{r.get('documents', 0):>9,}{r.get('tokens', 0):>15,}"
                 f"{r['output_bytes'] / 1e6:>8.1f}  {r['rate']:.2f} {r['rate_unit']}"
             )
         load = os.getloadavg()
