@@ -10,6 +10,8 @@ from pipeline.report.stage import REPORT_FIGURES, REPORT_MANIFEST
 
 REPORT_BYTES = 400_000  # report.html/json and six PNGs: ~170 kB on the sample
 NAMES = ("report.json", "report.html", *(f"report/{n}" for n in REPORT_FIGURES), REPORT_MANIFEST)
+# make_figures also draws one `pile exposure` figure per variant, not in REPORT_FIGURES
+EXPOSURE = "report/exposure_{variant}.png"
 
 
 class ReportSpec(StageSpec):
@@ -26,10 +28,10 @@ class ReportSpec(StageSpec):
         return "."
 
     def outputs(self, job: Any, variant: str) -> list[str]:
-        return list(NAMES)
+        return [*NAMES, *(EXPOSURE.format(variant=v) for v in job.variants)]
 
     def owns(self, variant: str) -> list[str]:
-        return list(NAMES)
+        return [*NAMES, EXPOSURE.format(variant="*")]
 
     def estimate(self, job: Any, variant: str) -> int:
         return REPORT_BYTES

@@ -38,10 +38,13 @@ class TokenizeSpec(StageSpec):
         return [f"{variant}/{names[k]}" for k in KINDS]
 
     def owns(self, variant: str) -> list[str]:
-        d = f"{variant}/pile*"
-        return [f"{d}_text_document.{e}" for e in ("bin", "idx", "docs.parquet")] + [
-            f"{d}.manifest.json"
-        ]
+        # the prefixes `pile` and `pile_<threshold>_deduped`; not `pile*.manifest.json`, which
+        # would also match order's index-map manifests beside them
+        names = []
+        for prefix in (f"{variant}/pile", f"{variant}/pile_*_deduped"):
+            names += [f"{prefix}_text_document.{e}" for e in ("bin", "idx", "docs.parquet")]
+            names.append(f"{prefix}.manifest.json")
+        return names
 
     def estimate(self, job: Any, variant: str) -> int:
         items, tokens, _ = job.estimated_counts(variant)
