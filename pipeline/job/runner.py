@@ -4,7 +4,8 @@ Stages (for `--variant both`): dedup → tokenize-standard, tokenize-deduped →
 preshuffle-<v> → report, then a verify pass over every manifest. Each stage is declared once, next
 to its code, as a `StageSpec` (pipeline.contract); the build is made of:
 
-    plan.py        the stages, their keys and status, derived from the specs (+ --dry-run sizes)
+    plan.py        the stages, their keys and status, derived from the specs
+    sizes.py       what the stages will write, for --dry-run and the plan check
     execute.py     running the pending stages with one executor, cleaning up old outputs first
     state.py       the running / complete records in OUT/_state
     stale.py       why a key changed; variants a build leaves out that no longer match
