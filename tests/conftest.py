@@ -47,6 +47,7 @@ SLOW = (
     "tests/job/test_build.py::test_same_bytes_with_two_workers",
     "tests/job/test_build.py::test_sigkill_at_arbitrary_time_then_resume_is_identical",
     "tests/job/test_build.py::test_stale_variant_left_out_of_a_build_is_reported",
+    "tests/job/test_build.py::test_every_file_of_a_build_is_owned_by_a_stage_spec",
     "tests/job/test_build_sample.py::test_default_build_of_bundled_sample",
     "tests/job/test_own_corpus.py::test_dry_run_shows_epochs_and_warns_about_repetition",
     "tests/job/test_own_corpus.py::test_epochs_build_records_train_iters",

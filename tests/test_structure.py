@@ -40,7 +40,9 @@ def _imports(tree: ast.AST):
 
 def _engine_problems(rel: Path, tree: ast.AST) -> list[str]:
     pkg = _package(rel)
-    allowed = EXECUTOR_NAMES | ({"make_executor"} if pkg in MAY_MAKE_EXECUTOR else set())
+    allowed = EXECUTOR_NAMES | (
+        {"make_executor", "LazyExecutor"} if pkg in MAY_MAKE_EXECUTOR else set()
+    )
     bad = []
     for line, module, names in _imports(tree):
         if module == "pipeline" and "engine" in names:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.engine.base import Executor, InlineExecutor
+from pipeline.engine.base import Executor, InlineExecutor, LazyExecutor
 
 ENGINES = ("local", "ray")
 
-__all__ = ["ENGINES", "Executor", "InlineExecutor", "make_executor"]
+__all__ = ["ENGINES", "Executor", "InlineExecutor", "LazyExecutor", "make_executor"]
 
 
 def make_executor(

@@ -97,3 +97,46 @@ class InlineExecutor(Executor):
     ) -> Iterator[R]:
         for t in tasks:  # lazily: an error surfaces at its task, as with a pool
             yield fn(t)
+
+
+class LazyExecutor(Executor):
+    """An executor made on first use: a build with nothing to run never starts a pool or joins
+    a Ray cluster. `factory()` returns the real executor; everything is delegated to it."""
+
+    def __init__(self, factory: Callable[[], Executor], scratch: str | Path | None = None) -> None:
+        self._factory = factory
+        self._real: Executor | None = None
+        self.scratch = Path(scratch) if scratch is not None else None
+
+    @property
+    def real(self) -> Executor:
+        if self._real is None:
+            self._real = self._factory()
+        return self._real
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.real.name
+
+    @property
+    def workers(self) -> int:  # type: ignore[override]
+        return self.real.workers
+
+    def submit(self, fn: Callable[[T], R], task: T) -> Future:
+        return self.real.submit(fn, task)
+
+    def imap(
+        self, fn: Callable[[T], R], tasks: Iterable[T], ahead: int | None = None
+    ) -> Iterator[R]:
+        return self.real.imap(fn, tasks, ahead)
+
+    def map(self, fn: Callable[[T], R], tasks: Iterable[T]) -> list[R]:
+        return self.real.map(fn, tasks)
+
+    def close(self) -> None:
+        if self._real is not None:
+            self._real.close()
+            self._real = None
+
+    def describe(self) -> str:
+        return self.real.describe()

@@ -36,7 +36,7 @@ from pipeline.io import human_bytes
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.job.runner import BuildPlan
-    from pipeline.order.indexmap import OrderConfig
+    from pipeline.order.config import OrderConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def train_iters_for_epochs(tokens: int, seq_length: int, global_batch: int, epoc
     """The largest train_iters whose gpt-neox num_samples fits in `epochs` epochs of `tokens`
     (module docstring); at least 1: data smaller than one step still trains one step (more
     epochs than asked, which `assess` warns about with `one_step_fix`)."""
-    from pipeline.order.indexmap import num_samples_for
+    from pipeline.order.config import num_samples_for
 
     fit = samples_in_epochs(tokens, seq_length, epochs)
     ti = int(fit // (global_batch * 1.005))
@@ -67,7 +67,7 @@ def train_iters_for_epochs(tokens: int, seq_length: int, global_batch: int, epoc
 def one_step_fix(tokens: int, seq_length: int, global_batch: int, epochs: int) -> str:
     """For data whose `epochs` epochs hold fewer samples than one step: the largest global batch
     that keeps it to `epochs` epochs, or (too little data for any) a smaller sequence length."""
-    from pipeline.order.indexmap import num_samples_for
+    from pipeline.order.config import num_samples_for
 
     fit = samples_in_epochs(tokens, seq_length, epochs)
     gb = global_batch
@@ -230,7 +230,7 @@ def fixes(plan: BuildPlan, pc: PlanCheck, written: bool = True) -> str:
     gives when the tokens are known), the largest --train-iters that fits, or free space.
     `written`: OUT/build.toml holds this config (a real run), so whole commands can use it."""
     from pipeline.order.indexmap import index_map_bytes, num_epochs_for
-    from pipeline.order.preshuffle import preshuffled_bytes
+    from pipeline.order.shuffled import preshuffled_bytes
 
     base = plan.order_config
     out: list[str] = []

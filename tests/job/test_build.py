@@ -1001,3 +1001,24 @@ def test_verify_of_a_killed_build_says_it_is_unfinished(reference, tmp_path, cap
     assert main(build_args(corpus, out)) == 0
     capsys.readouterr()
     assert main(["verify", str(out)]) == 0
+
+
+def test_every_file_of_a_build_is_owned_by_a_stage_spec(reference):
+    """Every file the build wrote is named by some stage spec's `owns` patterns
+    (pipeline.contract.artifact_patterns) or is the runner's own (records, logs, build.toml),
+    and every output a completion record lists is owned by that record's stage."""
+    import fnmatch
+
+    from pipeline.contract import RUNNER_PATTERNS, artifact_patterns
+
+    _, out, _ = reference
+    owned = artifact_patterns()
+    patterns = [p for ps in owned.values() for p in ps] + list(RUNNER_PATTERNS)
+    files = [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()]
+    assert len(files) > 30
+    stray = [f for f in files if not any(fnmatch.fnmatchcase(f, p) for p in patterns)]
+    assert stray == []
+    for stage, pats in owned.items():
+        rec = json.loads((out / "_state" / f"{stage}.json").read_text())
+        for f in rec["outputs"]:
+            assert any(fnmatch.fnmatchcase(f["name"], p) for p in pats), (stage, f["name"])
