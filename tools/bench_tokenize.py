@@ -34,7 +34,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-WORK = Path("/tmp/bench_tokenize")
+# PILE_BENCH_DIR: sessions sharing a machine must not share (and overwrite) one work directory
+WORK = Path(os.environ.get("PILE_BENCH_DIR", "/tmp/bench_tokenize"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -170,11 +171,15 @@ def _lmd_texts(corpus_dir: Path):
 
     import zstandard
 
+    try:  # lm_dataformat parses with orjson when it is installed
+        from orjson import loads
+    except ImportError:  # pragma: no cover
+        loads = json.loads
     for path in sorted(corpus_dir.glob("*.jsonl.zst")):
         with open(path, "rb") as fh:
             reader = io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(fh))
             for line in io.TextIOWrapper(reader, encoding="utf-8"):
-                text = json.loads(line)["text"]
+                text = loads(line)["text"]
                 if text:
                     yield text
 

