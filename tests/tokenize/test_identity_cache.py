@@ -203,3 +203,21 @@ def test_failing_verdict_is_cached_and_still_falls_back(cache_dir, guard_runs, m
         load("gigatoken")
     assert "'a<|endoftext|>b'" in str(e.value) and "fix: use --backend auto" in str(e.value)
     assert guard_runs == ["gigatoken", "fast"]
+
+
+def test_a_new_process_with_a_cached_verdict_loads_only_the_backend(cache_dir):
+    """What a pool worker does: with the verdict cached, neither HF `tokenizers` nor awkward
+    (gigatoken's batch result type) nor pandas is imported to load and use the encoder."""
+    import subprocess
+
+    load()  # caches the verdict
+    code = (
+        "import sys\n"
+        "from pipeline.tokenize.encoder import load_encoder\n"
+        "e = load_encoder()\n"
+        "flat, sizes = e.encode_batch_flat(['Hello world', 'caf\\u00e9 \\u4e2d'])\n"
+        "print(e.backend, flat.tolist()[:2], *(m in sys.modules for m in "
+        "('tokenizers', 'awkward', 'pandas')))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.split() == ["gigatoken", "[12092,", "1533]", "False", "False", "False"]
