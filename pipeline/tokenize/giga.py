@@ -46,6 +46,32 @@ def gigatoken_version() -> str | None:
         return "unknown"
 
 
+def _cached_divergent(hf_nfc, compute) -> list[int]:
+    """`compute(hf_nfc)` (~0.4 CPU-s of probing) cached with the identity verdicts: it depends
+    only on the HF `tokenizers` version, Python's Unicode tables and the probing code."""
+    import hashlib
+    import sys
+    from importlib.metadata import version
+
+    from pipeline.tokenize import fast_bpe, identity
+
+    with open(fast_bpe.__file__, "rb") as f:
+        code = hashlib.sha256(f.read()).hexdigest()[:16]
+    key = "|".join(
+        [
+            f"tokenizers={version('tokenizers')}",
+            f"python={sys.implementation.name}-{'.'.join(map(str, sys.version_info[:3]))}",
+            f"unicode={unicodedata.unidata_version}",
+            f"code={code}",
+        ]
+    )
+    got = identity.load_nfc_divergent(key)
+    if got is None:
+        got = compute(hf_nfc)
+        identity.store_nfc_divergent(key, got)
+    return got
+
+
 class GigaBPE:
     """Encode with gigatoken; re-create the Rust encoder every `reset_chars` characters."""
 
@@ -104,7 +130,7 @@ class GigaBPE:
             from pipeline.tokenize.fast_bpe import nfc_divergent
 
             self._hf_nfc = self._hf_nfc or normalizers.NFC()
-            self._divergent = frozenset(map(chr, nfc_divergent(self._hf_nfc)))
+            self._divergent = frozenset(map(chr, _cached_divergent(self._hf_nfc, nfc_divergent)))
         if not self._divergent.isdisjoint(text):
             try:
                 return self._hf_nfc.normalize_str(text)
@@ -138,9 +164,11 @@ class GigaBPE:
         enc = self._tok.encode
         prep = self._prepare
         raw_first = self._raw_first
+        one = raw_first[0] if len(raw_first) == 1 else None  # NeoX: "<|": one `in`, no generator
         parts = []
         for t in texts:
-            if any(f in t for f in raw_first):  # rare: a literal added token, HF encodes it
+            if (one in t) if one is not None else any(f in t for f in raw_first):
+                # rare: a literal added token, HF encodes it
                 self.referred += 1
                 parts.append(np.asarray(self._reference(t), dtype=np.uint32))
             else:

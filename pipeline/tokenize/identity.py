@@ -216,22 +216,68 @@ def verdict_key(
     )
 
 
-def _read_cache(path: Path) -> dict:
+def _read_all(path: Path) -> dict:
+    """The cache file's content, validated; an empty cache if it is absent or damaged."""
+    empty = {"format": CACHE_FORMAT, "verdicts": {}, "nfc_divergent": {}}
     try:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:
-        return {}
+        return empty
     except (OSError, ValueError) as e:
         log.debug("identity verdict cache %s ignored (%s); it will be rewritten", path, e)
-        return {}
+        return empty
     if (
         not isinstance(data, dict)
         or data.get("format") != CACHE_FORMAT
         or not isinstance(data.get("verdicts"), dict)
     ):
         log.debug("identity verdict cache %s has an unknown layout; it will be rewritten", path)
-        return {}
-    return data["verdicts"]
+        return empty
+    if not isinstance(data.get("nfc_divergent"), dict):
+        data["nfc_divergent"] = {}
+    return data
+
+
+def _read_cache(path: Path) -> dict:
+    return _read_all(path)["verdicts"]
+
+
+def _write_all(path: Path, data: dict) -> None:
+    from pipeline.errors import PipelineError
+    from pipeline.io import atomic_write_text
+
+    for section in ("verdicts", "nfc_divergent"):
+        entries = data[section]
+        while len(entries) > CACHE_MAX_ENTRIES:
+            del entries[next(iter(entries))]
+    try:
+        # a per-process temporary: two processes storing at once must not share one
+        tmp = path.with_name(f"{path.name}.{os.getpid()}")
+        atomic_write_text(tmp, json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except (OSError, PipelineError) as e:
+        log.debug("identity verdict cache %s not written (%s)", path, e)
+
+
+def load_nfc_divergent(key: str) -> list[int] | None:
+    """The cached `fast_bpe.nfc_divergent` code points for `key` (HF and Python versions)."""
+    path = cache_file()
+    if path is None:
+        return None
+    v = _read_all(path)["nfc_divergent"].get(key)
+    if not isinstance(v, list) or not all(isinstance(c, int) for c in v):
+        return None
+    return v
+
+
+def store_nfc_divergent(key: str, code_points: list[int]) -> None:
+    path = cache_file()
+    if path is None:
+        return
+    data = _read_all(path)
+    data["nfc_divergent"].pop(key, None)
+    data["nfc_divergent"][key] = [int(c) for c in code_points]
+    _write_all(path, data)
 
 
 def load_verdict(key: str) -> tuple[bool, str | None] | None:
@@ -251,19 +297,7 @@ def store_verdict(key: str, ok: bool, mismatch: str | None) -> None:
     path = cache_file()
     if path is None:
         return
-    from pipeline.errors import PipelineError
-    from pipeline.io import atomic_write_text
-
-    verdicts = _read_cache(path)
-    verdicts.pop(key, None)
-    verdicts[key] = {"ok": ok, "mismatch": mismatch, "checked": int(time.time())}
-    while len(verdicts) > CACHE_MAX_ENTRIES:
-        del verdicts[next(iter(verdicts))]
-    text = json.dumps({"format": CACHE_FORMAT, "verdicts": verdicts}, indent=1)
-    try:
-        # a per-process temporary: two processes storing at once must not share one
-        tmp = path.with_name(f"{path.name}.{os.getpid()}")
-        atomic_write_text(tmp, text)
-        os.replace(tmp, path)
-    except (OSError, PipelineError) as e:
-        log.debug("identity verdict cache %s not written (%s)", path, e)
+    data = _read_all(path)
+    data["verdicts"].pop(key, None)
+    data["verdicts"][key] = {"ok": ok, "mismatch": mismatch, "checked": int(time.time())}
+    _write_all(path, data)

@@ -221,3 +221,32 @@ def test_a_new_process_with_a_cached_verdict_loads_only_the_backend(cache_dir):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.split() == ["gigatoken", "[12092,", "1533]", "False", "False", "False"]
+
+
+def test_nfc_divergent_probe_is_cached(cache_dir, hf, monkeypatch):
+    """gigatoken's first non-NFC text probes HF's NFC against Python's (~0.4 CPU-s): once per
+    machine, kept next to the verdicts; the ids are the same either way."""
+    from pipeline.data import TOKENIZER_PATH
+    from pipeline.tokenize import fast_bpe
+
+    calls = []
+    orig = fast_bpe.nfc_divergent
+
+    def spy(hf_nfc, candidates=None):
+        calls.append(1)
+        return orig(hf_nfc, candidates)
+
+    monkeypatch.setattr(fast_bpe, "nfc_divergent", spy)
+    texts = ["Cafe\u0301 na\u0308ive", "a\u0345\u07fd e\u0301", "plain"]
+    want = [i for t in texts for i in hf.encode(t)]
+    for _ in range(2):
+        g = giga_mod.GigaBPE(TOKENIZER_PATH.read_bytes(), reference=hf.encode)
+        flat, _ = g.encode_batch_flat(texts)
+        assert flat.tolist() == want
+    assert calls == [1]
+    data = json.loads((cache_dir / "identity.json").read_text())
+    [(key, points)] = data["nfc_divergent"].items()
+    assert key.startswith("tokenizers=") and 0x07FD in points
+    monkeypatch.setenv("PILE_NO_CACHE", "1")
+    giga_mod.GigaBPE(TOKENIZER_PATH.read_bytes(), reference=hf.encode).encode_batch_flat(texts)
+    assert calls == [1, 1]
