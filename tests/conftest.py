@@ -24,6 +24,20 @@ def shared():
     return shared_path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _pile_cache_dir(tmp_path_factory):
+    """The identity guard's verdict cache lives in a per-session directory, never the user's."""
+    import os
+
+    old = os.environ.get("PILE_CACHE_DIR")
+    os.environ["PILE_CACHE_DIR"] = str(tmp_path_factory.mktemp("pile-cache"))
+    yield
+    if old is None:
+        os.environ.pop("PILE_CACHE_DIR", None)
+    else:
+        os.environ["PILE_CACHE_DIR"] = old
+
+
 # Tests taking about 0.5 s or more on 2 cores (from `pytest --durations=0`, under load), by node id prefix (a
 # prefix covers every parameter of a test). One list here rather than decorators spread over the
 # files: `pytest -m "not slow"` runs the rest in well under a minute; plain `pytest` (CI, the

@@ -10,11 +10,29 @@ by the backend as by HF.
 
 `first_mismatch(candidate, hf)` encodes all cases as one batch (the stage's path) and every 25th
 one by one, and returns the first case whose ids differ, or None.
+
+Verdict cache: the guard costs ~1 CPU-s (loading HF as well as the backend, encoding the cases),
+so its verdict is kept in a small JSON file, `$PILE_CACHE_DIR/identity.json` (default
+`$XDG_CACHE_HOME/pile/`, i.e. `~/.cache/pile/`), keyed by everything that decides it: the
+tokenizer file's sha256, the backend and its package version, the HF `tokenizers` version (the
+reference), the sha256 of the case set and of the backend's wrapper code, and the Python version
+(its Unicode tables drive NFC). A failing verdict is kept too (auto still falls back, an explicit
+backend is still refused). The file is written atomically; one that cannot be read or parsed is
+ignored and rewritten; `PILE_NO_CACHE=1` disables it (the guard then runs every time).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _WS = [" ", "\t", "\n", "\r\n", "\x0b", "\x0c", "\xa0", "\u3000", "\u2028", "\u200b", "\ufeff"]
 
@@ -142,3 +160,144 @@ def first_mismatch(candidate, hf, texts: list[str] | None = None) -> Mismatch | 
             continue
         return Mismatch(len(texts) + j, t, got, "InputError (lone surrogate)")
     return None
+
+
+# -- verdict cache --------------------------------------------------------------------------------
+
+CACHE_FORMAT = 1
+CACHE_MAX_ENTRIES = 256  # oldest dropped first: a few tokenizers x backends x upgrades
+_HERE = Path(__file__).resolve().parent
+# the wrapper code a verdict depends on, per backend (changing it invalidates the verdict)
+_CODE = {
+    "gigatoken": ("identity.py", "encoder.py", "giga.py", "fast_bpe.py"),
+    "fast": ("identity.py", "encoder.py", "fast_bpe.py"),
+}
+
+
+def cache_file() -> Path | None:
+    """The verdict cache file, or None when `PILE_NO_CACHE` is set (to anything but 0/empty)."""
+    if os.environ.get("PILE_NO_CACHE", "") not in ("", "0"):
+        return None
+    root = os.environ.get("PILE_CACHE_DIR")
+    if root:
+        return Path(root).expanduser() / "identity.json"
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "pile" / "identity.json"
+
+
+def verdict_key(
+    tokenizer_sha256: str,
+    backend: str,
+    backend_version: str | None,
+    reference_version: str | None,
+    cases: list[str],
+) -> str:
+    """The cache key of the guard's verdict for `backend` on a tokenizer file and case set."""
+    h = hashlib.sha256()
+    for t in [*cases, *LONE_SURROGATES]:
+        b = t.encode("utf-8", "surrogatepass")
+        h.update(len(b).to_bytes(8, "little") + b)
+    code = hashlib.sha256()
+    for name in _CODE.get(backend, ("identity.py", "encoder.py")):
+        try:
+            code.update((_HERE / name).read_bytes())
+        except OSError:  # pragma: no cover - an installed package always has its sources
+            code.update(name.encode())
+    py = ".".join(map(str, sys.version_info[:3]))
+    return "|".join(
+        [
+            tokenizer_sha256,
+            f"{backend}={backend_version}",
+            f"tokenizers={reference_version}",
+            f"cases={h.hexdigest()[:16]}",
+            f"code={code.hexdigest()[:16]}",
+            f"python={sys.implementation.name}-{py}",
+        ]
+    )
+
+
+def _read_all(path: Path) -> dict:
+    """The cache file's content, validated; an empty cache if it is absent or damaged."""
+    empty = {"format": CACHE_FORMAT, "verdicts": {}, "nfc_divergent": {}}
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return empty
+    except (OSError, ValueError) as e:
+        log.debug("identity verdict cache %s ignored (%s); it will be rewritten", path, e)
+        return empty
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != CACHE_FORMAT
+        or not isinstance(data.get("verdicts"), dict)
+    ):
+        log.debug("identity verdict cache %s has an unknown layout; it will be rewritten", path)
+        return empty
+    if not isinstance(data.get("nfc_divergent"), dict):
+        data["nfc_divergent"] = {}
+    return data
+
+
+def _read_cache(path: Path) -> dict:
+    return _read_all(path)["verdicts"]
+
+
+def _write_all(path: Path, data: dict) -> None:
+    from pipeline.errors import PipelineError
+    from pipeline.io import atomic_write_text
+
+    for section in ("verdicts", "nfc_divergent"):
+        entries = data[section]
+        while len(entries) > CACHE_MAX_ENTRIES:
+            del entries[next(iter(entries))]
+    try:
+        # a per-process temporary: two processes storing at once must not share one
+        tmp = path.with_name(f"{path.name}.{os.getpid()}")
+        atomic_write_text(tmp, json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except (OSError, PipelineError) as e:
+        log.debug("identity verdict cache %s not written (%s)", path, e)
+
+
+def load_nfc_divergent(key: str) -> list[int] | None:
+    """The cached `fast_bpe.nfc_divergent` code points for `key` (HF and Python versions)."""
+    path = cache_file()
+    if path is None:
+        return None
+    v = _read_all(path)["nfc_divergent"].get(key)
+    if not isinstance(v, list) or not all(isinstance(c, int) for c in v):
+        return None
+    return v
+
+
+def store_nfc_divergent(key: str, code_points: list[int]) -> None:
+    path = cache_file()
+    if path is None:
+        return
+    data = _read_all(path)
+    data["nfc_divergent"].pop(key, None)
+    data["nfc_divergent"][key] = [int(c) for c in code_points]
+    _write_all(path, data)
+
+
+def load_verdict(key: str) -> tuple[bool, str | None] | None:
+    """(passed, description of the first mismatch or None) cached for `key`, or None."""
+    path = cache_file()
+    if path is None:
+        return None
+    v = _read_cache(path).get(key)
+    if not isinstance(v, dict) or not isinstance(v.get("ok"), bool):
+        return None
+    detail = v.get("mismatch")
+    return v["ok"], detail if isinstance(detail, str) else None
+
+
+def store_verdict(key: str, ok: bool, mismatch: str | None) -> None:
+    """Record a verdict (atomically; failures to write only cost a rerun of the guard)."""
+    path = cache_file()
+    if path is None:
+        return
+    data = _read_all(path)
+    data["verdicts"].pop(key, None)
+    data["verdicts"][key] = {"ok": ok, "mismatch": mismatch, "checked": int(time.time())}
+    _write_all(path, data)

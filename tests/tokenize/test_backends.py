@@ -19,8 +19,10 @@ gigatoken = pytest.importorskip("gigatoken", reason="gigatoken not installed")
 
 
 @pytest.fixture
-def fresh_cache(monkeypatch):
+def fresh_cache(monkeypatch, tmp_path):
+    """No encoder loaded in this process and no cached guard verdict."""
     monkeypatch.setattr(encoder_mod, "_CACHE", {})
+    monkeypatch.setenv("PILE_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def test_edge_cases_cover_what_the_issue_names(hf):
