@@ -62,15 +62,17 @@ class TokenizeConfig(StageConfig):
     # work units (pipeline.read.units); neither changes an output byte
     unit_bytes: int | None = opt(
         None,
-        help="bytes of text per work unit (one task each); unset: input bytes / (2 x workers)",
-        cli=False,
+        flag="--unit-size",
+        metavar="BYTES",
+        help="bytes of text per work unit (one task each; any size gives the same bytes); "
+        "unset: the input bytes / (2 x workers), one unit per file with one worker",
         toml=False,
     )
     unit_cache: str | None = opt(
         None,
         help="directory for re-chunked copies of single-frame .jsonl.zst/.gz inputs, so they "
-        "split into units; unset: such a file is one unit",
-        cli=False,
+        "split into units (written once, reused by later runs); unset: such a file is one unit",
+        metavar="DIR",
         toml=False,
     )
 

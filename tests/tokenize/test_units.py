@@ -56,6 +56,7 @@ def corpus(tmp_path):
     return [*sorted(SAMPLE.glob("*.jsonl.zst")), mf, plain]
 
 
+@pytest.mark.slow
 def test_unit_size_and_worker_count_do_not_change_a_byte(tmp_path, corpus):
     ref = tmp_path / "ref"
     run_tokenize(corpus, ref, "t", TokenizeConfig(unit_bytes=WHOLE_FILES))
