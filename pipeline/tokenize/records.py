@@ -3,7 +3,7 @@
 A task's partial files are committed (written under a per-process temporary name, fsynced,
 renamed) and then its record `<key>.task.json`, last: a record names the stage fingerprint, the
 task's identity (input name, index, size, mtime, its unit's line range and the size and mtime
-of the file it reads, the unit plan's fingerprint, its exclusion ids) and the size and
+of the file it reads, its exclusion ids; the unit plan's fingerprint is recorded too) and the size and
 sha256 of each of its files. A rerun with the same fingerprint returns a task's recorded result
 when its record is valid and runs the others; the merge reads the same partial bytes either way,
 so the merged outputs are identical to an uninterrupted run's.
@@ -46,7 +46,6 @@ def task_identity(task: Task) -> dict[str, Any] | None:
         "unit": [u.part, u.parts, u.mode, u.start, u.offset, u.skip, u.lines],
         "read_size": u.read_size,
         "read_mtime_ns": u.read_mtime_ns,
-        "plan": task.plan_fingerprint,
         "exclude_sha256": ids_fingerprint(task.exclude),
     }
 
@@ -125,6 +124,9 @@ def run_task(task: Task) -> dict[str, Any]:
         "version": TASK_RECORD_VERSION,
         "fingerprint": task.fingerprint,
         "task": identity,
+        # which plan made it; not compared: the unit's own entry and the size and mtime of the
+        # file it reads say what it read (a plan of another input list reuses the same units)
+        "plan": task.plan_fingerprint,
         "files": files,
         "result": {k: res[k] for k in keep},
     }
