@@ -26,6 +26,9 @@ class TokenizeConfig(StageConfig):
         not fingerprinted; the manifest records the one used).
     batch_size: documents per encode batch; batch_chars caps the characters of a batch (neither
         changes output bytes).
+    unit_bytes: text bytes per work unit (one task each; None = input bytes / (workers x 2));
+        unit_cache: where single-frame compressed inputs are re-chunked to split (None = they
+        are one unit). Neither changes output bytes.
     """
 
     append_eod: bool = opt(
@@ -56,8 +59,31 @@ class TokenizeConfig(StageConfig):
     )
     batch_size: int = opt(1024, help="documents per encode batch")
     batch_chars: int = opt(8 << 20, help="characters per encode batch (at most)", cli=False)
+    # work units (pipeline.read.units); neither changes an output byte
+    unit_bytes: int | None = opt(
+        None,
+        flag="--unit-size",
+        metavar="BYTES",
+        help="bytes of text per work unit (one task each; any size gives the same bytes); "
+        "unset: the input bytes / (2 x workers), one unit per file with one worker",
+        toml=False,
+    )
+    unit_cache: str | None = opt(
+        None,
+        help="directory for re-chunked copies of single-frame .jsonl.zst/.gz inputs, so they "
+        "split into units (written once, reused by later runs); unset: such a file is one unit",
+        metavar="DIR",
+        toml=False,
+    )
 
-    _not_fingerprinted = ("tokenizer_path", "backend", "batch_size", "batch_chars")
+    _not_fingerprinted = (
+        "tokenizer_path",
+        "backend",
+        "batch_size",
+        "batch_chars",
+        "unit_bytes",
+        "unit_cache",
+    )
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -68,6 +94,15 @@ class TokenizeConfig(StageConfig):
         if int(self.batch_size) < 1 or int(self.batch_chars) < 1:
             raise ConfigError(
                 f"batch_size={self.batch_size} and batch_chars={self.batch_chars} must be >= 1."
+            )
+        if self.unit_bytes is not None and (
+            isinstance(self.unit_bytes, bool)
+            or not isinstance(self.unit_bytes, int)
+            or self.unit_bytes < 1
+        ):
+            raise ConfigError(
+                f"unit_bytes={self.unit_bytes!r} must be a positive number of bytes of text per "
+                "work unit, or unset (balanced for the worker count)."
             )
         h = str(self.tokenizer_sha256).lower()
         if len(h) != 64 or any(c not in "0123456789abcdef" for c in h):

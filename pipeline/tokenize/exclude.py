@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import docid
 from pipeline.errors import ConfigError, InputError, IntegrityError
 from pipeline.read import InputFile
 from pipeline.read.remote import input_stat, is_url
@@ -130,10 +129,3 @@ def normalize_ids(ids: Any, where: str = "exclude ids") -> np.ndarray:
 
 def ids_fingerprint(ids: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(ids, dtype="<i8").tobytes()).hexdigest()
-
-
-def slice_ids(ids: np.ndarray, file_index: int, first_line: int, stop_line: int | None):
-    """The sorted ids of `ids` in lines [first_line, stop_line) of input file `file_index`."""
-    lo, hi = docid.file_bounds(file_index, first_line, stop_line)
-    a, b = np.searchsorted(ids, [lo, hi])
-    return ids[a:b]

@@ -1,7 +1,8 @@
-"""Task planning: the work is split into tasks of about equal bytes (`plan_tasks`: whole files,
-and line ranges of the jsonl files larger than a task's share). A task is one input's line range
-and everything its worker needs (pipeline.tokenize.worker); its key names its files and its
-resume record in the work directory (pipeline.tokenize.records)."""
+"""Task planning: one task per work unit of the inputs (pipeline.read.units: whole files, byte
+ranges of large `.jsonl` files, frame ranges of multi-frame or re-chunked `.jsonl.zst` files),
+entered without reading what precedes them. A task is one unit and everything its worker needs
+(pipeline.tokenize.worker); its key names its files and its resume record in the work directory
+(pipeline.tokenize.records)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,40 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.read import InputFile, ReadConfig
+from pipeline.read.units import DEFAULT_FRAME_BYTES, SPLITTABLE, Unit, UnitPlan, plan_units
 from pipeline.tokenize.config import TokenizeConfig
 
-CHUNKABLE_KINDS = ("jsonl", "jsonl.zst", "jsonl.gz")
+CHUNKABLE_KINDS = SPLITTABLE
 TASKS_PER_WORKER = 2
+# one unit per file: larger than any file's text
+WHOLE_FILES = 1 << 62
+MIN_FRAME_BYTES = 1 << 10
 
 
 @dataclass(frozen=True)
 class Task:
     seq: int
-    input: InputFile
-    first_line: int  # 1-based, inclusive
-    stop_line: int | None  # exclusive; None = to the end of the file
+    unit: Unit
     config: TokenizeConfig
     read_config: ReadConfig
     tmp_dir: str
-    exclude: np.ndarray  # sorted doc ids of this task's range
+    exclude: np.ndarray  # sorted doc ids of this task's unit
     fingerprint: str = ""  # the stage's config fingerprint (its task records must hold it)
+    plan_fingerprint: str = ""  # the unit plan's (its task records must hold it too)
+
+    @property
+    def input(self) -> InputFile:
+        return self.unit.file
+
+    @property
+    def first_line(self) -> int:
+        return self.unit.first_line
+
+    @property
+    def stop_line(self) -> int | None:
+        """Exclusive; None = to the end of the file (the file's last unit)."""
+        u = self.unit
+        return None if u.last or u.lines is None else u.first_line + u.lines
 
     @property
     def reads_to_end(self) -> bool:
@@ -36,55 +54,44 @@ class Task:
 
     @property
     def key(self) -> str:
-        """The task's file names in the work directory: its input and line range, so a rerun
-        with another split (worker count) still reuses the ranges it shares."""
+        """The task's file names in the work directory: its input and line range."""
         stop = "end" if self.stop_line is None else str(self.stop_line)
         return f"{self.input.index:06d}.{self.first_line}-{stop}"
 
 
-def count_lines(f: InputFile) -> int:
-    """Lines of a jsonl input (a last line without newline counts), for planning line ranges."""
-    from pipeline.read.lines import byte_chunks
-
-    n = 0
-    last = b"\n"
-    for chunk in byte_chunks(f.path, f.kind):
-        n += chunk.count(b"\n")
-        last = chunk[-1:]
-    return n + (1 if last != b"\n" else 0)
-
-
-def plan_tasks(files: Sequence[InputFile], workers: int) -> list[tuple[InputFile, int, int | None]]:
-    """(file, first_line, stop_line) ranges balanced by bytes, not one task per file.
-
-    The per-task target is total bytes / (workers x TASKS_PER_WORKER); a jsonl file larger than
-    1.2x the target is cut into ceil(size / target) line ranges of equal line counts (one large
-    file otherwise holds one worker for most of the run: a 101 MB file of 37% of the bytes kept
-    one of two workers busy for >= 63% of the work). The output is the same for any split (the
-    partials are merged in order). A range is read from the file's start (a zstd stream cannot be
-    entered in the middle), so cutting costs a line count and the skipped prefixes' reading: a
-    file is cut only when that buys balance. Parquet and datasets inputs are never cut.
-    """
+def balanced_unit_bytes(files: Sequence[InputFile], workers: int) -> int:
+    """The default unit size: total input bytes / (workers x TASKS_PER_WORKER), so no unit
+    holds one worker for most of the run (a 101 MB file of 37% of the bytes kept one of two
+    workers busy for >= 63% of the work); with one worker, one unit per file."""
     if workers <= 1:
-        return [(f, 1, None) for f in files]
-    sizes = []
+        return WHOLE_FILES
+    total = 0
     for f in files:
-        try:
-            sizes.append(max(1, os.path.getsize(f.path)) if f.kind in CHUNKABLE_KINDS else 0)
-        except OSError:
-            sizes.append(0)
-    total = sum(sizes) or 1
-    target = total / (workers * TASKS_PER_WORKER)
-    plan: list[tuple[InputFile, int, int | None]] = []
-    for f, size in zip(files, sizes):
-        k = -(-size // max(1, int(target))) if size > 1.2 * target else 1
-        if k > 1:
-            lines = count_lines(f)
-            k = min(k, lines)
-        if k <= 1:
-            plan.append((f, 1, None))
-            continue
-        bounds = [1 + (i * lines) // k for i in range(k)]
-        for i, b in enumerate(bounds):
-            plan.append((f, b, bounds[i + 1] if i + 1 < k else None))
-    return plan
+        if f.kind in CHUNKABLE_KINDS and "://" not in f.path:
+            try:
+                total += max(1, os.path.getsize(f.path))
+            except OSError:
+                pass
+    return max(1, int((total or 1) / (workers * TASKS_PER_WORKER)))
+
+
+def plan_tasks(
+    files: Sequence[InputFile],
+    workers: int,
+    unit_bytes: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    executor=None,
+) -> UnitPlan:
+    """The unit plan of the tasks: `unit_bytes` of text per unit (None: `balanced_unit_bytes`).
+    The output is the same for any plan (the partials are merged in unit order)."""
+    if unit_bytes is None:
+        unit_bytes = balanced_unit_bytes(files, workers)
+    return plan_units(
+        files, unit_bytes, cache_dir, frame_bytes=frame_bytes_for(unit_bytes), executor=executor
+    )
+
+
+def frame_bytes_for(unit_bytes: int) -> int:
+    """Frames of a re-chunked file: ~4 per unit (units are frame ranges), between 1 KiB and
+    16 MiB (a 1 GiB unit: the default 16 MiB; one cache per frame size)."""
+    return max(MIN_FRAME_BYTES, min(DEFAULT_FRAME_BYTES, unit_bytes // 4))

@@ -2,7 +2,8 @@
 
 A task's partial files are committed (written under a per-process temporary name, fsynced,
 renamed) and then its record `<key>.task.json`, last: a record names the stage fingerprint, the
-task's identity (input name, index, size, mtime, line range, its exclusion ids) and the size and
+task's identity (input name, index, size, mtime, its unit's line range and the size and mtime
+of the file it reads, its exclusion ids; the unit plan's fingerprint is recorded too) and the size and
 sha256 of each of its files. A rerun with the same fingerprint returns a task's recorded result
 when its record is valid and runs the others; the merge reads the same partial bytes either way,
 so the merged outputs are identical to an uninterrupted run's.
@@ -17,13 +18,14 @@ from typing import Any
 import numpy as np
 
 from pipeline.io import fsync_dir, sha256_file
-from pipeline.read.reader import quarantine_kept
+from pipeline.read.reader import _Quarantine, quarantine_kept
 from pipeline.read.remote import input_stat
+from pipeline.read.units import part_path
 from pipeline.tokenize.exclude import ids_fingerprint
 from pipeline.tokenize.plan import Task
 from pipeline.tokenize.worker import committed, tokenize_task
 
-TASK_RECORD_VERSION = 1
+TASK_RECORD_VERSION = 2  # 2: tasks are work units
 
 
 def task_identity(task: Task) -> dict[str, Any] | None:
@@ -32,6 +34,7 @@ def task_identity(task: Task) -> dict[str, Any] | None:
         st = input_stat(task.input.path)
     except OSError:
         return None
+    u = task.unit
     return {
         "input": task.input.label,
         "index": task.input.index,
@@ -40,6 +43,9 @@ def task_identity(task: Task) -> dict[str, Any] | None:
         "mtime_ns": st.st_mtime_ns,
         "first_line": task.first_line,
         "stop_line": task.stop_line,
+        "unit": [u.part, u.parts, u.mode, u.start, u.offset, u.skip, u.lines],
+        "read_size": u.read_size,
+        "read_mtime_ns": u.read_mtime_ns,
         "exclude_sha256": ids_fingerprint(task.exclude),
     }
 
@@ -74,9 +80,9 @@ def reusable(task: Task) -> dict[str, Any] | None:
         except (OSError, KeyError, TypeError):
             return None
     rc = task.read_config
-    if task.reads_to_end and rc.on_error == "skip" and (res.get("stats") or {}).get("rejected"):
-        if not quarantine_kept(rc.quarantine_dir, task.input):
-            return None  # its quarantine was removed since: read the file again
+    if rc.on_error == "skip" and (res.get("stats") or {}).get("rejected"):
+        if not _quarantine_kept(rc.quarantine_dir, task):
+            return None  # its quarantine was removed (or merged) since: read the unit again
     with np.load(tmp / f"{task.key}.docs.npz", allow_pickle=False) as z:
         sizes = np.asarray(z["tokens"], dtype=np.int32)
     return {
@@ -87,6 +93,17 @@ def reusable(task: Task) -> dict[str, Any] | None:
         "sizes": sizes,
         "reused": True,
     }
+
+
+def _quarantine_kept(quarantine_dir: str, task: Task) -> bool:
+    """Whether the unit's rejected records are in the quarantine: the file's own pair for a
+    one-unit file, else the unit's part (merged into the file's and removed before the manifest
+    is written: a run killed after that reads the rejecting units again)."""
+    u = task.unit
+    if u.parts < 2 or u.mode == "file":
+        return quarantine_kept(quarantine_dir, task.input)
+    raw = _Quarantine(quarantine_dir, task.input).raw_path
+    return part_path(raw, u).is_file()
 
 
 def run_task(task: Task) -> dict[str, Any]:
@@ -107,6 +124,9 @@ def run_task(task: Task) -> dict[str, Any]:
         "version": TASK_RECORD_VERSION,
         "fingerprint": task.fingerprint,
         "task": identity,
+        # which plan made it; not compared: the unit's own entry and the size and mtime of the
+        # file it reads say what it read (a plan of another input list reuses the same units)
+        "plan": task.plan_fingerprint,
         "files": files,
         "result": {k: res[k] for k in keep},
     }

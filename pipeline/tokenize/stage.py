@@ -16,9 +16,9 @@ Outputs in `out_dir` (all written atomically; the manifest last):
 
 (names and manifest: pipeline.tokenize.dataset; exclusion sets: pipeline.tokenize.exclude)
 
-Parallelism: the work is split into tasks of about equal bytes (pipeline.tokenize.plan: whole
-files, and line ranges of the jsonl files larger than a task's share), run on the executor the
-caller passes (pipeline.tokenize.worker). Each task writes a partial `.bin` and
+Parallelism: one task per work unit (pipeline.tokenize.plan, pipeline.read.units: whole files,
+byte ranges of plain jsonl, frame ranges of multi-frame or re-chunked zstd files, about
+`unit_bytes` of text each), run on the executor the caller passes (pipeline.tokenize.worker). Each task writes a partial `.bin` and
 its sidecar rows (with the item sizes) to the work directory `out_dir/.{prefix}.tokenize.{fp}.tmp/`
 (one per config fingerprint), then its record `<task>.task.json` last (pipeline.tokenize.records); the main process appends
 them in task order (`MMIDXWriter.append_bin_file`) and rewrites the sidecar rows in fixed-size row
@@ -29,11 +29,10 @@ reuses every task whose record is valid (same input size, mtime and line range, 
 the recorded sizes and sha256) and runs only the others; the directory is removed once the
 manifest is written. The temporary space needed is the size of the final `.bin` again.
 
-A line range of a file is read by decompressing and parsing the file from its start (zstd streams
-cannot be entered in the middle), so cutting costs one extra parse of the skipped prefix per range
-(a reader entry point that skips lines without parsing them would remove it: pipeline/read), and
-the task that reads a file to its end reports that file's reader statistics (rejected, empty,
-blank lines) and keeps its quarantine.
+A unit is entered without reading what precedes it; its reader statistics, merged in unit order,
+are its file's, and in skip mode its quarantine part is joined into the file's
+(`merge_quarantine`) before the manifest is written. The unit plan (fingerprint, unit count) is
+logged and recorded in every task record, never in the manifest (same bytes for any unit size).
 """
 
 from __future__ import annotations
@@ -54,6 +53,7 @@ from pipeline.engine.base import Executor, InlineExecutor
 from pipeline.errors import ConfigError, IntegrityError
 from pipeline.lock import holds_dir_locks, lock_dir
 from pipeline.read import InputFile, ReadConfig, resolve_inputs
+from pipeline.read.units import Unit, merge_quarantine
 from pipeline.shards.mmidx import MMIDXWriter, token_dtype_for_vocab
 from pipeline.tokenize.config import TokenizeConfig
 from pipeline.tokenize.dataset import (
@@ -69,7 +69,6 @@ from pipeline.tokenize.exclude import (
     ids_fingerprint,
     load_exclude,
     normalize_ids,
-    slice_ids,
 )
 from pipeline.tokenize.merge import Merged, merge_tasks
 from pipeline.tokenize.plan import TASKS_PER_WORKER, Task, plan_tasks
@@ -161,24 +160,31 @@ def run_tokenize(
 
     tmp_dir = _prepare(out, prefix, names, fingerprint)  # locks `out` until return
 
+    plan = plan_tasks(
+        files, executor.workers, config.unit_bytes, config.unit_cache, executor=executor
+    )
     tasks = [
         Task(
             seq=i,
-            input=f,
-            first_line=a,
-            stop_line=b,
+            unit=u,
             config=config,
             read_config=read_config,
             tmp_dir=str(tmp_dir),
-            exclude=slice_ids(exclude_ids, f.index, a, b),
+            exclude=_unit_ids(exclude_ids, u),
             fingerprint=fingerprint,
+            plan_fingerprint=plan.fingerprint,
         )
-        for i, (f, a, b) in enumerate(plan_tasks(files, executor.workers))
+        for i, u in enumerate(plan.units)
     ]
+    # the unit plan goes to the log and the task records, never to the manifest: the dataset's
+    # bytes are the same for any unit size
     log.info(
-        "tokenizing %d input file(s) as %d task(s) on the %s, tokenizer %s (%s), dtype %s",
+        "tokenizing %d input file(s) as %d task(s) (unit plan %s, %s bytes of text per unit) on "
+        "the %s, tokenizer %s (%s), dtype %s",
         len(files),
         len(tasks),
+        plan.fingerprint[:16],
+        plan.unit_bytes,
         executor.describe(),
         enc.name,
         enc.backend,
@@ -219,6 +225,9 @@ def run_tokenize(
             EOD_TOKEN,
             enc.eod_id,
         )
+    if read_config.on_error == "skip" and read_config.quarantine_dir:
+        # the units' quarantine parts joined into each file's pair, before the manifest
+        merge_quarantine(plan, read_config.quarantine_dir)
     write_dataset_manifest(
         out / names["manifest"],
         names,
@@ -283,6 +292,13 @@ def _merge(
         side.finalize()
         writer.finalize()
     return merged
+
+
+def _unit_ids(ids: np.ndarray, unit: Unit) -> np.ndarray:
+    """The sorted ids of `ids` in the unit's lines."""
+    lo, hi = unit.id_range()
+    a, b = np.searchsorted(ids, [lo, hi])
+    return ids[a:b]
 
 
 def _check_prefix(prefix: str) -> None:

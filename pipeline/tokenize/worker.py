@@ -1,11 +1,10 @@
-"""The tokenize task: one input's line range -> a partial `.bin` of token ids and its sidecar
+"""The tokenize task: one work unit (pipeline.read.units) -> a partial `.bin` of token ids and its sidecar
 rows (`<key>.docs.npz`, with the item sizes) in the work directory, each committed atomically under
 a per-process temporary name (`committed`)."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 from array import array
 from pathlib import Path
@@ -15,7 +14,8 @@ import numpy as np
 
 from pipeline.errors import IntegrityError
 from pipeline.io import open_new
-from pipeline.read import ReadStats, iter_file
+from pipeline.read import ReadStats
+from pipeline.read.units import iter_unit
 from pipeline.shards.mmidx import token_dtype_for_vocab
 from pipeline.tokenize.dataset import EOD_TOKEN
 from pipeline.tokenize.plan import Task
@@ -49,9 +49,7 @@ def tokenize_task(task: Task) -> dict[str, Any]:
     eod = int(enc.eod_id)
     vocab = int(enc.vocab_size)
     rc = task.read_config
-    if rc.on_error == "skip" and not task.reads_to_end:
-        # another task reads this file to its end and keeps the real quarantine and statistics
-        rc = dataclasses.replace(rc, quarantine_dir=os.path.join(task.tmp_dir, f"q{task.key}"))
+    # a unit's statistics, merged in unit order, are its file's (pipeline.read.units)
     stats = ReadStats()
     tmp = Path(task.tmp_dir)
     bin_path = tmp / f"{task.key}.bin"
@@ -139,11 +137,7 @@ def tokenize_task(task: Task) -> dict[str, Any]:
 
     append_eod = bool(cfg.append_eod)
     with committed(bin_path) as out:
-        for doc in iter_file(task.input, rc, stats):
-            if doc.line < task.first_line:
-                continue
-            if task.stop_line is not None and doc.line >= task.stop_line:
-                break
+        for doc in iter_unit(task.unit, rc, stats):
             did = doc.doc_id
             if excl_pos < excl_n:
                 while excl_pos < excl_n and excl[excl_pos] < did:
@@ -187,7 +181,7 @@ def tokenize_task(task: Task) -> dict[str, Any]:
         "file": file_name,
         "counts": counts,
         "per_source": per_source,
-        "stats": stats.to_dict() if task.reads_to_end else None,
+        "stats": stats.to_dict(),
         "exclude_ids": excl_n,
         "exclude_matched": excl_matched,
     }

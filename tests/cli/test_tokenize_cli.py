@@ -171,3 +171,23 @@ def test_exclude_refuses_an_input_rewritten_since_dedup(tmp_path, capsys):
     args = ["tokenize", str(d), "--out", str(tmp_path / "T"), "--prefix", "t"]
     assert main([*args, "--exclude", str(tmp_path / "D")]) == 2
     assert "b.jsonl is" in capsys.readouterr().err
+
+
+def test_unit_size_and_cache_give_the_same_bytes(inputs, tmp_path, capsys):
+    names = ("pile_text_document.bin", "pile_text_document.idx", "pile.manifest.json")
+    base = ["tokenize", str(inputs), "--prefix", "pile", "--out"]
+    assert main([*base, str(tmp_path / "one")]) == 0
+    cache = tmp_path / "cache"
+    units = ["--unit-size", "1", "--unit-cache", str(cache), "--workers", "2"]
+    assert main([*base, str(tmp_path / "many"), *units]) == 0
+    assert any(cache.iterdir())  # the single-frame input was re-chunked to split
+    for n in names:
+        assert (tmp_path / "many" / n).read_bytes() == (tmp_path / "one" / n).read_bytes()
+
+
+def test_unit_size_zero_exit_2(inputs, tmp_path, capsys):
+    rc = main(
+        ["tokenize", str(inputs), "--out", str(tmp_path / "o"), "--prefix", "p", "--unit-size", "0"]
+    )
+    assert rc == 2
+    assert "unit_bytes=0" in capsys.readouterr().err

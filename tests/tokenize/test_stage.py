@@ -19,7 +19,6 @@ from pipeline.shards.mmidx import MMIDXDataset
 from pipeline.tokenize import sidecar as sidecar_mod
 from pipeline.tokenize.encoder import load_encoder
 from pipeline.tokenize.stage import (
-    TASKS_PER_WORKER,
     TokenizeConfig,
     load_exclude,
     output_names,
@@ -156,23 +155,28 @@ def test_worker_count_and_backend_invariance(tmp_path, corpus, monkeypatch, back
     run_tokenize(
         corpus[:1], tmp_path / "single1", "t", TokenizeConfig(), executor=make_executor("local", 1)
     )
-    # 2 workers: 2 files -> each cut into line ranges; partial outputs merged in order
-    assert len(plan_tasks(resolve_inputs(corpus), 2)) >= 4
+    # 2 workers, tiny units (the files re-chunked into frames): partial outputs merged in order
+    units = dict(unit_bytes=1, unit_cache=str(tmp_path / "cache"))
+    assert len(plan_tasks(resolve_inputs(corpus), 2, 1, tmp_path / "cache").units) >= 4
     if backend == "gigatoken":
         pytest.importorskip("gigatoken")
     run_tokenize(
         corpus,
         out,
         "t",
-        TokenizeConfig(backend=backend, batch_size=3),
+        TokenizeConfig(backend=backend, batch_size=3, **units),
         executor=make_executor("local", 2),
     )
     assert _files(out, backend_too=False) == _files(ref, backend_too=False)
     assert json.loads(_files(out)["manifest"])["tokenizer"]["backend"].startswith(backend)
     assert pq.ParquetFile(out / "t_text_document.docs.parquet").num_row_groups > 1
-    # one input file cut into line ranges by 2 workers
+    # one input file cut into units for 2 workers
     run_tokenize(
-        corpus[:1], tmp_path / "single2", "t", TokenizeConfig(), executor=make_executor("local", 2)
+        corpus[:1],
+        tmp_path / "single2",
+        "t",
+        TokenizeConfig(**units),
+        executor=make_executor("local", 2),
     )
     assert _files(tmp_path / "single2") == _files(tmp_path / "single1")
 
@@ -191,13 +195,11 @@ def test_tasks_are_balanced_by_bytes(tmp_path):
     size = {str(f.path): os.path.getsize(f.path) for f in files}
     total = sum(size.values())
     assert size[str(big)] > 0.25 * total
-    plan = plan_tasks(files, 2)
-    assert [(a, b) for f, a, b in plan if str(f.path) == str(small[0])] == [(1, None)]
-    ranges = [(a, b) for f, a, b in plan if str(f.path) == str(big)]
-    assert len(ranges) >= 2 and ranges[0][0] == 1 and ranges[-1][1] is None
-    share = max(size[str(big)] / len(ranges), *(size[str(p)] for p in small)) / total
-    assert share <= 1.2 / (2 * TASKS_PER_WORKER)
-    assert plan_tasks(files, 1) == [(f, 1, None) for f in files]
+    plan = plan_tasks(files, 2, None, tmp_path / "cache")  # single frames: re-chunked
+    assert len(plan.units_of(files[1].index)) == 1
+    big_units = plan.units_of(files[0].index)
+    assert len(big_units) >= 2 and big_units[0].first_line == 1 and big_units[-1].last
+    assert len(plan_tasks(files, 1).units) == len(files)
     # and the output is the same for any split
     run_tokenize(
         [big, *small[:3]],
@@ -210,7 +212,7 @@ def test_tasks_are_balanced_by_bytes(tmp_path):
         [big, *small[:3]],
         tmp_path / "w2",
         "t",
-        TokenizeConfig(),
+        TokenizeConfig(unit_cache=str(tmp_path / "cache")),
         executor=make_executor("local", 2),
     )
     assert _files(tmp_path / "w1") == _files(tmp_path / "w2")
