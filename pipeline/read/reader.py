@@ -228,6 +228,11 @@ class _Quarantine:
         self._raw = self._reasons = None
 
 
+def quarantine_path(quarantine_dir: str, f: InputFile) -> Path:
+    """Where the rejected records of input `f` are kept verbatim in `quarantine_dir`."""
+    return _Quarantine(quarantine_dir, f).raw_path
+
+
 def quarantine_kept(quarantine_dir: str, f: InputFile) -> bool:
     """Whether the quarantine of input `f` (its rejected records, verbatim) is in
     `quarantine_dir`: a stage reusing a finished task that rejected records reads the input again

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.io import fsync_dir, sha256_file
-from pipeline.read.reader import _Quarantine, quarantine_kept
+from pipeline.read.reader import quarantine_kept, quarantine_path
 from pipeline.read.remote import input_stat
 from pipeline.read.units import part_path
 from pipeline.tokenize.exclude import ids_fingerprint
@@ -102,7 +102,7 @@ def _quarantine_kept(quarantine_dir: str, task: Task) -> bool:
     u = task.unit
     if u.parts < 2 or u.mode == "file":
         return quarantine_kept(quarantine_dir, task.input)
-    raw = _Quarantine(quarantine_dir, task.input).raw_path
+    raw = quarantine_path(quarantine_dir, task.input)
     return part_path(raw, u).is_file()
 
 
