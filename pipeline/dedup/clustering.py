@@ -17,7 +17,8 @@ import numpy as np
 from pipeline.dedup.components import connected_components, split_by_center
 from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.edges import SignatureStore, signature_agreement
-from pipeline.dedup.verification import ShingleSets, exact_jaccard, similarity_check
+from pipeline.dedup.verification import ExactSets, exact_jaccard_tasks, similarity_check
+from pipeline.engine.base import Executor
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,12 @@ def cluster(
     dst: np.ndarray,
     config: DedupConfig,
     store: SignatureStore,
-    sets: ShingleSets | None,
+    sets: ExactSets | None,
+    executor: Executor,
 ) -> Removals:
     nodes, root = connected_components(src, dst)
     if config.cluster_rule == "center":
-        kept_of = split_by_center(nodes, root, similarity_check(config, store, sets))
+        kept_of = split_by_center(nodes, root, similarity_check(config, store, sets, executor))
     else:
         kept_of = root
     removed_mask = nodes != kept_of
@@ -51,6 +53,8 @@ def cluster(
         removed_ids,
         removed_root,
         signature_agreement(removed_ids, removed_root, store),
-        exact_jaccard(removed_ids, removed_root, sets) if sets is not None else None,
+        exact_jaccard_tasks(removed_ids, removed_root, sets, executor)
+        if sets is not None
+        else None,
         int(np.count_nonzero((kept_of == nodes) & (nodes != root))),
     )

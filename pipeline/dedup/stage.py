@@ -118,9 +118,8 @@ def run_dedup(
     timings.update(verified.timings)
 
     t0 = time.perf_counter()
-    removals = cluster(verified.src, verified.dst, config, store, verified.sets)
+    removals = cluster(verified.src, verified.dst, config, store, verified.sets, executor)
     store.close()
-    verified.sets = None  # release the memory-mapped shingle sets before exact/ is removed
     timings["components"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
