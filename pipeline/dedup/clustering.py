@@ -5,7 +5,10 @@ A vectorised union-find joins the verified pairs into components; the cluster ru
 component and removes a member only when it passes the same check against that kept document,
 resolving the rest again among themselves (pipeline.dedup.components.split_by_center);
 "component" (and verify="none") removes every member but the smallest. The kept document depends
-only on the ids, never on worker count or chunking.
+only on the ids, never on worker count or chunking. With exact verification, each round's
+member-vs-center check and the removed documents' evidence Jaccard run as executor tasks
+(pipeline.dedup.verification.exact_jaccard_tasks); the union-find and the rounds' bookkeeping
+stay in the main process (arrays linear in the edges).
 """
 
 from __future__ import annotations
