@@ -20,7 +20,7 @@ import numpy as np
 from pipeline.dedup.components import connected_components, split_by_center
 from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.edges import SignatureStore, signature_agreement
-from pipeline.dedup.verification import ExactSets, exact_jaccard_tasks, similarity_check
+from pipeline.dedup.verification import TOL, ExactSets, exact_jaccard_tasks, similarity_check
 from pipeline.engine.base import Executor
 
 
@@ -44,20 +44,36 @@ def cluster(
     executor: Executor,
 ) -> Removals:
     nodes, root = connected_components(src, dst)
+    # exact Jaccard of each node with the center it was last checked against: under the center
+    # rule a removed document's evidence is the value of the check that removed it
+    checked = np.full(len(nodes), np.nan) if sets is not None else None
     if config.cluster_rule == "center":
-        kept_of = split_by_center(nodes, root, similarity_check(config, store, sets, executor))
+        if sets is not None:
+
+            def check(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+                j = exact_jaccard_tasks(x, c, sets, executor)
+                checked[np.searchsorted(nodes, x)] = j
+                return j >= config.threshold - TOL
+
+        else:
+            check = similarity_check(config, store, None, executor)
+        kept_of = split_by_center(nodes, root, check)
     else:
         kept_of = root
     removed_mask = nodes != kept_of
     removed_ids = nodes[removed_mask]
     removed_root = kept_of[removed_mask]
+    jaccard = None
+    if sets is not None:
+        if config.cluster_rule == "center":
+            jaccard = checked[removed_mask]
+        else:
+            jaccard = exact_jaccard_tasks(removed_ids, removed_root, sets, executor)
     # evidence per removed document: its similarity to the document kept in its place
     return Removals(
         removed_ids,
         removed_root,
         signature_agreement(removed_ids, removed_root, store),
-        exact_jaccard_tasks(removed_ids, removed_root, sets, executor)
-        if sets is not None
-        else None,
+        jaccard,
         int(np.count_nonzero((kept_of == nodes) & (nodes != root))),
     )
