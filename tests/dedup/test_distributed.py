@@ -83,3 +83,20 @@ def test_one_vs_two_workers_identical_with_many_pair_tasks(planted, tmp_path, mo
     assert 0 < ref["removed"] <= 60 * 5
     assert ref["verification"]["exact_dropped_pairs"] > 0  # some pairs failed the exact check
     assert all(j >= cfg.threshold - 1e-12 for j in removed["jaccard"])
+
+
+def test_ray_equals_local_with_many_pair_tasks(planted, tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason="the optional Ray extra is not installed")
+    cfg = DedupConfig.from_preset("pythia-0.87", partitions=4)
+    run_dedup(planted, tmp_path / "local", cfg, executor=make_executor("local", 1))
+    monkeypatch.setattr(verification, "MIN_PAIRS_PER_TASK", 7)
+    monkeypatch.setattr(verification, "MAX_PAIRS_PER_TASK", 23)
+    # nothing leaves the machine: no usage report
+    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    from pipeline.engine import ray as ray_engine
+
+    before = ray_engine.tasks_submitted()
+    with make_executor("ray", 2) as ex:
+        run_dedup(planted, tmp_path / "ray", cfg, executor=ex)
+    assert ray_engine.tasks_submitted() - before >= 8, "the pair tasks did not run on Ray"
+    assert _tables(tmp_path / "ray") == _tables(tmp_path / "local")
