@@ -56,7 +56,7 @@ class ExactSets:
 
 @dataclass
 class Verified:
-    """The pairs that passed, the shingle sets read for them (verify="exact"), stats.json's
+    """The pairs that passed, where the shingle sets read for them are (verify="exact"), stats.json's
     "verification" record and the steps' wall-clock seconds."""
 
     src: np.ndarray
