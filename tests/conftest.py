@@ -149,6 +149,8 @@ SLOW = (
     "tests/exposure/test_cli.py::test_exposure_step_table_json_and_plot",
     "tests/cli/test_tokenize_cli.py::test_tokenize_then_verify",
     "tests/read/test_long_lines.py::test_peak_memory_is_bounded_for_a_one_gib_line",
+    "tests/dedup/test_distributed.py::test_one_vs_two_workers_identical_with_many_pair_tasks",
+    "tests/dedup/test_distributed.py::test_ray_equals_local_with_many_pair_tasks",
 )
 
 

@@ -5,7 +5,10 @@ A vectorised union-find joins the verified pairs into components; the cluster ru
 component and removes a member only when it passes the same check against that kept document,
 resolving the rest again among themselves (pipeline.dedup.components.split_by_center);
 "component" (and verify="none") removes every member but the smallest. The kept document depends
-only on the ids, never on worker count or chunking.
+only on the ids, never on worker count or chunking. With exact verification, each round's
+member-vs-center check and the removed documents' evidence Jaccard run as executor tasks
+(pipeline.dedup.verification.exact_jaccard_tasks); the union-find and the rounds' bookkeeping
+stay in the main process (arrays linear in the edges).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import numpy as np
 from pipeline.dedup.components import connected_components, split_by_center
 from pipeline.dedup.config import DedupConfig
 from pipeline.dedup.edges import SignatureStore, signature_agreement
-from pipeline.dedup.verification import ShingleSets, exact_jaccard, similarity_check
+from pipeline.dedup.verification import TOL, ExactSets, exact_jaccard_tasks, similarity_check
+from pipeline.engine.base import Executor
 
 
 @dataclass(frozen=True)
@@ -36,21 +40,40 @@ def cluster(
     dst: np.ndarray,
     config: DedupConfig,
     store: SignatureStore,
-    sets: ShingleSets | None,
+    sets: ExactSets | None,
+    executor: Executor,
 ) -> Removals:
     nodes, root = connected_components(src, dst)
+    # exact Jaccard of each node with the center it was last checked against: under the center
+    # rule a removed document's evidence is the value of the check that removed it
+    checked = np.full(len(nodes), np.nan) if sets is not None else None
     if config.cluster_rule == "center":
-        kept_of = split_by_center(nodes, root, similarity_check(config, store, sets))
+        if sets is not None:
+
+            def check(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+                j = exact_jaccard_tasks(x, c, sets, executor)
+                checked[np.searchsorted(nodes, x)] = j
+                return j >= config.threshold - TOL
+
+        else:
+            check = similarity_check(config, store, None, executor)
+        kept_of = split_by_center(nodes, root, check)
     else:
         kept_of = root
     removed_mask = nodes != kept_of
     removed_ids = nodes[removed_mask]
     removed_root = kept_of[removed_mask]
+    jaccard = None
+    if sets is not None:
+        if config.cluster_rule == "center":
+            jaccard = checked[removed_mask]
+        else:
+            jaccard = exact_jaccard_tasks(removed_ids, removed_root, sets, executor)
     # evidence per removed document: its similarity to the document kept in its place
     return Removals(
         removed_ids,
         removed_root,
         signature_agreement(removed_ids, removed_root, store),
-        exact_jaccard(removed_ids, removed_root, sets) if sets is not None else None,
+        jaccard,
         int(np.count_nonzero((kept_of == nodes) & (nodes != root))),
     )

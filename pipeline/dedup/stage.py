@@ -11,14 +11,16 @@ order, so 1 or N workers give byte-identical files):
      band records in `buckets/<p>/<i>.bin` (pipeline.dedup.edges): the same bytes for any worker
      count or batch size.
   2. edges (pipeline.dedup.candidates): one task per hash partition p: star edges of every
-     bucket -> `edges/<p>.npy`.
-  3. verification (pipeline.dedup.verification, main process): candidate pairs screened on the full signatures (estimate >=
-     DedupConfig.screen_cut). With `verify="exact"` (the default), a second pass (one task per
-     input file) re-reads the files and writes the sorted unique shingle hashes of the documents
-     in the surviving pairs to `exact/<i>.hashes.npy` + `.offsets.npy`; a pair is kept only when
-     the exact Jaccard of the two sets is >= threshold. Memory: the candidates' shingles
-     (memory-mapped).
-  4. clusters (pipeline.dedup.clustering, main process): vectorised union-find over the kept pairs, then the cluster rule
+     bucket -> `edges/<p>.npy` (written atomically, so a retried task never leaves half a file).
+  3. verification (pipeline.dedup.verification): candidate pairs screened on the full
+     signatures in the main process (estimate >= DedupConfig.screen_cut, vectorised). With
+     `verify="exact"` (the default), a second pass (one task per input file) re-reads the files
+     and writes the sorted unique shingle hashes of the documents in the surviving pairs to
+     `exact/<i>.hashes.npy` + `.offsets.npy` + `.ids.npy`; the exact Jaccard of the pairs runs
+     as tasks over contiguous runs of pairs (`exact_jaccard_tasks`); a pair is kept only when it
+     is >= threshold. The main process never opens a shingle set.
+  4. clusters (pipeline.dedup.clustering): vectorised union-find over the kept pairs in the main
+     process (memory linear in the edges, pipeline.dedup.components), then the cluster rule
      (DedupConfig.cluster_rule): "center" keeps the smallest doc_id of each component and removes
      a member only when it passes the same check against that kept document, resolving the rest
      again among themselves (pipeline.dedup.components.split_by_center); "component" (and
@@ -118,9 +120,8 @@ def run_dedup(
     timings.update(verified.timings)
 
     t0 = time.perf_counter()
-    removals = cluster(verified.src, verified.dst, config, store, verified.sets)
+    removals = cluster(verified.src, verified.dst, config, store, verified.sets, executor)
     store.close()
-    verified.sets = None  # release the memory-mapped shingle sets before exact/ is removed
     timings["components"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -3,14 +3,22 @@
 Candidate pairs are screened on the full signatures (estimate >= DedupConfig.screen_cut). With
 `verify="exact"` (the default), a second pass (one task per input file) re-reads the files and
 writes the sorted unique shingle hashes of the documents in the surviving pairs to
-`exact/<i>.hashes.npy` + `.offsets.npy`; a pair is kept only when the exact Jaccard of the two
-sets is >= threshold. Memory: the candidates' shingles (memory-mapped).
+`exact/<i>.hashes.npy` + `.offsets.npy` + `.ids.npy`; a pair is kept only when the exact Jaccard
+of the two sets is >= threshold.
+
+The exact Jaccard of pairs runs on the executor, never in the driver (`exact_jaccard_tasks`): the
+pairs, in their (src, dst) order, are cut into contiguous runs, one task per run (at least
+`DedupConfig.partitions` runs when there are enough pairs, at most MAX_PAIRS_PER_TASK pairs each);
+each task memory-maps only the shingle files of the input files its pairs touch and returns one
+float64 per pair, in the pairs' order, so the driver concatenates the runs in task order and the
+result is the same for any worker count or engine. The driver holds the pair arrays and one
+float64 per pair (24 bytes per pair), never a shingle set.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,16 +40,28 @@ from pipeline.read.lines import iter_lines
 
 TOL = 1e-12  # the cuts are inclusive; a float ratio exactly at the cut passes
 ShingleSets = dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+MIN_PAIRS_PER_TASK = 2_000  # fewer pairs are not worth a task's start-up
+MAX_PAIRS_PER_TASK = 50_000  # bounds a task's result and its share of the shingle files
+
+
+@dataclass(frozen=True)
+class ExactSets:
+    """Where the shingle sets of the candidate documents are (`exact/` of `out_dir`): a handle
+    small enough to ship to every task; the sets themselves are only opened inside tasks."""
+
+    out_dir: str
+    file_indices: tuple[int, ...]
+    partitions: int = 1
 
 
 @dataclass
 class Verified:
-    """The pairs that passed, the shingle sets read for them (verify="exact"), stats.json's
+    """The pairs that passed, where the shingle sets read for them are (verify="exact"), stats.json's
     "verification" record and the steps' wall-clock seconds."""
 
     src: np.ndarray
     dst: np.ndarray
-    sets: ShingleSets | None
+    sets: ExactSets | None
     info: dict[str, Any]
     timings: dict[str, float]
 
@@ -80,7 +100,7 @@ def verify_pairs(
         sets, n_read = exact_sets(
             out, files, np.unique(np.concatenate([src, dst])), config, read_config, executor
         )
-        keep = exact_jaccard(src, dst, sets) >= config.threshold - TOL
+        keep = exact_jaccard_tasks(src, dst, sets, executor) >= config.threshold - TOL
         verification.update(
             exact_documents=n_read,
             exact_checked_pairs=int(len(src)),
@@ -95,12 +115,12 @@ def verify_pairs(
 
 
 def similarity_check(
-    config: DedupConfig, store: SignatureStore, sets: ShingleSets | None
+    config: DedupConfig, store: SignatureStore, sets: ExactSets | None, executor: Executor
 ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """The pair test of the "center" cluster rule: the exact Jaccard when the sets were read,
-    else the signatures' agreement, against the cut a joined pair had to meet."""
+    """The pair test of the "center" cluster rule: the exact Jaccard (on the executor) when the
+    sets were read, else the signatures' agreement, against the cut a joined pair had to meet."""
     if sets is not None:
-        return lambda x, c: exact_jaccard(x, c, sets) >= config.threshold - TOL
+        return lambda x, c: exact_jaccard_tasks(x, c, sets, executor) >= config.threshold - TOL
     return lambda x, c: signature_agreement(x, c, store) >= config.verify_cut - TOL
 
 
@@ -116,6 +136,10 @@ class ShingleTask:
 def exact_paths(out_dir: Path, file_index: int) -> tuple[Path, Path]:
     base = Path(out_dir) / "exact"
     return base / f"{file_index:06d}.hashes.npy", base / f"{file_index:06d}.offsets.npy"
+
+
+def exact_ids_path(out_dir: Path, file_index: int) -> Path:
+    return Path(out_dir) / "exact" / f"{file_index:06d}.ids.npy"
 
 
 def candidate_docs(
@@ -209,21 +233,37 @@ def shingle_task(task: ShingleTask) -> dict[str, Any]:
         fh.seek(0, 2)
     with atomic_open(offsets_path, "wb") as fo:
         np.save(fo, offsets, allow_pickle=False)
+    # written last: its presence says the file's sets are complete (each file is atomic)
+    with atomic_open(exact_ids_path(Path(task.out_dir), task.file.index), "wb") as fi:
+        np.save(fi, np.asarray(want, dtype=np.int64), allow_pickle=False)
     return {"documents": found, "shingles": int(offsets[-1]), "seconds": time.perf_counter() - t0}
 
 
 def exact_jaccard(src: np.ndarray, dst: np.ndarray, sets: ShingleSets) -> np.ndarray:
     """Exact Jaccard of each pair's shingle-hash sets; `sets[file_index]` = (sorted doc ids,
-    offsets, hashes) as written by the shingle tasks."""
-
-    def get(doc: int) -> np.ndarray:
-        ids, offsets, hashes = sets[docid.file_index(doc)]
-        i = int(np.searchsorted(ids, doc))
-        return hashes[offsets[i] : offsets[i + 1]]
-
+    offsets, hashes) as written by the shingle tasks (runs inside a task, see
+    `exact_jaccard_tasks`)."""
+    src = np.asarray(src, dtype=np.int64)
+    dst = np.asarray(dst, dtype=np.int64)
+    # where each endpoint's set starts and ends, looked up once per file (vectorised)
+    spans = []
+    for ends in (src, dst):
+        lo = np.zeros(len(ends), dtype=np.int64)
+        hi = np.zeros(len(ends), dtype=np.int64)
+        fi = docid.file_index(ends)
+        for f in np.unique(fi).tolist():
+            ids, offsets, _ = sets[f]
+            sel = np.flatnonzero(fi == f)
+            pos = np.searchsorted(ids, ends[sel])
+            lo[sel] = offsets[pos]
+            hi[sel] = offsets[pos + 1]
+        spans.append((fi.tolist(), lo.tolist(), hi.tolist()))
+    (fa, la, ha), (fb, lb, hb) = spans
+    hashes = {f: h for f, (_, _, h) in sets.items()}
     out = np.empty(len(src), dtype=np.float64)
-    for k, (u, v) in enumerate(zip(src.tolist(), dst.tolist())):
-        a, b = get(u), get(v)
+    for k in range(len(src)):
+        a = hashes[fa[k]][la[k] : ha[k]]
+        b = hashes[fb[k]][lb[k] : hb[k]]
         if len(a) > len(b):
             a, b = b, a
         if not len(a):
@@ -235,6 +275,58 @@ def exact_jaccard(src: np.ndarray, dst: np.ndarray, sets: ShingleSets) -> np.nda
     return out
 
 
+@dataclass(frozen=True)
+class JaccardTask:
+    sets: ExactSets
+    src: np.ndarray
+    dst: np.ndarray
+
+
+def _open_sets(sets: ExactSets, file_indices: Iterable[int]) -> ShingleSets:
+    """Memory-map the shingle sets of `file_indices` (plain ndarray views: slicing a np.memmap
+    costs a Python-level __array_finalize__ per slice)."""
+    out: ShingleSets = {}
+    for f in file_indices:
+        h, o = exact_paths(Path(sets.out_dir), f)
+        ids = exact_ids_path(Path(sets.out_dir), f)
+        out[f] = (
+            np.load(ids, mmap_mode="r", allow_pickle=False).view(np.ndarray),
+            np.load(o, mmap_mode="r", allow_pickle=False).view(np.ndarray),
+            np.load(h, mmap_mode="r", allow_pickle=False)[:, 0].view(np.ndarray),
+        )
+    return out
+
+
+def jaccard_task(task: JaccardTask) -> np.ndarray:
+    """The exact Jaccard of the task's pairs, in their order."""
+    files = np.unique(np.concatenate([docid.file_index(task.src), docid.file_index(task.dst)]))
+    return exact_jaccard(task.src, task.dst, _open_sets(task.sets, files.tolist()))
+
+
+def pair_runs(n: int, partitions: int) -> list[tuple[int, int]]:
+    """[start, stop) of the contiguous runs the n pairs are cut into: a function of n and the
+    partition count only, never of the worker count."""
+    if n == 0:
+        return []
+    tasks = max(min(partitions, -(-n // MIN_PAIRS_PER_TASK)), -(-n // MAX_PAIRS_PER_TASK), 1)
+    cuts = [n * k // tasks for k in range(tasks + 1)]
+    return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def exact_jaccard_tasks(
+    src: np.ndarray, dst: np.ndarray, sets: ExactSets, executor: Executor
+) -> np.ndarray:
+    """Exact Jaccard of the pairs (src[k], dst[k]) computed by executor tasks (`pair_runs`),
+    concatenated in the pairs' order."""
+    src = np.asarray(src, dtype=np.int64)
+    dst = np.asarray(dst, dtype=np.int64)
+    runs = pair_runs(len(src), sets.partitions)
+    if not runs:
+        return np.empty(0, dtype=np.float64)
+    tasks = [JaccardTask(sets, src[a:b].copy(), dst[a:b].copy()) for a, b in runs]
+    return np.concatenate(executor.map(jaccard_task, tasks))
+
+
 def exact_sets(
     out: Path,
     files: Sequence[InputFile],
@@ -242,21 +334,15 @@ def exact_sets(
     config: DedupConfig,
     read_config: ReadConfig,
     executor: Executor,
-) -> tuple[ShingleSets, int]:
-    """Shingle-hash sets of the sorted candidate documents `docs` (second read, one task per
-    file), as `exact_jaccard` takes them, and the number of documents read."""
+) -> tuple[ExactSets, int]:
+    """Write the shingle-hash sets of the sorted candidate documents `docs` (second read, one
+    task per file) to `out/exact/`; (their handle for `exact_jaccard_tasks`, the number of
+    documents read)."""
     fi = docid.file_index(docs)
     remove_tree(out / "exact")
     (out / "exact").mkdir(parents=True)
     tasks = [ShingleTask(f, str(out), docs[fi == f.index], config, read_config) for f in files]
     tasks = [t for t in tasks if len(t.doc_ids)]
     results = executor.map(shingle_task, tasks)
-    sets = {}
-    for t in tasks:
-        h, o = exact_paths(out, t.file.index)
-        sets[t.file.index] = (
-            t.doc_ids,
-            np.load(o, allow_pickle=False),
-            np.load(h, mmap_mode="r", allow_pickle=False)[:, 0],
-        )
-    return sets, sum(r["documents"] for r in results)
+    handle = ExactSets(str(out), tuple(t.file.index for t in tasks), config.partitions)
+    return handle, sum(r["documents"] for r in results)
