@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.errors import IntegrityError
+from pipeline.errors import IntegrityError, PipelineError
 from pipeline.io import sha256_file
 from pipeline.verify.report import Entry, Problem, Source, problems_of
 
@@ -127,7 +127,11 @@ def structure(src: Source, quick: bool) -> tuple[list[Problem], list[str]]:
                 f"{refused[0].path} ({refused[0].refused})"
             )
         elif any(e.actual_bytes is not None for e in src.entries if e.name in covered):
-            problems += _owner_problems(src, check_set(src.path))
+            try:
+                msgs = check_set(src.path)
+            except (PipelineError, OSError, ValueError) as e:  # damage the owner did not foresee
+                msgs = [f"{src.path}: the {kind} set cannot be read to check it ({e})"]
+            problems += _owner_problems(src, msgs)
 
     def add(e: Entry, msgs: list[str]) -> None:
         problems.extend(problems_of(e.path, "structure", msgs, e.source))
