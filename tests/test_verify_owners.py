@@ -49,6 +49,12 @@ def _verify(capsys, path):
     return rc, capsys.readouterr().out
 
 
+def _verify_err(capsys, path):
+    rc = main(["verify", str(path)])
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
 def _owner_says(out, msgs):
     """Every owner message (`<path>: what`) is a STRUCTURE line of verify's output."""
     assert msgs, "the planted damage must be one the owner finds"
@@ -195,3 +201,32 @@ def test_foreign_clusters_table_gets_the_owners_message(dd, capsys):
     rc, out = _verify(capsys, dd / "manifest.json")
     assert rc == 4
     _owner_says(out, msgs)
+
+
+def test_a_table_the_owner_cannot_read_is_a_structure_problem(dd, capsys):
+    from pipeline.dedup.signatures import FINGERPRINT_KEY, KIND_KEY
+
+    path = dd / tables.CLUSTERS
+    t = pq.read_table(path)  # a fingerprint that is not text: the owner's check raises
+    meta = {FINGERPRINT_KEY: b"\xff\xfe", KIND_KEY: tables.CLUSTERS_KIND.encode()}
+    pq.write_table(t.replace_schema_metadata(meta), path)
+    _rehash(dd / "manifest.json")
+    rc, out = _verify(capsys, dd)
+    assert rc == 4
+    assert f"STRUCTURE {dd / 'manifest.json'}: the dedup set cannot be read to check it (" in out
+
+
+def test_a_set_listing_a_file_outside_its_directory_is_not_opened(data, capsys, tmp_path):
+    m = mapfiles.index_map_paths(data / "d_text_document", CFG)
+    outside = tmp_path / "elsewhere_doc_idx.npy"
+    shutil.move(m["doc_idx"], outside)
+    doc = json.loads(m["manifest"].read_text())
+    for f in doc["files"]:
+        if f.get("role") == "doc_idx":
+            f["name"] = "../elsewhere_doc_idx.npy"
+    m["manifest"].write_text(json.dumps(doc))
+    _rehash(m["manifest"])
+    rc, out, err = _verify_err(capsys, m["manifest"])
+    assert rc == 4 and "REFUSED" in out and "doc_idx" in out, out
+    assert f"warning: {m['manifest']}: the index-maps set was not checked as a whole" in err, err
+    assert "STRUCTURE" not in out, out
