@@ -10,7 +10,9 @@ them:
   the dataset it was built from ("index-maps": the dataset `.idx` changed; "preshuffled": the
   maps or dataset it was written from changed).
 - `SET_CHECKS[kind](path) -> list[str]`: the structure of a whole set (the index maps of one
-  manifest; a pre-shuffled directory).
+  manifest; a pre-shuffled directory), given its manifest's path.
+- `SET_COVERS[kind](role, name) -> bool`: the listed files a set check reads itself, so `pile
+  verify` runs no per-file check of its own on them.
 """
 
 from __future__ import annotations
@@ -40,4 +42,13 @@ MANIFEST_CHECKS: dict[
 SET_CHECKS: dict[str, Callable[[Path], list[str]]] = {
     mapfiles.MANIFEST_KIND: mapfiles.check,
     shuffled.PRESHUFFLED_KIND: lambda manifest: shuffled.check(Path(manifest).parent),
+}
+
+SET_COVERS: dict[str, Callable[[str | None, str], bool]] = {
+    # the three maps and the doc_epoch sidecar (its shape); provenance tables are not the maps'
+    mapfiles.MANIFEST_KIND: lambda role, name: (
+        role in mapfiles.ROLES or name.endswith("_doc_epoch.npy")
+    ),
+    # document.idx and its data (document.bin or every shard): the whole layout
+    shuffled.PRESHUFFLED_KIND: lambda role, name: role in ("idx", "bin", "bin-shard"),
 }

@@ -17,8 +17,11 @@ List entries are resolved relative to the list's directory, or to `root` when gi
 (`run.py`) streams each file and runs files in parallel threads; `quick=True` checks sizes and
 structure only.
 
-Structure checks (`structure.py`) are the format owners': `.idx`/`.bin` in
-`pipeline.shards.mmidx`, the sidecar in `pipeline.tokenize.sidecar`, index maps in
+Structure checks (`structure.py`) are the format owners': a whole set by its manifest's kind
+(index maps: `pipeline.order.mapfiles.check`; a pre-shuffled directory:
+`pipeline.order.shuffled.check`, both via `pipeline.order.checks.SET_CHECKS`; dedup tables:
+`pipeline.dedup.tables.check`), and every file no set owner covers by its role: `.idx`/`.bin` in
+`pipeline.shards.mmidx`, the sidecar in `pipeline.tokenize.sidecar`, a lone index map in
 `pipeline.order.checks.CHECKS[role]`, byte shards in `pipeline.shards.names`/`split`. Stale checks
 (`pipeline.order.checks.MANIFEST_CHECKS[kind]`): index maps whose recorded dataset `.idx` differs
 from the `.idx` next to them, and preshuffled data whose recorded order fingerprint differs from the

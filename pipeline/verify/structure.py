@@ -1,5 +1,14 @@
 """Structure checks of listed files: `pile verify` dispatches each role to its format's owner.
 
+Whole sets, by manifest kind (the owner reads every file of the set itself, so verify runs no
+per-file check of its own on the files it covers, `pipeline.order.checks.SET_COVERS`):
+
+    index-maps          pipeline.order.mapfiles.check (via pipeline.order.checks.SET_CHECKS)
+    preshuffled         pipeline.order.shuffled.check (via pipeline.order.checks.SET_CHECKS)
+    dedup               pipeline.dedup.tables.check (removed.parquet, clusters.parquet)
+
+Single files, by role, when no set owner covers them (other manifests, checksum lists):
+
     idx, bin            pipeline.shards.mmidx.check_index / check_bin
     sidecar (.parquet)  pipeline.tokenize.sidecar.check
     doc/sample/shuffle  pipeline.order.checks.CHECKS[role]
@@ -15,13 +24,59 @@ Owners are imported when a file of theirs is checked: verifying a checksum list 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.errors import IntegrityError
+from pipeline.errors import IntegrityError, PipelineError
 from pipeline.io import sha256_file
 from pipeline.verify.report import Entry, Problem, Source, problems_of
 
 INDEX_MAP_ROLES = ("doc_idx", "sample_idx", "shuffle_idx")
+# manifest kinds whose whole set has an owner's check (`_set_owner`); the kinds are spelled here so
+# that verifying other sources imports none of those owners
+ORDER_SET_KINDS = ("index-maps", "preshuffled")  # pipeline.order.checks.SET_CHECKS
+DEDUP_KIND = "dedup"  # pipeline.dedup.tables.MANIFEST_KIND
+
+SetCheck = Callable[[Path], list[str]]  # the set's problems, from its manifest's path
+Covers = Callable[[str | None, str], bool]  # (role, listed name): does the set check read it
+
+
+def _set_owner(kind: str | None) -> tuple[SetCheck, Covers] | None:
+    """The owner's check of the whole set a manifest of `kind` lists, and which of its files that
+    check covers; None when no owner checks the set (then each file is checked by its role)."""
+    if kind in ORDER_SET_KINDS:
+        from pipeline.order.checks import SET_CHECKS, SET_COVERS
+
+        return SET_CHECKS[kind], SET_COVERS[kind]
+    if kind == DEDUP_KIND:
+        from pipeline.dedup import tables
+
+        names = (tables.REMOVED, tables.CLUSTERS)
+        return (
+            lambda manifest: tables.check(Path(manifest).parent),
+            lambda role, name: os.path.basename(name) in names,
+        )
+    return None
+
+
+def _owner_problems(src: Source, msgs: list[str]) -> list[Problem]:
+    """A set owner's messages (`<path>: what`) as problems about the file each names (a listed
+    file, the manifest, or its directory), leaving out those about files verify already
+    reported missing (the owner's "file not found" would say it twice)."""
+    missing = {str(e.path) for e in src.entries if e.actual_bytes is None}
+    named = {str(e.path) for e in src.entries} | {str(src.path), str(src.path.parent)}
+    candidates = sorted(named, key=len, reverse=True)  # the longest: a file, not its directory
+    problems = []
+    for m in msgs:
+        where = next((c for c in candidates if m.startswith(c + ": ")), None)
+        if where is None:  # "<file> is damaged: ...", "no data for ...": the whole message
+            where = next((c for c in candidates if m.startswith(c + " ")), str(src.path))
+            text = m
+        else:
+            text = m[len(where) + 2 :]
+        if where not in missing:
+            problems.append(Problem(where, "structure", text, str(src.path)))
+    return problems
 
 
 def check_npy(path: Path) -> list[str]:
@@ -52,18 +107,37 @@ def _data_pair(name: str, suffix: str) -> str:
 
 
 def structure(src: Source, quick: bool) -> tuple[list[Problem], list[str]]:
-    """Problems of the files `src` lists that are present, by role; warnings."""
+    """Problems of the files `src` lists that are present: the set's owner when its kind has one
+    (`_set_owner`), each other file by its role; warnings."""
     problems: list[Problem] = []
     warnings: list[str] = []
     by_name = {e.name: e for e in src.entries}
     present = {e.name for e in src.entries if e.actual_bytes is not None}
-    token_dataset = (src.manifest or {}).get("kind") == "token-dataset"
+    kind = (src.manifest or {}).get("kind") if src.kind == "manifest" else None
+    token_dataset = kind == "token-dataset"
+    owner = _set_owner(kind)
+    covered: set[str] = set()
+    if owner is not None:
+        check_set, covers = owner
+        covered = {e.name for e in src.entries if covers(e.role, e.name)}
+        refused = [e for e in src.entries if e.refused]
+        if refused:  # the owner would open what verify refused to read
+            warnings.append(
+                f"{src.path}: the {kind} set was not checked as a whole: it lists "
+                f"{refused[0].path} ({refused[0].refused})"
+            )
+        elif any(e.actual_bytes is not None for e in src.entries if e.name in covered):
+            try:
+                msgs = check_set(src.path)
+            except (PipelineError, OSError, ValueError) as e:  # damage the owner did not foresee
+                msgs = [f"{src.path}: the {kind} set cannot be read to check it ({e})"]
+            problems += _owner_problems(src, msgs)
 
     def add(e: Entry, msgs: list[str]) -> None:
         problems.extend(problems_of(e.path, "structure", msgs, e.source))
 
     for e in src.entries:
-        if e.actual_bytes is None:
+        if e.actual_bytes is None or e.name in covered:
             continue
         role = e.role
         if role == "idx":
@@ -88,18 +162,19 @@ def structure(src: Source, quick: bool) -> tuple[list[Problem], list[str]]:
             add(e, msgs)
             if warn:
                 warnings.append(warn)
-    problems += _shard_groups(src, by_name)
+    problems += _shard_groups(src, by_name, covered)
     return problems, warnings
 
 
-def _shard_groups(src: Source, by_name: dict[str, Entry]) -> list[Problem]:
-    """Byte shards: every index 0..last listed, and (with the .idx listed) sizes adding up."""
+def _shard_groups(src: Source, by_name: dict[str, Entry], covered: set[str]) -> list[Problem]:
+    """Byte shards: every index 0..last listed, and (with the .idx listed) sizes adding up; not
+    the shards a set owner checks (`covered`: pre-shuffled shards)."""
     from pipeline.shards.names import parse_shard_name, shard_set_problem
 
     problems: list[Problem] = []
     groups: dict[tuple[str, str], list[tuple[int, int, Entry]]] = {}
     for e in src.entries:
-        if e.role not in (None, "bin-shard"):
+        if e.role not in (None, "bin-shard") or e.name in covered:
             continue
         parsed = parse_shard_name(os.path.basename(e.name))
         if parsed:
