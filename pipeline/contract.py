@@ -24,12 +24,16 @@ info)`. Per-variant stages (tokenize, order, preshuffle) are instantiated once p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.engine.base import Executor
+
+SetCheck = Callable[[Path], list[str]]  # a set's problems, from its manifest's path
+Covers = Callable[[str | None, str], bool]  # (role, listed name): does the set check read it
 
 # files of a build that belong to the runner, not to a stage (config, records, logs, lock)
 RUNNER_PATTERNS = ("build.toml", "_state/*.json", "logs/*", ".lock", "quarantine/*")
@@ -60,6 +64,8 @@ class StageSpec:
     sized_by_tokens: ClassVar[bool] = False
     #: it writes partial files beside its outputs before merging them (the disk estimate's peak)
     merges_partials: ClassVar[bool] = False
+    #: the `kind` of the manifests it writes whose whole set its format owner checks (`set_check`)
+    manifest_kinds: ClassVar[tuple[str, ...]] = ()
 
     # -- which instances, reading what ---------------------------------------------------------
     def variants(self, variants: tuple[str, ...]) -> list[str]:
@@ -118,6 +124,23 @@ class StageSpec:
 
     def run(self, job: Any, variant: str, executor: Executor) -> StageResult:
         raise NotImplementedError
+
+    def set_check(self, kind: str) -> tuple[SetCheck, Covers] | None:
+        """For a manifest of one of `manifest_kinds`: the format owner's check of the whole set it
+        lists (problems, from the manifest's path) and which listed files that check reads itself
+        (`pile verify` runs no per-file check of its own on those)."""
+        return None
+
+
+def set_owner(kind: str | None) -> tuple[SetCheck, Covers] | None:
+    """The set check `pile verify` runs for a manifest of `kind`: declared by the stage that writes
+    such manifests (None when no stage declares the kind: each file is checked by its role)."""
+    if kind is None:
+        return None
+    for spec in stage_specs():
+        if kind in spec.manifest_kinds:
+            return spec.set_check(kind)
+    return None
 
 
 def stage_specs() -> list[StageSpec]:

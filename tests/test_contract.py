@@ -205,3 +205,16 @@ def test_runner_files_are_not_stage_artifacts(name):
     pats = [p for ps in artifact_patterns().values() for p in ps]
     assert not any(fnmatch.fnmatchcase(name, p) for p in pats)
     assert any(fnmatch.fnmatchcase(name, p) for p in RUNNER_PATTERNS)
+
+
+def test_verify_finds_each_set_check_through_the_stage_that_declares_it():
+    from pipeline.contract import set_owner, stage_specs
+    from pipeline.dedup.tables import CLUSTERS, REMOVED
+
+    declared = {k: s.name for s in stage_specs() for k in s.manifest_kinds}
+    assert declared == {"dedup": "dedup", "index-maps": "order", "preshuffled": "preshuffle"}
+    check, covers = set_owner("dedup")
+    assert covers(None, f"dedup/{REMOVED}") and covers(None, CLUSTERS)
+    assert not covers(None, "dedup/stats.json")
+    assert set_owner("token-dataset") is None and set_owner(None) is None
+    assert set_owner("index-maps")[1]("doc_idx", "x_doc_idx.npy")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from pipeline.contract import StageResult, StageSpec
@@ -21,6 +22,7 @@ class DedupSpec(StageSpec):
     config_type = DedupConfig
     per_variant = False
     uses_inputs = True
+    manifest_kinds = ("dedup",)
 
     def variants(self, variants: tuple[str, ...]) -> list[str]:
         return ["deduped"] if "deduped" in variants else []
@@ -72,3 +74,12 @@ class DedupSpec(StageSpec):
             os.replace(timings, job.out / "logs" / "dedup_timings.json")
         info = {"removed": stats.get("removed"), "clusters": stats.get("clusters")}
         return StageResult(out / "manifest.json", info)
+
+    def set_check(self, kind: str):
+        from pipeline.dedup import tables
+
+        names = (tables.REMOVED, tables.CLUSTERS)
+        return (
+            lambda manifest: tables.check(Path(manifest).parent),
+            lambda role, name: os.path.basename(name) in names,
+        )

@@ -87,6 +87,13 @@ class OrderSpec(StageSpec):
             info.update(epochs_requested=job.epochs, train_iters=cfg.train_iters)
         return StageResult(index_map_paths(job.data_prefix(variant), cfg)["manifest"], info)
 
+    manifest_kinds = ("index-maps",)
+
+    def set_check(self, kind: str):
+        from pipeline.order.checks import SET_CHECKS, SET_COVERS
+
+        return SET_CHECKS[kind], SET_COVERS[kind]
+
 
 class PreshuffleSpec(StageSpec):
     """`document.idx` + `document-000NN-of-000MM.bin`: item i is training sample i."""
@@ -160,3 +167,10 @@ class PreshuffleSpec(StageSpec):
         cfg = job.order_config_for(variant)
         manifest = run_preshuffle(job.data_prefix(variant), cfg, out, shard_size)
         return StageResult(out / PRESHUFFLED_MANIFEST, dict(manifest.get("counts", {})))
+
+    manifest_kinds = ("preshuffled",)
+
+    def set_check(self, kind: str):
+        from pipeline.order.checks import SET_CHECKS, SET_COVERS
+
+        return SET_CHECKS[kind], SET_COVERS[kind]

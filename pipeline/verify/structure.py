@@ -32,11 +32,6 @@ from pipeline.io import sha256_file
 from pipeline.verify.report import Entry, Problem, Source, problems_of
 
 INDEX_MAP_ROLES = ("doc_idx", "sample_idx", "shuffle_idx")
-# manifest kinds whose whole set has an owner's check (`_set_owner`); the kinds are spelled here so
-# that verifying other sources imports none of those owners
-ORDER_SET_KINDS = ("index-maps", "preshuffled")  # pipeline.order.checks.SET_CHECKS
-DEDUP_KIND = "dedup"  # pipeline.dedup.tables.MANIFEST_KIND
-
 SetCheck = Callable[[Path], list[str]]  # the set's problems, from its manifest's path
 Covers = Callable[[str | None, str], bool]  # (role, listed name): does the set check read it
 
@@ -44,19 +39,11 @@ Covers = Callable[[str | None, str], bool]  # (role, listed name): does the set 
 def _set_owner(kind: str | None) -> tuple[SetCheck, Covers] | None:
     """The owner's check of the whole set a manifest of `kind` lists, and which of its files that
     check covers; None when no owner checks the set (then each file is checked by its role)."""
-    if kind in ORDER_SET_KINDS:
-        from pipeline.order.checks import SET_CHECKS, SET_COVERS
+    if kind is None:  # checksum lists: no stage owns them, and no stage module is imported
+        return None
+    from pipeline.contract import set_owner
 
-        return SET_CHECKS[kind], SET_COVERS[kind]
-    if kind == DEDUP_KIND:
-        from pipeline.dedup import tables
-
-        names = (tables.REMOVED, tables.CLUSTERS)
-        return (
-            lambda manifest: tables.check(Path(manifest).parent),
-            lambda role, name: os.path.basename(name) in names,
-        )
-    return None
+    return set_owner(kind)  # declared by the stage writing such manifests (StageSpec.set_check)
 
 
 def _owner_problems(src: Source, msgs: list[str]) -> list[Problem]:
