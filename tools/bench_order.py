@@ -29,6 +29,7 @@ samples of 2048 tokens) -> 16 epochs, doc_idx of 320M entries. Needs ~7 GB of RA
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import statistics
@@ -161,6 +162,12 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=20_000_000)
     ap.add_argument("--mean-size", type=int, default=981)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--train-iters",
+        type=int,
+        default=None,
+        help="override the Pythia preset's train_iters (a smaller run on a loaded machine)",
+    )
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
@@ -169,6 +176,8 @@ def main() -> int:
     from pipeline.order.config import OrderConfig
 
     cfg = OrderConfig.from_preset("pythia")
+    if args.train_iters is not None:
+        cfg = dataclasses.replace(cfg, train_iters=args.train_iters)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_order_"))
     (work / "neox").mkdir(parents=True, exist_ok=True)
     (work / "ours").mkdir(exist_ok=True)
@@ -191,6 +200,8 @@ def main() -> int:
                 str(prefix), str(cfg.num_samples), str(cfg.seq_length), str(cfg.seed)]  # fmt: skip
     pile = shutil.which("pile", path=os.path.dirname(sys.executable)) or "pile"
     ours_cmd = [pile, "order", str(prefix), "--preset", "pythia", "--out-dir", str(work / "ours")]
+    if args.train_iters is not None:
+        ours_cmd += ["--train-iters", str(args.train_iters)]
     sides = {"gpt-neox": (peer_cmd, work / "neox"), "pile order": (ours_cmd, work / "ours")}
     results: dict[str, list[dict]] = {k: [] for k in sides}
     for i in range(args.repeats):
