@@ -117,6 +117,9 @@ def iter_sample_idx(
     sizes = np.asarray(sizes)
     if not sizes.flags.aligned:  # the .idx sizes sit at byte 34: gathers from them are ~20x slower
         sizes = sizes.copy()
+    shift = L.bit_length() - 1 if L & (L - 1) == 0 else -1  # L = 2**shift: divide by shifting
+    item = np.arange(min(chunk, max(n, 1)), dtype=np.intp)
+    row_pos = np.arange(0, dtype=np.int64)  # r * L for the rows of one chunk, grown on demand
     for a in range(0, n, chunk):
         if j > num_total:
             break
@@ -126,24 +129,26 @@ def iter_sample_idx(
         chunk_tokens = int(ends[-1])
         # t = ends + base - j*L + L - 1, then T = t // L (all >= 0)
         t = ends + (base - j * L + L - 1)
-        t //= L
+        if shift >= 0:
+            t >>= shift
+        else:
+            t //= L
         rows = int(t[-1])
         take = min(rows, num_total + 1 - j)
         if take > 0:
-            counts = np.diff(t, prepend=0)
-            del t
-            k = np.repeat(np.arange(c.size, dtype=np.intp), counts)[:take]
-            del counts
+            counts = t  # T_k - T_(k-1), in place from the end
+            counts[1:] -= t[:-1].copy()
+            k = np.repeat(item[: c.size], counts)[:take]
+            del counts, t
+            if row_pos.size < take:
+                row_pos = np.arange(max(take, 2 * row_pos.size), dtype=np.int64)
+                row_pos *= L
             # start_k - j*L relative to the chunk: ends - sz + base - j*L
             ends -= sz
+            ends += base - j * L
             block = np.empty((take, 2), dtype=dtype)
-            off = np.arange(take, dtype=np.int64)
-            off *= L
-            off -= np.take(ends, k)
-            off -= base - j * L
-            block[:, 1] = off
-            k += a
-            block[:, 0] = k
+            np.subtract(row_pos[:take], np.take(ends, k), out=block[:, 1], casting="unsafe")
+            np.add(k, a, out=block[:, 0], casting="unsafe")
             if j == 0:
                 # the C loop writes row 0 as (0, 0) before reading any item, even when doc_idx[0]
                 # is an empty item; every later row lands in a non-empty item
