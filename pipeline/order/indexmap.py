@@ -119,15 +119,19 @@ def iter_sample_idx(
         sizes = sizes.copy()
     shift = L.bit_length() - 1 if L & (L - 1) == 0 else -1  # L = 2**shift: divide by shifting
     item = np.arange(min(chunk, max(n, 1)), dtype=np.intp)
-    row_pos = np.arange(0, dtype=np.int64)  # r * L for the rows of one chunk, grown on demand
+    # positions relative to the chunk: int32 when a chunk's tokens + 2L fit (cumsum of int32 into
+    # int32 is ~2.5x faster than into int64, and half the bytes for every later pass)
+    biggest = int(sizes.max(initial=0)) if sizes.size else 0
+    acc = np.dtype(np.int32 if biggest * chunk + 2 * L < INT32_MAX else np.int64)
+    row_pos = np.arange(0, dtype=acc)  # r * L for the rows of one chunk, grown on demand
     for a in range(0, n, chunk):
         if j > num_total:
             break
         c = np.asarray(doc_idx[a : a + chunk])
         sz = np.take(sizes, c)
-        ends = np.cumsum(sz, dtype=np.int64)
+        ends = np.cumsum(sz, dtype=acc)
         chunk_tokens = int(ends[-1])
-        # t = ends + base - j*L + L - 1, then T = t // L (all >= 0)
+        # t = ends + base - j*L + L - 1, then T = t // L (all >= 0; -L < base - j*L <= 0)
         t = ends + (base - j * L + L - 1)
         if shift >= 0:
             t >>= shift
@@ -141,7 +145,8 @@ def iter_sample_idx(
             k = np.repeat(item[: c.size], counts)[:take]
             del counts, t
             if row_pos.size < take:
-                row_pos = np.arange(max(take, 2 * row_pos.size), dtype=np.int64)
+                grow = min(2 * row_pos.size, INT32_MAX // L)  # r * L stays in int32
+                row_pos = np.arange(max(take, grow), dtype=acc)
                 row_pos *= L
             # start_k - j*L relative to the chunk: ends - sz + base - j*L
             ends -= sz

@@ -121,6 +121,21 @@ def test_vectorised_sample_idx_equals_cpp_loop_port_on_random_inputs():
     assert exact_ends > 100  # the edge case was exercised
 
 
+def test_sample_idx_int32_and_int64_chunk_arithmetic():
+    """Chunk positions are int32 when max(size) * chunk + 2L fits, else int64: same rows."""
+    rs = np.random.RandomState(8)
+    sizes = rs.randint(0, 3000, 500).astype(np.int32)
+    sizes[[7, 123]] = [5_000_000, 70_000]  # 5M x 2**10 > 2**31: the int64 path
+    doc_idx = np.tile(np.arange(500, dtype=np.int32), 2)
+    rs.shuffle(doc_idx)
+    tpe = int(sizes.sum())
+    for L in (2048, 2047):  # a shift, and a division
+        want = ref.build_sample_idx_ref(sizes, doc_idx, L, 2, tpe)
+        for chunk in (1 << 10, 64, 1):  # int64, then int32 (5M x 64 + 2L < 2**31)
+            got = build_sample_idx(sizes, doc_idx, L, 2, tpe, chunk=chunk)
+            assert np.array_equal(got, want), (L, chunk)
+
+
 def test_full_build_equals_reference_on_random_inputs():
     rs = np.random.RandomState(11)
     for trial in range(150):
