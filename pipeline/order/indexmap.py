@@ -22,8 +22,9 @@ flat token j*seq_length: the doc_idx index k of the non-empty item containing it
 inside that item. The C++ loop produces exactly this, including its edge case: when a sample ends
 exactly at the end of an item, the next row points at that item's LAST token (offset size - 1),
 never at offset 0 of the next item; zero-length items are skipped. Here it is computed vectorised
-(cumulative sums over chunks of doc_idx + searchsorted), so ~211M items x 2 epochs build in a few
-GB without any int32 overflow (all position arithmetic is int64).
+(cumulative sums over chunks of doc_idx + np.repeat), so ~211M items x 2 epochs build in a few
+GB without any int32 overflow (global positions are int64; positions inside a chunk are int32
+only when the chunk's tokens cannot overflow it).
 
 Training sample g is sample s = shuffle_idx[g]; step N is samples [N*global_batch, (N+1)*global_batch)
 and checkpoint `stepN` has seen the samples below N*global_batch.
@@ -100,7 +101,8 @@ def iter_sample_idx(
 
     Row j is the position of flat token j * seq_length. For each chunk of doc_idx (small enough
     that its temporaries stay in cache): the item sizes (the one random gather, as in the C loop),
-    their int64 end positions by cumsum, and T_k = the number of rows j >= next with
+    their end positions relative to the chunk by cumsum (int32 when the chunk's tokens surely fit,
+    else int64), and T_k = the number of rows j >= next with
     j * L < end_k, i.e. floor((end_k - next * L + L - 1) / L) (never negative: end_k >= the
     chunk's base > (next - 1) * L). Item k holds T_k - T_(k-1) rows (0 for an empty item, which is
     how the C loop skips it; a row on an item's last token when a sample ends exactly at its end);
