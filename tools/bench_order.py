@@ -3,6 +3,7 @@
     git clone https://github.com/EleutherAI/gpt-neox && git -C gpt-neox checkout v1.0
     pip install pybind11          # to compile gpt-neox's helpers.cpp, as its Makefile does
     python tools/bench_order.py --neox gpt-neox [--items 20000000] [--mean-size 981] [--repeats 3]
+        [--train-iters N]   # fewer Pythia steps (fewer epochs): a shorter run on a loaded machine
 
 1. Writes a synthetic MMIDIDX `.idx` (sizes uniform in 1..2*mean-1, seed 0) and a sparse `.bin`
    of the matching length (gpt-neox's MMapIndexedDataset maps it; nothing reads it).
