@@ -64,17 +64,24 @@ def hash_files(paths: Iterable[Path], workers: int | None = None) -> list[str]:
 
 
 def file_entries(
-    base_dir: Path, files: Iterable[Path | tuple[Path, str]], workers: int | None = None
+    base_dir: Path,
+    files: Iterable[Path | tuple[Path, str]],
+    workers: int | None = None,
+    hashes: Mapping[Path, str] | None = None,
 ) -> list[FileEntry]:
+    """Entries of `files`; `hashes` gives the sha256 of files the caller hashed while writing."""
     items: list[tuple[Path, str | None]] = []
     for f in files:
         if isinstance(f, tuple):
             items.append((Path(f[0]), f[1]))
         else:
             items.append((Path(f), None))
-    hashes = hash_files([p for p, _ in items], workers)
+    known = {Path(p): h for p, h in (hashes or {}).items()}
+    todo = [p for p, _ in items if p not in known]
+    known.update(zip(todo, hash_files(todo, workers)))
     out = []
-    for (p, role), h in zip(items, hashes):
+    for p, role in items:
+        h = known[p]
         rel = os.path.relpath(p, base_dir).replace(os.sep, "/")
         out.append(FileEntry(name=rel, bytes=p.stat().st_size, sha256=h, role=role))
     return out
@@ -90,10 +97,12 @@ def write_manifest(
     counts: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
     workers: int | None = None,
+    hashes: Mapping[Path, str] | None = None,
 ) -> dict[str, Any]:
-    """Hash `files` (paths, or (path, role) pairs) and write the manifest at `path` atomically."""
+    """Hash `files` (paths, or (path, role) pairs; `hashes`: sha256 already known, by path) and
+    write the manifest at `path` atomically."""
     path = Path(path)
-    entries = file_entries(path.parent, files, workers)
+    entries = file_entries(path.parent, files, workers, hashes)
     doc: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "format_version": MANIFEST_VERSION,

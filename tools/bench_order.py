@@ -3,6 +3,7 @@
     git clone https://github.com/EleutherAI/gpt-neox && git -C gpt-neox checkout v1.0
     pip install pybind11          # to compile gpt-neox's helpers.cpp, as its Makefile does
     python tools/bench_order.py --neox gpt-neox [--items 20000000] [--mean-size 981] [--repeats 3]
+        [--train-iters N]   # fewer Pythia steps (fewer epochs): a shorter run on a loaded machine
 
 1. Writes a synthetic MMIDIDX `.idx` (sizes uniform in 1..2*mean-1, seed 0) and a sparse `.bin`
    of the matching length (gpt-neox's MMapIndexedDataset maps it; nothing reads it).
@@ -29,6 +30,7 @@ samples of 2048 tokens) -> 16 epochs, doc_idx of 320M entries. Needs ~7 GB of RA
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import statistics
@@ -161,6 +163,12 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=20_000_000)
     ap.add_argument("--mean-size", type=int, default=981)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--train-iters",
+        type=int,
+        default=None,
+        help="override the Pythia preset's train_iters (a smaller run on a loaded machine)",
+    )
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
@@ -169,6 +177,8 @@ def main() -> int:
     from pipeline.order.config import OrderConfig
 
     cfg = OrderConfig.from_preset("pythia")
+    if args.train_iters is not None:
+        cfg = dataclasses.replace(cfg, train_iters=args.train_iters)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_order_"))
     (work / "neox").mkdir(parents=True, exist_ok=True)
     (work / "ours").mkdir(exist_ok=True)
@@ -191,6 +201,8 @@ def main() -> int:
                 str(prefix), str(cfg.num_samples), str(cfg.seq_length), str(cfg.seed)]  # fmt: skip
     pile = shutil.which("pile", path=os.path.dirname(sys.executable)) or "pile"
     ours_cmd = [pile, "order", str(prefix), "--preset", "pythia", "--out-dir", str(work / "ours")]
+    if args.train_iters is not None:
+        ours_cmd += ["--train-iters", str(args.train_iters)]
     sides = {"gpt-neox": (peer_cmd, work / "neox"), "pile order": (ours_cmd, work / "ours")}
     results: dict[str, list[dict]] = {k: [] for k in sides}
     for i in range(args.repeats):

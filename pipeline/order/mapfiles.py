@@ -27,11 +27,12 @@ The maps are computed in pipeline.order.indexmap and written by the `pile order`
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,24 +244,38 @@ class NpyBlocks:
     blocks: Iterator[np.ndarray]
 
 
-def save_npy(path: Path, arr: np.ndarray | NpyBlocks) -> None:
-    """np.save of `arr`, or the same bytes from the blocks of an NpyBlocks, via *.tmp + rename."""
+def save_npy(path: Path, arr: np.ndarray | NpyBlocks) -> str:
+    """np.save of `arr`, or the same bytes from the blocks of an NpyBlocks, via *.tmp + rename.
+
+    Returns the sha256 of the bytes written, hashed from memory as they go out: the manifest
+    needs no second read of maps that are GBs at Pile scale."""
+    h = hashlib.sha256()
     with atomic_open(path, "wb") as f:
         if isinstance(arr, np.ndarray):
-            np.save(f, arr, allow_pickle=True)
-            return
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(arr.dtype)),
-                  "fortran_order": False, "shape": tuple(arr.shape)}  # fmt: skip
-        np.lib.format.write_array_header_1_0(f, header)
-        want = math.prod(arr.shape) * np.dtype(arr.dtype).itemsize
+            header = np.lib.format.header_data_from_array_1_0(arr)
+            # np.save's layout: a Fortran-ordered array goes out as its C-ordered transpose
+            blocks: Iterable[np.ndarray] = (arr.T if header["fortran_order"] else arr,)
+            dtype, shape = arr.dtype, arr.shape
+        else:
+            dtype, shape, blocks = np.dtype(arr.dtype), tuple(arr.shape), arr.blocks
+            header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                      "shape": shape}  # fmt: skip
+        head = io.BytesIO()
+        np.lib.format.write_array_header_1_0(head, header)
+        f.write(head.getbuffer())
+        h.update(head.getbuffer())
+        want = math.prod(shape) * dtype.itemsize
         wrote = 0
-        for block in arr.blocks:
-            if block.dtype != arr.dtype:  # pragma: no cover - a bug in a block builder
-                raise IntegrityError(f"{path}: block dtype {block.dtype}, expected {arr.dtype}")
-            f.write(np.ascontiguousarray(block).data)
+        for block in blocks:
+            if block.dtype != dtype:  # pragma: no cover - a bug in a block builder
+                raise IntegrityError(f"{path}: block dtype {block.dtype}, expected {dtype}")
+            data = memoryview(np.ascontiguousarray(block)).cast("B")
+            f.write(data)
+            h.update(data)
             wrote += block.nbytes
         if wrote != want:
             raise IntegrityError(f"{path}: wrote {wrote} bytes of array data, expected {want}")
+    return h.hexdigest()
 
 
 def load_npy(path: Path, fix: str) -> np.ndarray:

@@ -132,24 +132,26 @@ def run_order(
         paths["manifest"].unlink()  # outputs are about to change: no stale completion marker
     rng = np.random.RandomState(seed=config.seed)
     doc_idx = build_doc_idx(len(sizes), num_epochs, rng)
-    mapfiles.save_npy(paths["doc_idx"], doc_idx)
+    hashes = {paths["doc_idx"]: mapfiles.save_npy(paths["doc_idx"], doc_idx)}  # hashed as written
     t1 = time.perf_counter()
     files: list[tuple[Path, str]] = [(paths["doc_idx"], "doc_idx")]
     if doc_epoch:  # streamed: only doc_idx is ever whole in memory
         epoch = NpyBlocks(doc_epoch_dtype(len(doc_idx), len(sizes)), (len(doc_idx),),
                           iter_doc_epoch(doc_idx, len(sizes)))  # fmt: skip
-        mapfiles.save_npy(paths["doc_epoch"], epoch)
+        hashes[paths["doc_epoch"]] = mapfiles.save_npy(paths["doc_epoch"], epoch)
         del epoch
     num_total = (num_epochs * tokens_per_epoch - 1) // config.seq_length
     dtype = sample_idx_dtype(num_epochs, tokens_per_epoch, config.seq_length)
     blocks = iter_sample_idx(sizes, doc_idx, config.seq_length, num_epochs, tokens_per_epoch)
-    mapfiles.save_npy(paths["sample_idx"], NpyBlocks(dtype, (num_total + 1, 2), blocks))
+    hashes[paths["sample_idx"]] = mapfiles.save_npy(
+        paths["sample_idx"], NpyBlocks(dtype, (num_total + 1, 2), blocks)
+    )
     del doc_idx, blocks
     sample_dtype = dtype.name
     t2 = time.perf_counter()
     shuffle_idx = build_shuffle_idx(num_total, rng)
     shuffle_dtype = shuffle_idx.dtype.name
-    mapfiles.save_npy(paths["shuffle_idx"], shuffle_idx)
+    hashes[paths["shuffle_idx"]] = mapfiles.save_npy(paths["shuffle_idx"], shuffle_idx)
     del shuffle_idx
     t3 = time.perf_counter()
     files += [(paths["sample_idx"], "sample_idx"), (paths["shuffle_idx"], "shuffle_idx")]
@@ -166,6 +168,7 @@ def run_order(
         kind=MANIFEST_KIND,
         config_fingerprint=fp,
         files=files,
+        hashes=hashes,
         config={**config.to_dict(), "name": DATASET_NAME, "num_samples": num_samples},
         counts={
             "items": int(len(sizes)),

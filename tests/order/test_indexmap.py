@@ -121,6 +121,21 @@ def test_vectorised_sample_idx_equals_cpp_loop_port_on_random_inputs():
     assert exact_ends > 100  # the edge case was exercised
 
 
+def test_sample_idx_int32_and_int64_chunk_arithmetic():
+    """Chunk positions are int32 when max(size) * chunk + 2L fits, else int64: same rows."""
+    rs = np.random.RandomState(8)
+    sizes = rs.randint(0, 3000, 500).astype(np.int32)
+    sizes[[7, 123]] = [5_000_000, 70_000]  # 5M x 2**10 > 2**31: the int64 path
+    doc_idx = np.tile(np.arange(500, dtype=np.int32), 2)
+    rs.shuffle(doc_idx)
+    tpe = int(sizes.sum())
+    for L in (2048, 2047):  # a shift, and a division
+        want = ref.build_sample_idx_ref(sizes, doc_idx, L, 2, tpe)
+        for chunk in (1 << 10, 64, 1):  # int64, then int32 (5M x 64 + 2L < 2**31)
+            got = build_sample_idx(sizes, doc_idx, L, 2, tpe, chunk=chunk)
+            assert np.array_equal(got, want), (L, chunk)
+
+
 def test_full_build_equals_reference_on_random_inputs():
     rs = np.random.RandomState(11)
     for trial in range(150):
@@ -177,6 +192,17 @@ def test_doc_epoch_counts_earlier_occurrences():
             assert got.dtype == np.uint8 and np.array_equal(got, want)
     big = np.tile(np.arange(2, dtype=np.int32), 300)
     assert build_doc_epoch(big, 2).dtype == np.uint16
+    # 256 epochs: uint8, whose per-item counter wraps to 0 after the last copy; every item
+    # repeats inside every chunk (the stable-sort branch), and chunks of 1 never repeat
+    for epochs, dtype in ((256, np.uint8), (300, np.uint16)):
+        doc_idx = np.tile(np.arange(3, dtype=np.int32), epochs)
+        rs.shuffle(doc_idx)
+        want = np.zeros(doc_idx.size, dtype=np.int64)
+        for i in range(3):
+            want[doc_idx == i] = np.arange(epochs)
+        for chunk in (1, 5, 1 << 16):
+            got = build_doc_epoch(doc_idx, 3, chunk=chunk)
+            assert got.dtype == dtype and np.array_equal(got, want)
 
 
 def test_config_validation_and_presets():
@@ -232,6 +258,39 @@ def test_streamed_npy_has_np_save_bytes(tmp_path):
         tmp_path / "e.npy", NpyBlocks(epoch.dtype, epoch.shape, iter_doc_epoch(doc_idx, 300, 64))
     )
     assert (tmp_path / "e.npy").read_bytes() == _npy_bytes(epoch)
+
+
+def test_save_npy_returns_the_sha256_of_np_save_bytes(tmp_path):
+    """run_order hashes the maps as it writes them; the manifest takes those hashes."""
+    import hashlib
+
+    from pipeline.io import sha256_file
+    from pipeline.manifest import read_manifest, write_manifest
+    from pipeline.order.mapfiles import NpyBlocks, save_npy
+
+    arrays = {
+        "a.npy": np.arange(1000, dtype=np.int32)[::-1],  # a view with a negative stride
+        "b.npy": np.asfortranarray(np.arange(12, dtype=np.int64).reshape(3, 4)),
+        "c.npy": np.empty(0, dtype=np.uint32),
+    }
+    for name, arr in arrays.items():
+        digest = save_npy(tmp_path / name, arr)
+        assert (tmp_path / name).read_bytes() == _npy_bytes(arr)
+        assert digest == sha256_file(tmp_path / name)
+    blocks = NpyBlocks(np.dtype(np.int32), (5, 2), iter([np.zeros((2, 2), np.int32)] * 2 + [
+        np.ones((1, 2), np.int32)]))  # fmt: skip
+    digest = save_npy(tmp_path / "d.npy", blocks)
+    assert digest == hashlib.sha256((tmp_path / "d.npy").read_bytes()).hexdigest()
+
+    (tmp_path / "e.txt").write_text("not hashed while written")
+    files = [tmp_path / n for n in ("a.npy", "b.npy", "e.txt")]
+    known = {tmp_path / "a.npy": "f" * 64}  # a known hash is taken as given, the rest is read
+    m = write_manifest(tmp_path / "m.json", kind="t", config_fingerprint="x", files=files,
+                       hashes=known)  # fmt: skip
+    got = {f["name"]: f["sha256"] for f in read_manifest(tmp_path / "m.json")["files"]}
+    assert m["files"] == read_manifest(tmp_path / "m.json")["files"]
+    assert got == {"a.npy": "f" * 64, "b.npy": sha256_file(files[1]),
+                   "e.txt": sha256_file(files[2])}  # fmt: skip
 
 
 def test_sample_idx_from_unaligned_sizes():
