@@ -94,6 +94,7 @@ SLOW = (
     "tests/dedup/test_stage.py::test_byte_identical_for_workers_and_reruns",
     "tests/dedup/test_stage.py::test_giant_documents",
     "tests/dedup/test_stage.py::test_planted_duplicates_found_and_one_kept_per_cluster",
+    "tests/dedup/test_units.py",
     "tests/engine/test_local.py::test_workers_exit_when_the_main_process_is_killed",
     "tests/order/test_indexmap.py::test_full_build_equals_reference_on_random_inputs",
     "tests/order/test_indexmap.py::test_scaled_synthetic_build_two_epochs_tiles_the_stream",
