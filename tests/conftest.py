@@ -95,6 +95,7 @@ SLOW = (
     "tests/dedup/test_stage.py::test_giant_documents",
     "tests/dedup/test_stage.py::test_planted_duplicates_found_and_one_kept_per_cluster",
     "tests/dedup/test_units.py::test_killed_run_reuses_exactly_its_finished_units",
+    "tests/dedup/test_units.py::test_skipped_lines_are_quarantined_the_same_per_unit",
     "tests/dedup/test_units.py::test_units_give_the_same_bytes_on_a_multi_frame_file",
     "tests/dedup/test_units.py::test_units_give_the_same_bytes_on_the_sample",
     "tests/engine/test_local.py::test_workers_exit_when_the_main_process_is_killed",

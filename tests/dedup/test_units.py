@@ -16,6 +16,7 @@ import zstandard
 from pipeline.dedup import DedupConfig, run_dedup
 from pipeline.engine import make_executor
 from pipeline.engine.local import WATCH_INTERVAL
+from pipeline.read import ReadConfig
 from tests.dedup.test_stage import _tree_bytes, corpus  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
@@ -102,3 +103,38 @@ def test_killed_run_reuses_exactly_its_finished_units(multi_frame, tmp_path, cap
     assert signed > 0
     assert _tree_bytes(out) == _tree_bytes(want_dir)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_skipped_lines_are_quarantined_the_same_per_unit(corpus, tmp_path, caplog):  # noqa: F811
+    """Bad lines in several units: the same outputs and the same quarantine files as one unit."""
+    lines = Path(corpus["paths"][0]).read_bytes().splitlines(keepends=True)
+    for i in (3, len(lines) // 2, len(lines) - 2):
+        lines[i] = b'{"text": broken\n'
+    data = b"".join(lines)
+    p = tmp_path / "bad.jsonl.zst"
+    p.write_bytes(
+        b"".join(
+            zstandard.ZstdCompressor(level=3).compress(data[i : i + 1500])
+            for i in range(0, len(data), 1500)
+        )
+    )
+    paths = [str(p), corpus["paths"][2]]
+    got = {}
+    for name, unit_bytes, workers in (("whole", WHOLE, 1), ("units", 2000, 2)):
+        q = tmp_path / "q"  # one path: the manifest records it
+        caplog.clear()
+        caplog.set_level("INFO", logger="pipeline.dedup")
+        run_dedup(
+            paths,
+            tmp_path / name,
+            _cfg(unit_bytes=unit_bytes),
+            read_config=ReadConfig(on_error="skip", quarantine_dir=str(q)),
+            executor=make_executor("local", workers),
+        )
+        signed = int(re.search(r"(\d+) unit\(s\) signed", caplog.text).group(1))
+        assert signed > 2 if name == "units" else signed == 2
+        got[name] = (_tree_bytes(tmp_path / name), _tree_bytes(q))
+        q.rename(tmp_path / f"q_{name}")
+    assert got["units"] == got["whole"]
+    rejected = [v for k, v in got["whole"][1].items() if k.endswith(".rejected.jsonl")]
+    assert len(rejected) == 1 and rejected[0].count(b"\n") == 3
