@@ -156,84 +156,95 @@ class _UnitTask:
     fingerprint: str
 
 
-UNIT_RECORD_VERSION = 1
-_UNIT_ARRAYS = ("sig", "n_sh", "keys", "ids", "lines", "names", "chars")
+UNIT_RECORD_VERSION = 2
+# a unit's arrays, one raw little-endian file each, streamed batch by batch (so a worker holds
+# one batch, whatever the unit size); "names" are codes into the record's pile_set_names
+_UNIT_ARRAYS = {
+    "sig": np.dtype("<u4"),
+    "n_sh": np.dtype("<i8"),
+    "keys": np.dtype("<u8"),
+    "ids": np.dtype("<i8"),
+    "lines": np.dtype("<i8"),
+    "names": np.dtype("<i4"),
+    "chars": np.dtype("<i8"),
+}
 
 
 def _unit_key(unit: Unit) -> str:
     return f"{unit.file.index:06d}.part{unit.part:05d}"
 
 
-def _unit_paths(work: Path, unit: Unit) -> tuple[Path, Path]:
-    """(partial arrays, record) of one unit in the work directory."""
-    d = work / "units"
-    return d / f"{_unit_key(unit)}.npz", d / f"{_unit_key(unit)}.json"
+def _unit_record(work: Path, unit: Unit) -> Path:
+    return work / "units" / f"{_unit_key(unit)}.json"
+
+
+def _unit_arrays(work: Path, unit: Unit) -> dict[str, Path]:
+    return {n: work / "units" / f"{_unit_key(unit)}.{n}" for n in _UNIT_ARRAYS}
 
 
 def _sign_unit(task: _UnitTask) -> dict[str, Any]:
-    """Worker: read one unit, sign its documents batch by batch, commit its partial arrays and
-    then its record (unit, stage fingerprint, sha256 of the arrays, counts); returns the counts."""
+    """Worker: read one unit, sign its documents batch by batch, commit its arrays and then its
+    record (unit, stage fingerprint, size and sha256 of the arrays, counts); returns the counts."""
     unit, cfg = task.unit, task.cfg
     f = unit.file
+    work = Path(task.work)
+    paths = _unit_arrays(work, unit)
+    paths["sig"].parent.mkdir(parents=True, exist_ok=True)
     rstats = ReadStats()
     per: dict[str, int] = {}
+    codes: dict[str, int] = {}
     lo, _ = unit.id_range()
     last = lo - 1
-    parts: dict[str, list] = {n: [] for n in _UNIT_ARRAYS}
     seconds = 0.0
-    texts: list[str] = []
+    batch: dict[str, list] = {"texts": [], "ids": [], "lines": [], "names": []}
     batch_chars = 0
+    documents = 0
+    with ExitStack() as stack:
+        out = {n: stack.enter_context(atomic_open(p, "wb")) for n, p in paths.items()}
 
-    def flush() -> None:
-        nonlocal texts, batch_chars, seconds
-        sig, n_sh, keys, sec = _signature_batch(
-            _SigBatch(texts, cfg.ngram, cfg.num_perm, cfg.seed, cfg.bands, cfg.rows)
-        )
-        parts["sig"].append(sig)
-        parts["n_sh"].append(n_sh)
-        parts["keys"].append(keys)
-        parts["chars"].append(np.fromiter((len(t) for t in texts), np.int64, len(texts)))
-        seconds += sec
-        texts, batch_chars = [], 0
+        def put(name: str, a) -> None:
+            out[name].write(np.ascontiguousarray(a, dtype=_UNIT_ARRAYS[name]).tobytes())
 
-    ids: list[int] = []
-    lines: list[int] = []
-    names: list[str] = []
-    for doc in iter_unit(unit, task.read_config, rstats):
-        if docid.file_index(doc.doc_id) != f.index or doc.doc_id <= last:
-            raise IntegrityError(
-                f"{f.where} line {doc.line}: document id {doc.doc_id} is not in "
-                f"ascending order for input file index {f.index}; the reader must give "
-                "ids file_index << 40 | line-1 in line order."
+        def flush() -> None:
+            nonlocal batch, batch_chars, seconds
+            texts = batch["texts"]
+            sig, n_sh, keys, sec = _signature_batch(
+                _SigBatch(texts, cfg.ngram, cfg.num_perm, cfg.seed, cfg.bands, cfg.rows)
             )
-        last = doc.doc_id
-        texts.append(doc.text)
-        ids.append(doc.doc_id)
-        lines.append(doc.line)
-        names.append(doc.pile_set_name)
-        per[doc.pile_set_name] = per.get(doc.pile_set_name, 0) + 1
-        batch_chars += len(doc.text)
-        if batch_chars >= cfg.batch_chars or len(texts) >= MAX_BATCH_DOCS:
+            put("sig", sig)
+            put("n_sh", n_sh)
+            put("keys", keys)
+            put("ids", batch["ids"])
+            put("lines", batch["lines"])
+            put("names", batch["names"])
+            put("chars", np.fromiter((len(t) for t in texts), np.int64, len(texts)))
+            seconds += sec
+            batch = {k: [] for k in batch}
+            batch_chars = 0
+
+        for doc in iter_unit(unit, task.read_config, rstats):
+            if docid.file_index(doc.doc_id) != f.index or doc.doc_id <= last:
+                raise IntegrityError(
+                    f"{f.where} line {doc.line}: document id {doc.doc_id} is not in "
+                    f"ascending order for input file index {f.index}; the reader must give "
+                    "ids file_index << 40 | line-1 in line order."
+                )
+            last = doc.doc_id
+            name = doc.pile_set_name
+            batch["texts"].append(doc.text)
+            batch["ids"].append(doc.doc_id)
+            batch["lines"].append(doc.line)
+            batch["names"].append(codes.setdefault(name, len(codes)))
+            per[name] = per.get(name, 0) + 1
+            documents += 1
+            batch_chars += len(doc.text)
+            if batch_chars >= cfg.batch_chars or len(batch["texts"]) >= MAX_BATCH_DOCS:
+                flush()
+        if batch["texts"]:
             flush()
-    if texts:
-        flush()
-    k = cfg.num_perm
-    arrays = {
-        "sig": np.concatenate(parts["sig"]) if parts["sig"] else np.zeros((0, k), np.uint32),
-        "n_sh": np.concatenate(parts["n_sh"]) if parts["n_sh"] else np.zeros(0, np.int64),
-        "keys": (
-            np.concatenate(parts["keys"])
-            if parts["keys"]
-            else np.zeros((0, cfg.bands or 0), np.uint64)
-        ),
-        "ids": np.asarray(ids, dtype=np.int64),
-        "lines": np.asarray(lines, dtype=np.int64),
-        "names": np.asarray(names, dtype=np.str_),
-        "chars": np.concatenate(parts["chars"]) if parts["chars"] else np.zeros(0, np.int64),
-    }
     counts = {
-        "documents": len(ids),
-        "per_set": per,
+        "documents": documents,
+        "per_set": per,  # first-seen order = the codes of "names"
         "seconds": seconds,
         "reader": {
             "lines": rstats.lines,
@@ -242,35 +253,36 @@ def _sign_unit(task: _UnitTask) -> dict[str, Any]:
             "rejected": rstats.rejected,
         },
     }
-    work = Path(task.work)
-    npz, rec_path = _unit_paths(work, unit)
-    npz.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(npz, "wb") as fh:
-        np.savez(fh, **arrays)
     rec = {
         "version": UNIT_RECORD_VERSION,
         "fingerprint": task.fingerprint,
         "unit": unit.to_dict(),
-        "file": {"size": npz.stat().st_size, "sha256": sha256_file(npz)},
+        "files": {
+            n: {"size": p.stat().st_size, "sha256": sha256_file(p)} for n, p in paths.items()
+        },
         "counts": counts,
     }
-    atomic_write_text(rec_path, json.dumps(rec))
-    fsync_dir(npz.parent)
+    atomic_write_text(_unit_record(work, unit), json.dumps(rec))
+    fsync_dir(paths["sig"].parent)
     return counts
 
 
 def _reusable_unit(work: Path, unit: Unit, fingerprint: str, read_config) -> dict | None:
     """The counts of a unit a killed run finished (its record and arrays intact), else None."""
-    npz, rec_path = _unit_paths(work, unit)
     try:
-        rec = json.loads(rec_path.read_bytes())
+        rec = json.loads(_unit_record(work, unit).read_bytes())
         if not isinstance(rec, dict) or rec.get("version") != UNIT_RECORD_VERSION:
             return None
         if rec.get("fingerprint") != fingerprint or rec.get("unit") != unit.to_dict():
             return None
-        meta = rec["file"]
-        if npz.stat().st_size != meta["size"] or sha256_file(npz) != meta["sha256"]:
+        files = rec["files"]
+        paths = _unit_arrays(work, unit)
+        if set(files) != set(paths):
             return None
+        for n, p in paths.items():
+            meta = files[n]
+            if p.stat().st_size != meta["size"] or sha256_file(p) != meta["sha256"]:
+                return None
         counts = rec["counts"]
         if read_config.on_error == "skip" and counts["reader"]["rejected"]:
             return None  # its quarantined lines are written by reading it again
@@ -294,22 +306,33 @@ def _batch_ends(chars: np.ndarray, batch_chars: int) -> list[int]:
     return ends
 
 
-def _load_unit(work: Path, unit: Unit) -> dict[str, np.ndarray]:
-    with np.load(_unit_paths(work, unit)[0], allow_pickle=False) as z:
-        return {n: z[n] for n in _UNIT_ARRAYS}
+def _load_unit(work: Path, unit: Unit, counts: dict[str, Any], cfg: DedupConfig):
+    """The unit's arrays, mapped (not read) from its files; "names" become strings per slice."""
+    out: dict[str, Any] = {"set_names": np.asarray(list(counts["per_set"]), dtype=object)}
+    for n, p in _unit_arrays(work, unit).items():
+        dt = _UNIT_ARRAYS[n]
+        a = np.memmap(p, dtype=dt, mode="r") if p.stat().st_size else np.zeros(0, dt)
+        if n == "sig":
+            a = a.reshape(-1, cfg.num_perm)
+        elif n == "keys":
+            a = a.reshape(-1, cfg.bands)
+        out[n] = a
+    out["has"] = np.concatenate([[0], np.cumsum(np.asarray(out["n_sh"]) > 0)])
+    return out
 
 
-def _slice(a: dict[str, np.ndarray], lo: int, hi: int) -> dict[str, np.ndarray]:
-    has = np.concatenate([[0], np.cumsum(a["n_sh"] > 0)])
-    out = {n: a[n][lo:hi] for n in _UNIT_ARRAYS if n != "keys"}
-    out["keys"] = a["keys"][has[lo] : has[hi]]
+def _slice(a: dict[str, Any], lo: int, hi: int) -> dict[str, np.ndarray]:
+    has = a["has"]  # documents with shingles before each one: rows of "keys"
+    out = {n: np.array(a[n][lo:hi]) for n in ("sig", "n_sh", "ids", "lines", "chars")}
+    out["keys"] = np.array(a["keys"][has[lo] : has[hi]])
+    out["names"] = a["set_names"][np.asarray(a["names"][lo:hi], dtype=np.int64)]
     return out
 
 
 def _cat(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     if len(pieces) == 1:
         return pieces[0]
-    return {n: np.concatenate([p[n] for p in pieces]) for n in _UNIT_ARRAYS}
+    return {n: np.concatenate([p[n] for p in pieces]) for n in pieces[0]}
 
 
 class _FileUnits:
@@ -325,7 +348,11 @@ class _FileUnits:
 
     def assemble(self, work: Path, cfg: DedupConfig) -> _FileSignatures:
         chars = np.concatenate(
-            [_load_unit(work, u)["chars"] for u in self.units] or [np.zeros(0, np.int64)]
+            [
+                np.array(_load_unit(work, u, c, cfg)["chars"])
+                for u, c in zip(self.units, self.counts)
+            ]
+            or [np.zeros(0, np.int64)]
         )
         ends = _batch_ends(chars, cfg.batch_chars)
         sink = _FileSignatures(self.file, work, cfg)
@@ -333,8 +360,8 @@ class _FileUnits:
             pos = 0  # documents of the file before the current unit
             carry: list[dict[str, np.ndarray]] = []
             e = 0
-            for u in self.units:
-                a = _load_unit(work, u)
+            for u, uc in zip(self.units, self.counts):
+                a = _load_unit(work, u, uc, cfg)
                 n = len(a["ids"])
                 lo = 0
                 while e < len(ends) and ends[e] <= pos + n:
@@ -416,7 +443,7 @@ def compute_signatures(
         r = sink.finish()
         _record_signatures(work, fu.file, cfg, read_config, fingerprint, r, fu.identity)
         for u in fu.units:
-            for p in _unit_paths(work, u):
+            for p in (_unit_record(work, u), *_unit_arrays(work, u).values()):
                 p.unlink(missing_ok=True)
         results[pos[fu.file.index]] = r
         if progress is not None:
