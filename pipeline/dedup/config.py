@@ -117,10 +117,30 @@ class DedupConfig(StageConfig):
     keep_intermediate: bool = opt(
         False, action="store_true", help="keep buckets/ and edges/ for inspection"
     )
+    # one signature task per work unit (pipeline.read.units); any value gives the same bytes
+    unit_bytes: int | None = opt(
+        None,
+        help="bytes of text per work unit (unset: input bytes / (2 x workers))",
+        cli=False,
+        toml=False,
+    )
+    unit_cache: str | None = opt(
+        None,
+        help="directory for re-chunked single-frame .jsonl.zst/.gz inputs (unset: one unit)",
+        cli=False,
+        toml=False,
+    )
     # the commands' shared --workers (add_workers_argument); `pile build` has a top-level one
     workers: int = opt(1, help="worker processes (0 = one per core)", cli=False, toml=False)
 
-    _not_fingerprinted = ("workers", "partitions", "batch_chars", "keep_intermediate")
+    _not_fingerprinted = (
+        "workers",
+        "partitions",
+        "batch_chars",
+        "keep_intermediate",
+        "unit_bytes",
+        "unit_cache",
+    )
 
     def __post_init__(self) -> None:
         def bad(name: str, value: Any, allowed: str, fix: str) -> ConfigError:
@@ -146,6 +166,9 @@ class DedupConfig(StageConfig):
             raise bad("partitions", p, "a power of two in 1..65536", "Use e.g. 64.")
         if self.batch_chars < 1:
             raise bad("batch_chars", self.batch_chars, "an integer >= 1", "Use the default.")
+        ub = self.unit_bytes
+        if ub is not None and (isinstance(ub, bool) or not isinstance(ub, int) or ub < 1):
+            raise bad("unit_bytes", ub, "a positive integer or unset", "Leave it unset.")
         if not isinstance(self.verify_candidates, bool):
             raise bad("verify_candidates", self.verify_candidates, "true or false", "")
         if self.verify not in VERIFY_MODES:

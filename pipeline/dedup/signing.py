@@ -1,13 +1,17 @@
 """Step 1 of the dedup stage: MinHash signatures and LSH band records of every input file.
 
-The driver reads each input file with the reader (`iter_file`) and cuts it into batches of
-~`batch_chars` characters; each batch is a task (shingle + hash + MinHash + band keys,
-pipeline.dedup.shingle / .minhash / .lsh) on the executor, at most 2 x workers in flight, so a
-single large file keeps every worker busy. The driver writes the results in batch order:
-`signatures/<i>.npy|.parquet` (pipeline.dedup.signatures) and the LSH band records in
-`buckets/<p>/<i>.bin` (pipeline.dedup.edges): the same bytes for any worker count or batch size.
+One executor task per work unit (pipeline.read.units: a whole file, or a byte or frame range of
+a large one; `DedupConfig.unit_bytes`, default input bytes / (2 x workers) like tokenize, and
+`unit_cache` to split single-frame compressed files): the worker reads its unit (`iter_unit`),
+signs it in batches of ~`batch_chars` characters (shingle + hash + MinHash + band keys,
+pipeline.dedup.shingle / .minhash / .lsh) and commits its arrays, then its record, in
+`<work>/units/`. Once all units of a file are in, the driver joins them in unit order, cut into
+the batches the whole-file reader makes, into `signatures/<i>.npy|.parquet`
+(pipeline.dedup.signatures) and the LSH band records in `buckets/<p>/<i>.bin`
+(pipeline.dedup.edges): the same bytes for any worker count, unit or batch size.
 
-Resume: one task record per input file in the work directory (see `record_signatures`).
+Resume: one task record per input file in the work directory (see `_record_signatures`) and,
+for a file not finished, one record per finished unit (see `_reusable_unit`).
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ from pipeline.dedup.signatures import DocsTableWriter, SignatureArrayWriter, sig
 from pipeline.engine.base import Executor
 from pipeline.errors import IntegrityError
 from pipeline.io import atomic_open, atomic_write_text, fsync_dir, sha256_file
-from pipeline.read import InputFile, ReadConfig, ReadStats, iter_file
+from pipeline.read import InputFile, ReadConfig, ReadStats
 from pipeline.read.reader import quarantine_kept
 from pipeline.read.remote import input_stat
+from pipeline.read.units import Unit, iter_unit, merge_quarantine, plan_units
+from pipeline.tokenize.plan import balanced_unit_bytes, frame_bytes_for
 
 log = logging.getLogger(__name__)
 
@@ -73,36 +79,6 @@ def _signature_batch(task: _SigBatch) -> tuple[np.ndarray, np.ndarray, np.ndarra
     sig = minhash_signatures(h, n_sh, a)
     keys = band_keys(sig[n_sh > 0], task.bands, task.rows)
     return sig, n_sh, keys, time.perf_counter() - t0
-
-
-def _batches_of(f: InputFile, cfg: DedupConfig, read_config: ReadConfig, rstats, counts):
-    """(texts, ids, lines, names) batches of one file, counting documents per pile_set_name."""
-    texts: list[str] = []
-    ids: list[int] = []
-    lines: list[int] = []
-    names: list[str] = []
-    batch_chars = 0
-    last = -1
-    per = counts["per_set"]
-    for doc in iter_file(f, read_config, rstats):
-        if docid.file_index(doc.doc_id) != f.index or doc.doc_id <= last:
-            raise IntegrityError(
-                f"{f.where} line {doc.line}: document id {doc.doc_id} is not in "
-                f"ascending order for input file index {f.index}; the reader must give "
-                "ids file_index << 40 | line-1 in line order."
-            )
-        last = doc.doc_id
-        texts.append(doc.text)
-        ids.append(doc.doc_id)
-        lines.append(doc.line)
-        names.append(doc.pile_set_name)
-        per[doc.pile_set_name] = per.get(doc.pile_set_name, 0) + 1
-        batch_chars += len(doc.text)
-        if batch_chars >= cfg.batch_chars or len(texts) >= MAX_BATCH_DOCS:
-            yield texts, ids, lines, names
-            texts, ids, lines, names, batch_chars = [], [], [], [], 0
-    if texts:
-        yield texts, ids, lines, names
 
 
 class _FileSignatures:
@@ -171,6 +147,251 @@ class _FileSignatures:
             self.docs.close(e)
 
 
+@dataclass(frozen=True)
+class _UnitTask:
+    unit: Unit
+    cfg: DedupConfig
+    read_config: ReadConfig
+    work: str
+    fingerprint: str
+
+
+UNIT_RECORD_VERSION = 2
+# a unit's arrays, one raw little-endian file each, streamed batch by batch (so a worker holds
+# one batch, whatever the unit size); "names" are codes into the record's pile_set_names
+_UNIT_ARRAYS = {
+    "sig": np.dtype("<u4"),
+    "n_sh": np.dtype("<i8"),
+    "keys": np.dtype("<u8"),
+    "ids": np.dtype("<i8"),
+    "lines": np.dtype("<i8"),
+    "names": np.dtype("<i4"),
+    "chars": np.dtype("<i8"),
+}
+
+
+def _unit_key(unit: Unit) -> str:
+    return f"{unit.file.index:06d}.part{unit.part:05d}"
+
+
+def _unit_record(work: Path, unit: Unit) -> Path:
+    return work / "units" / f"{_unit_key(unit)}.json"
+
+
+def _unit_arrays(work: Path, unit: Unit) -> dict[str, Path]:
+    return {n: work / "units" / f"{_unit_key(unit)}.{n}" for n in _UNIT_ARRAYS}
+
+
+def _sign_unit(task: _UnitTask) -> dict[str, Any]:
+    """Worker: read one unit, sign its documents batch by batch, commit its arrays and then its
+    record (unit, stage fingerprint, size and sha256 of the arrays, counts); returns the counts."""
+    unit, cfg = task.unit, task.cfg
+    f = unit.file
+    work = Path(task.work)
+    paths = _unit_arrays(work, unit)
+    paths["sig"].parent.mkdir(parents=True, exist_ok=True)
+    rstats = ReadStats()
+    per: dict[str, int] = {}
+    codes: dict[str, int] = {}
+    lo, _ = unit.id_range()
+    last = lo - 1
+    seconds = 0.0
+    batch: dict[str, list] = {"texts": [], "ids": [], "lines": [], "names": []}
+    batch_chars = 0
+    documents = 0
+    with ExitStack() as stack:
+        out = {n: stack.enter_context(atomic_open(p, "wb")) for n, p in paths.items()}
+
+        def put(name: str, a) -> None:
+            out[name].write(np.ascontiguousarray(a, dtype=_UNIT_ARRAYS[name]).tobytes())
+
+        def flush() -> None:
+            nonlocal batch, batch_chars, seconds
+            texts = batch["texts"]
+            sig, n_sh, keys, sec = _signature_batch(
+                _SigBatch(texts, cfg.ngram, cfg.num_perm, cfg.seed, cfg.bands, cfg.rows)
+            )
+            put("sig", sig)
+            put("n_sh", n_sh)
+            put("keys", keys)
+            put("ids", batch["ids"])
+            put("lines", batch["lines"])
+            put("names", batch["names"])
+            put("chars", np.fromiter((len(t) for t in texts), np.int64, len(texts)))
+            seconds += sec
+            batch = {k: [] for k in batch}
+            batch_chars = 0
+
+        for doc in iter_unit(unit, task.read_config, rstats):
+            if docid.file_index(doc.doc_id) != f.index or doc.doc_id <= last:
+                raise IntegrityError(
+                    f"{f.where} line {doc.line}: document id {doc.doc_id} is not in "
+                    f"ascending order for input file index {f.index}; the reader must give "
+                    "ids file_index << 40 | line-1 in line order."
+                )
+            last = doc.doc_id
+            name = doc.pile_set_name
+            batch["texts"].append(doc.text)
+            batch["ids"].append(doc.doc_id)
+            batch["lines"].append(doc.line)
+            batch["names"].append(codes.setdefault(name, len(codes)))
+            per[name] = per.get(name, 0) + 1
+            documents += 1
+            batch_chars += len(doc.text)
+            if batch_chars >= cfg.batch_chars or len(batch["texts"]) >= MAX_BATCH_DOCS:
+                flush()
+        if batch["texts"]:
+            flush()
+    counts = {
+        "documents": documents,
+        "per_set": per,  # first-seen order = the codes of "names"
+        "seconds": seconds,
+        "reader": {
+            "lines": rstats.lines,
+            "empty": rstats.empty,
+            "blank_lines": rstats.blank_lines,
+            "rejected": rstats.rejected,
+        },
+    }
+    rec = {
+        "version": UNIT_RECORD_VERSION,
+        "fingerprint": task.fingerprint,
+        "unit": unit.to_dict(),
+        "files": {
+            n: {"size": p.stat().st_size, "sha256": sha256_file(p)} for n, p in paths.items()
+        },
+        "counts": counts,
+    }
+    atomic_write_text(_unit_record(work, unit), json.dumps(rec))
+    fsync_dir(paths["sig"].parent)
+    return counts
+
+
+def _reusable_unit(work: Path, unit: Unit, fingerprint: str, read_config) -> dict | None:
+    """The counts of a unit a killed run finished (its record and arrays intact), else None."""
+    try:
+        rec = json.loads(_unit_record(work, unit).read_bytes())
+        if not isinstance(rec, dict) or rec.get("version") != UNIT_RECORD_VERSION:
+            return None
+        if rec.get("fingerprint") != fingerprint or rec.get("unit") != unit.to_dict():
+            return None
+        files = rec["files"]
+        paths = _unit_arrays(work, unit)
+        if set(files) != set(paths):
+            return None
+        for n, p in paths.items():
+            meta = files[n]
+            if p.stat().st_size != meta["size"] or sha256_file(p) != meta["sha256"]:
+                return None
+        counts = rec["counts"]
+        if read_config.on_error == "skip" and counts["reader"]["rejected"]:
+            return None  # its quarantined lines are written by reading it again
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return counts
+
+
+def _batch_ends(chars: np.ndarray, batch_chars: int) -> list[int]:
+    """Where the whole-file reader closed its batches (same rule as `_batches_of`)."""
+    ends: list[int] = []
+    acc = n = 0
+    for i, c in enumerate(chars.tolist()):
+        acc += c
+        n += 1
+        if acc >= batch_chars or n >= MAX_BATCH_DOCS:
+            ends.append(i + 1)
+            acc = n = 0
+    if n:
+        ends.append(len(chars))
+    return ends
+
+
+def _load_unit(work: Path, unit: Unit, counts: dict[str, Any], cfg: DedupConfig):
+    """The unit's arrays, mapped (not read) from its files; "names" become strings per slice."""
+    out: dict[str, Any] = {"set_names": np.asarray(list(counts["per_set"]), dtype=object)}
+    for n, p in _unit_arrays(work, unit).items():
+        dt = _UNIT_ARRAYS[n]
+        a = np.memmap(p, dtype=dt, mode="r") if p.stat().st_size else np.zeros(0, dt)
+        if n == "sig":
+            a = a.reshape(-1, cfg.num_perm)
+        elif n == "keys":
+            a = a.reshape(-1, cfg.bands)
+        out[n] = a
+    out["has"] = np.concatenate([[0], np.cumsum(np.asarray(out["n_sh"]) > 0)])
+    return out
+
+
+def _slice(a: dict[str, Any], lo: int, hi: int) -> dict[str, np.ndarray]:
+    has = a["has"]  # documents with shingles before each one: rows of "keys"
+    out = {n: np.array(a[n][lo:hi]) for n in ("sig", "n_sh", "ids", "lines", "chars")}
+    out["keys"] = np.array(a["keys"][has[lo] : has[hi]])
+    out["names"] = a["set_names"][np.asarray(a["names"][lo:hi], dtype=np.int64)]
+    return out
+
+
+def _cat(pieces: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    if len(pieces) == 1:
+        return pieces[0]
+    return {n: np.concatenate([p[n] for p in pieces]) for n in pieces[0]}
+
+
+class _FileUnits:
+    """The units of one input file as they finish; once all are in, the file's signatures,
+    docs table and bucket records are written from the units' arrays in unit order, cut into
+    the batches the whole-file reader made (the bucket records are written per batch)."""
+
+    def __init__(self, f: InputFile, units: list[Unit]) -> None:
+        self.file = f
+        self.units = units
+        self.counts: list[dict[str, Any]] = []
+        self.identity = _input_identity(f)
+
+    def assemble(self, work: Path, cfg: DedupConfig) -> _FileSignatures:
+        chars = np.concatenate(
+            [
+                np.array(_load_unit(work, u, c, cfg)["chars"])
+                for u, c in zip(self.units, self.counts)
+            ]
+            or [np.zeros(0, np.int64)]
+        )
+        ends = _batch_ends(chars, cfg.batch_chars)
+        sink = _FileSignatures(self.file, work, cfg)
+        try:
+            pos = 0  # documents of the file before the current unit
+            carry: list[dict[str, np.ndarray]] = []
+            e = 0
+            for u, uc in zip(self.units, self.counts):
+                a = _load_unit(work, u, uc, cfg)
+                n = len(a["ids"])
+                lo = 0
+                while e < len(ends) and ends[e] <= pos + n:
+                    hi = ends[e] - pos
+                    b = _cat([*carry, _slice(a, lo, hi)])
+                    carry = []
+                    meta = (b["ids"], b["lines"].tolist(), b["names"].tolist(), b["chars"])
+                    sink.write(meta, (b["sig"], b["n_sh"], b["keys"], 0.0))
+                    lo = hi
+                    e += 1
+                if lo < n:
+                    carry.append(_slice(a, lo, n))
+                pos += n
+            c = sink.counts
+            per = c["per_set"]
+            for uc in self.counts:
+                for name, v in uc["per_set"].items():
+                    per[name] = per.get(name, 0) + v
+                c["seconds"] += uc["seconds"]
+                r = uc["reader"]
+                sink.rstats.lines += r["lines"]
+                sink.rstats.empty += r["empty"]
+                sink.rstats.blank_lines += r["blank_lines"]
+                sink.rstats.rejected += r["rejected"]
+        except BaseException as err:
+            sink.abort(err)
+            raise
+        return sink
+
+
 def compute_signatures(
     files: Sequence[InputFile],
     work: Path,
@@ -181,70 +402,87 @@ def compute_signatures(
     fingerprint: str = "",
 ) -> list[dict[str, Any]]:
     """Signatures and bucket records of every file in `work` (the work directory), in file order.
-    A file whose task record is valid (a killed run finished it) is not read again.
+    A file whose task record is valid (a killed run finished it) is not read again; of the
+    other files, each work unit (pipeline.read.units) is one task, and a unit whose record is
+    valid is not read again either.
 
-    The batches of every file form one ordered task stream; `tags` holds, in stream order, the
-    (file, batch metadata) of each task and a (file, None) mark at each file's end, so the
-    driver writes each result into its file and closes the file once its last batch is in."""
+    `pending` holds, in plan order, every unit of the files to sign with its reused counts (or
+    None: its task is in the executor's ordered stream), so each result is matched to its unit
+    and a file is written once its last unit is in."""
     results: list[dict[str, Any] | None] = [None] * len(files)
-    open_files: list[_FileSignatures] = []
-    tags: deque[tuple[_FileSignatures, Any]] = deque()
     pos = {f.index: i for i, f in enumerate(files)}
+    todo: list[InputFile] = []
+    for f in files:
+        old = _reusable_signatures(work, f, cfg, read_config, fingerprint)
+        if old is None:
+            todo.append(f)
+            continue
+        results[pos[f.index]] = old
+        if progress is not None:
+            progress(
+                {"phase": "signatures", "counts": {"documents": old["documents"]}, "reused": True}
+            )
+    unit_bytes = cfg.unit_bytes
+    if unit_bytes is None:
+        unit_bytes = balanced_unit_bytes(todo, executor.workers)
+    plan = plan_units(
+        todo,
+        unit_bytes,
+        cfg.unit_cache,
+        frame_bytes=frame_bytes_for(unit_bytes),
+        executor=executor,
+    )
+    pending: deque[tuple[_FileUnits, Unit, dict[str, Any] | None]] = deque()
+    done = {"signed": 0, "reused": 0}
 
-    def finish(sink: _FileSignatures) -> None:
-        open_files.remove(sink)
+    def finish_unit(fu: _FileUnits, counts: dict[str, Any]) -> None:
+        fu.counts.append(counts)
+        if len(fu.counts) < len(fu.units):
+            return
+        sink = fu.assemble(work, cfg)
         r = sink.finish()
-        _record_signatures(work, sink.file, cfg, read_config, fingerprint, r, sink.identity)
-        results[pos[sink.file.index]] = r
+        _record_signatures(work, fu.file, cfg, read_config, fingerprint, r, fu.identity)
+        for u in fu.units:
+            for p in (_unit_record(work, u), *_unit_arrays(work, u).values()):
+                p.unlink(missing_ok=True)
+        results[pos[fu.file.index]] = r
         if progress is not None:
             progress({"phase": "signatures", "counts": {"documents": r["documents"]}})
         _fault_after(sum(x is not None for x in results))
 
-    def finish_marked() -> None:
-        while tags and tags[0][1] is None:
-            finish(tags.popleft()[0])
+    def drain_reused() -> None:
+        while pending and pending[0][2] is not None:
+            fu, _, counts = pending.popleft()
+            done["reused"] += 1
+            finish_unit(fu, counts)
 
-    def stream() -> Iterator[_SigBatch]:
-        for f in files:
-            old = _reusable_signatures(work, f, cfg, read_config, fingerprint)
-            if old is not None:
-                results[pos[f.index]] = old
-                if progress is not None:
-                    progress(
-                        {
-                            "phase": "signatures",
-                            "counts": {"documents": old["documents"]},
-                            "reused": True,
-                        }
-                    )
-                continue
-            sink = _FileSignatures(f, work, cfg)
-            sink.identity = _input_identity(f)
-            open_files.append(sink)
-            for texts, ids, lines, names in _batches_of(
-                f, cfg, read_config, sink.rstats, sink.counts
-            ):
-                chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-                tags.append((sink, (ids, lines, names, chars)))
-                yield _SigBatch(texts, cfg.ngram, cfg.num_perm, cfg.seed, cfg.bands, cfg.rows)
-            tags.append((sink, None))
+    def stream() -> Iterator[_UnitTask]:
+        for f in plan.files:
+            fu = _FileUnits(f, plan.units_of(f.index))
+            for u in fu.units:
+                old = _reusable_unit(work, u, fingerprint, read_config)
+                pending.append((fu, u, old))
+                if old is None:
+                    yield _UnitTask(u, cfg, read_config, str(work), fingerprint)
 
-    try:
-        for result in executor.imap(_signature_batch, stream()):
-            finish_marked()  # files whose last batch came before this one
-            sink, meta = tags.popleft()
-            sink.write(meta, result)
-        finish_marked()
-    except BaseException as e:
-        for sink in open_files:
-            sink.abort(e)
-        raise
+    for counts in executor.imap(_sign_unit, stream()):
+        drain_reused()
+        fu, _, _ = pending.popleft()
+        done["signed"] += 1
+        _fault_after_units(done["signed"])
+        finish_unit(fu, counts)
+    drain_reused()
+    if read_config.on_error == "skip":
+        merge_quarantine(plan, read_config.quarantine_dir)
     reused = sum(bool(r.get("reused")) for r in results if r is not None)
     log.info(
-        "dedup signatures: read %d of %d file(s), reused %d finished by an interrupted run",
+        "dedup signatures: read %d of %d file(s), reused %d finished by an interrupted run; "
+        "%d unit(s) signed, %d unit(s) reused",
         len(files) - reused,
         len(files),
         reused,
+        done["signed"],
+        done["reused"],
     )
     return [r for r in results if r is not None]
 
@@ -263,6 +501,16 @@ def _fault_after(done: int) -> None:
         import signal
 
         log.warning("PILE_FAULT: killing dedup after %d signature file(s)", done)
+        logging.shutdown()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fault_after_units(done: int) -> None:
+    """Test hook: `PILE_FAULT=dedup-units:N` SIGKILLs this process once N units are signed."""
+    if os.environ.get("PILE_FAULT") == f"dedup-units:{done}":
+        import signal
+
+        log.warning("PILE_FAULT: killing dedup after %d signature unit(s)", done)
         logging.shutdown()
         os.kill(os.getpid(), signal.SIGKILL)
 

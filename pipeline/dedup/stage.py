@@ -3,13 +3,13 @@ stats.json, timings.json, manifest.json}.
 
 Steps and their tasks (each task is a pure function of its arguments; results merged in task
 order, so 1 or N workers give byte-identical files):
-  1. signatures (pipeline.dedup.signing): the main process reads each input file with the reader
-     (`iter_file`) and cuts it into batches of ~`batch_chars` characters; each batch is a task
-     (shingle + hash + MinHash + band keys, pipeline.dedup.shingle / .minhash / .lsh) on the
-     executor, at most 2 x workers in flight, so a single large file keeps every worker busy. The
-     main process writes the results in batch order: `signatures/<i>.npy|.parquet` and the LSH
-     band records in `buckets/<p>/<i>.bin` (pipeline.dedup.edges): the same bytes for any worker
-     count or batch size.
+  1. signatures (pipeline.dedup.signing): one task per work unit of the inputs
+     (pipeline.read.units: whole files, or byte/frame ranges of large files; `unit_bytes`,
+     `unit_cache`): the worker reads its unit and computes shingles + hash + MinHash + band keys
+     (pipeline.dedup.shingle / .minhash / .lsh) batch by batch, committing its arrays and record
+     in the work directory. The main process joins a file's units in unit order into
+     `signatures/<i>.npy|.parquet` and the LSH band records in `buckets/<p>/<i>.bin`
+     (pipeline.dedup.edges): the same bytes for any worker count, unit or batch size.
   2. edges (pipeline.dedup.candidates): one task per hash partition p: star edges of every
      bucket -> `edges/<p>.npy` (written atomically, so a retried task never leaves half a file).
   3. verification (pipeline.dedup.verification): candidate pairs screened on the full
