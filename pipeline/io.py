@@ -88,11 +88,15 @@ def open_new(path: str | os.PathLike, mode: str = "wb") -> BinaryIO:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]:
+def atomic_open(
+    path: str | os.PathLike, mode: str = "wb", per_process: bool = False
+) -> Iterator[BinaryIO]:
     """Open `path.tmp` for writing; on success fsync and rename to `path`; on error remove it.
 
     The temporary is created with O_EXCL|O_NOFOLLOW (`open_new`) and renamed over `path`, which
-    replaces a symlink at `path` rather than writing through it.
+    replaces a symlink at `path` rather than writing through it. `per_process` names it
+    `path.<pid>.tmp`: a straggling worker of a killed run can then never rename this run's
+    half-written file (task outputs written by pool workers).
     """
     path = Path(path)
     if "w" not in mode:
@@ -104,7 +108,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
             f"cannot create output directory {path.parent}: {e.strerror}. "
             "Choose a writable output location."
         ) from e
-    tmp = tmp_path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp") if per_process else tmp_path(path)
     f = open_new(tmp, mode)
     try:
         with f:

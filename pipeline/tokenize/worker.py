@@ -4,8 +4,6 @@ a per-process temporary name (`committed`)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 from array import array
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import IntegrityError
-from pipeline.io import open_new
+from pipeline.io import atomic_open
 from pipeline.read import ReadStats
 from pipeline.read.units import iter_unit
 from pipeline.shards.mmidx import token_dtype_for_vocab
@@ -21,22 +19,10 @@ from pipeline.tokenize.dataset import EOD_TOKEN
 from pipeline.tokenize.plan import Task
 
 
-@contextlib.contextmanager
 def committed(path: Path):
-    """Write `path` through `path.<pid>.tmp` (fsync, rename). The temporary name is per process:
-    a straggling worker of a killed run can never rename this run's half-written file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    f = open_new(tmp)
-    try:
-        with f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """Write `path` through `path.<pid>.tmp` (fsync, rename): a straggling worker of a killed run
+    can never rename this run's half-written file."""
+    return atomic_open(path, "wb", per_process=True)
 
 
 def tokenize_task(task: Task) -> dict[str, Any]:
