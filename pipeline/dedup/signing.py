@@ -42,8 +42,7 @@ from pipeline.io import atomic_open, atomic_write_text, fsync_dir, sha256_file
 from pipeline.read import InputFile, ReadConfig, ReadStats
 from pipeline.read.reader import quarantine_kept
 from pipeline.read.remote import input_stat
-from pipeline.read.units import Unit, iter_unit, merge_quarantine, plan_units
-from pipeline.tokenize.plan import balanced_unit_bytes, frame_bytes_for
+from pipeline.read.units import Unit, iter_unit, merge_quarantine, plan_balanced_units
 
 log = logging.getLogger(__name__)
 
@@ -422,16 +421,7 @@ def compute_signatures(
             progress(
                 {"phase": "signatures", "counts": {"documents": old["documents"]}, "reused": True}
             )
-    unit_bytes = cfg.unit_bytes
-    if unit_bytes is None:
-        unit_bytes = balanced_unit_bytes(todo, executor.workers)
-    plan = plan_units(
-        todo,
-        unit_bytes,
-        cfg.unit_cache,
-        frame_bytes=frame_bytes_for(unit_bytes),
-        executor=executor,
-    )
+    plan = plan_balanced_units(todo, executor.workers, cfg.unit_bytes, cfg.unit_cache, executor)
     pending: deque[tuple[_FileUnits, Unit, dict[str, Any] | None]] = deque()
     done = {"signed": 0, "reused": 0}
 

@@ -783,3 +783,47 @@ def read_unit_stats(args: tuple[Unit, ReadConfig]) -> ReadStats:
     for _ in iter_unit(unit, config, stats):
         pass
     return stats
+
+
+# The default split, shared by every stage that plans units (tokenize, dedup's signatures).
+TASKS_PER_WORKER = 2
+WHOLE_FILES = 1 << 62  # one unit per file: larger than any file's text
+MIN_FRAME_BYTES = 1 << 10
+
+
+def balanced_unit_bytes(files: Sequence[InputFile], workers: int) -> int:
+    """The default unit size: total input bytes / (workers x TASKS_PER_WORKER), so no unit
+    holds one worker for most of the run (a 101 MB file of 37% of the bytes kept one of two
+    workers busy for >= 63% of the work); with one worker, one unit per file."""
+    if workers <= 1:
+        return WHOLE_FILES
+    total = 0
+    for f in files:
+        if f.kind in SPLITTABLE and "://" not in f.path:
+            try:
+                total += max(1, os.path.getsize(f.path))
+            except OSError:
+                pass
+    return max(1, int((total or 1) / (workers * TASKS_PER_WORKER)))
+
+
+def frame_bytes_for(unit_bytes: int) -> int:
+    """Frames of a re-chunked file: ~4 per unit (units are frame ranges), between 1 KiB and
+    16 MiB (a 1 GiB unit: the default 16 MiB; one cache per frame size)."""
+    return max(MIN_FRAME_BYTES, min(DEFAULT_FRAME_BYTES, unit_bytes // 4))
+
+
+def plan_balanced_units(
+    files: Sequence[InputFile],
+    workers: int,
+    unit_bytes: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    executor=None,
+) -> UnitPlan:
+    """`plan_units` with `unit_bytes` (None: `balanced_unit_bytes` for `workers`) and frames of
+    re-chunked files sized for it (`frame_bytes_for`)."""
+    if unit_bytes is None:
+        unit_bytes = balanced_unit_bytes(files, workers)
+    return plan_units(
+        files, unit_bytes, cache_dir, frame_bytes=frame_bytes_for(unit_bytes), executor=executor
+    )

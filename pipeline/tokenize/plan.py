@@ -13,14 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.read import InputFile, ReadConfig
-from pipeline.read.units import DEFAULT_FRAME_BYTES, SPLITTABLE, Unit, UnitPlan, plan_units
+from pipeline.read.units import (  # noqa: F401 (TASKS_PER_WORKER, WHOLE_FILES re-exported)
+    SPLITTABLE,
+    TASKS_PER_WORKER,
+    WHOLE_FILES,
+    Unit,
+    UnitPlan,
+    plan_balanced_units,
+)
 from pipeline.tokenize.config import TokenizeConfig
 
 CHUNKABLE_KINDS = SPLITTABLE
-TASKS_PER_WORKER = 2
-# one unit per file: larger than any file's text
-WHOLE_FILES = 1 << 62
-MIN_FRAME_BYTES = 1 << 10
 
 
 @dataclass(frozen=True)
@@ -59,22 +62,6 @@ class Task:
         return f"{self.input.index:06d}.{self.first_line}-{stop}"
 
 
-def balanced_unit_bytes(files: Sequence[InputFile], workers: int) -> int:
-    """The default unit size: total input bytes / (workers x TASKS_PER_WORKER), so no unit
-    holds one worker for most of the run (a 101 MB file of 37% of the bytes kept one of two
-    workers busy for >= 63% of the work); with one worker, one unit per file."""
-    if workers <= 1:
-        return WHOLE_FILES
-    total = 0
-    for f in files:
-        if f.kind in CHUNKABLE_KINDS and "://" not in f.path:
-            try:
-                total += max(1, os.path.getsize(f.path))
-            except OSError:
-                pass
-    return max(1, int((total or 1) / (workers * TASKS_PER_WORKER)))
-
-
 def plan_tasks(
     files: Sequence[InputFile],
     workers: int,
@@ -84,14 +71,4 @@ def plan_tasks(
 ) -> UnitPlan:
     """The unit plan of the tasks: `unit_bytes` of text per unit (None: `balanced_unit_bytes`).
     The output is the same for any plan (the partials are merged in unit order)."""
-    if unit_bytes is None:
-        unit_bytes = balanced_unit_bytes(files, workers)
-    return plan_units(
-        files, unit_bytes, cache_dir, frame_bytes=frame_bytes_for(unit_bytes), executor=executor
-    )
-
-
-def frame_bytes_for(unit_bytes: int) -> int:
-    """Frames of a re-chunked file: ~4 per unit (units are frame ranges), between 1 KiB and
-    16 MiB (a 1 GiB unit: the default 16 MiB; one cache per frame size)."""
-    return max(MIN_FRAME_BYTES, min(DEFAULT_FRAME_BYTES, unit_bytes // 4))
+    return plan_balanced_units(files, workers, unit_bytes, cache_dir, executor)
